@@ -1,0 +1,144 @@
+//! Bytes to compiled artefacts: WAT text, hash checks, core/component detection, sharing.
+//!
+//! Two entries whose bytes are the same share one compiled [`Artefact`], found by the SHA-256
+//! of the bytes while any entry still holds it. This module does not know about entries or
+//! Lua; errors are plain messages that the registry puts in context.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Module;
+use wasmtime::component::Component;
+
+use crate::engine::engine;
+
+/// A compiled core module or component.
+pub enum Artefact {
+    Module(Module),
+    Component(Component),
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Checks `bytes` against a registry hash, `sha256:<hex>`.
+///
+/// # Errors
+/// `hash verification failed: ...` with the SPEC's wording for a malformed hash, another
+/// algorithm, or a mismatch.
+pub fn verify_hash(bytes: &[u8], hash: &str) -> Result<(), String> {
+    let check = || -> Result<(), String> {
+        let Some((alg, hex_digest)) = hash.split_once(':') else {
+            return Err(format!("invalid hash format: {hash}"));
+        };
+        if alg != "sha256" {
+            return Err(format!("unsupported hash algorithm: {alg}"));
+        }
+        let want = hex::decode(hex_digest).map_err(|_| format!("invalid hash format: {hash}"))?;
+        if want.len() != 32 {
+            return Err(format!("invalid hash format: {hash}"));
+        }
+        let got = sha256(bytes);
+        if want != got {
+            return Err(format!(
+                "hash mismatch: expected {}, got {}",
+                hex_digest.to_ascii_lowercase(),
+                hex::encode(got)
+            ));
+        }
+        Ok(())
+    };
+    check().map_err(|e| format!("hash verification failed: {e}"))
+}
+
+/// WAT text (a core module or a component) to binary.
+///
+/// # Errors
+/// The WAT parser's message, with line and column.
+pub fn wat(source: &str) -> Result<Vec<u8>, String> {
+    wat::parse_str(source).map_err(|e| format!("invalid WAT: {e}"))
+}
+
+/// Whether `bytes` is a component rather than a core module (by its header's layer field).
+pub fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+/// Compiles `bytes`, or returns the artefact already compiled from the same bytes.
+///
+/// # Errors
+/// Not WebAssembly, or wasmtime's validation or compilation error.
+pub fn compile(bytes: &[u8]) -> Result<Arc<Artefact>, String> {
+    static SHARED: Mutex<Option<HashMap<[u8; 32], Weak<Artefact>>>> = Mutex::new(None);
+    if bytes.len() < 8 || bytes[..4] != *b"\0asm" {
+        return Err("not a WebAssembly binary (no `\\0asm` header)".to_string());
+    }
+    let key = sha256(bytes);
+    if let Some(found) = SHARED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_default()
+        .get(&key)
+        .and_then(Weak::upgrade)
+    {
+        return Ok(found);
+    }
+    // Compiled outside the lock: two loads of new bytes compile in parallel.
+    let artefact = Arc::new(if is_component(bytes) {
+        Artefact::Component(
+            Component::new(engine(), bytes).map_err(|e| format!("failed to compile: {e:#}"))?,
+        )
+    } else {
+        Artefact::Module(
+            Module::new(engine(), bytes).map_err(|e| format!("failed to compile: {e:#}"))?,
+        )
+    });
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let map = shared.get_or_insert_default();
+    map.retain(|_, weak| weak.strong_count() > 0);
+    map.insert(key, Arc::downgrade(&artefact));
+    Ok(artefact)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_errors_keep_their_wording() {
+        let bytes = b"abc";
+        let good = format!("sha256:{}", hex::encode(sha256(bytes)));
+        assert_eq!(verify_hash(bytes, &good), Ok(()));
+        assert_eq!(
+            verify_hash(bytes, "nohash").unwrap_err(),
+            "hash verification failed: invalid hash format: nohash"
+        );
+        assert_eq!(
+            verify_hash(bytes, "md5:00").unwrap_err(),
+            "hash verification failed: unsupported hash algorithm: md5"
+        );
+        let zero = format!("sha256:{}", "0".repeat(64));
+        assert!(
+            verify_hash(bytes, &zero)
+                .unwrap_err()
+                .starts_with("hash verification failed: hash mismatch: expected 0000")
+        );
+    }
+
+    #[test]
+    fn same_bytes_share_one_artefact() {
+        let bytes = wat("(module (func (export \"f\")))").unwrap();
+        let a = compile(&bytes).unwrap();
+        let b = compile(&bytes).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn components_are_told_from_modules() {
+        assert!(!is_component(&wat("(module)").unwrap()));
+        assert!(is_component(&wat("(component)").unwrap()));
+    }
+}

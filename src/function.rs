@@ -1,0 +1,400 @@
+//! A function ready to call: its compiled artefact, its export and signature, and the call.
+//!
+//! Core modules with scalar signatures are called as core functions; components (and core
+//! modules whose `wit` needs the canonical ABI, wrapped into components at load) go through
+//! the component model with `Val`s. Every call gets a fresh instance from an `InstancePre`,
+//! so no guest state survives a call.
+
+use std::sync::Arc;
+
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, ComponentExportIndex, ResourceTable, Type};
+use wasmtime::{ExternType, Store, Trap, WasmBacktrace};
+
+use crate::compile::{self, Artefact};
+use crate::engine::engine;
+use crate::error::{Error, expected_args};
+use crate::signature::Signature;
+use crate::value::{self, ConvError, CoreType, Value};
+
+/// Per-call store data.
+#[derive(Default)]
+pub struct CallCtx {
+    table: ResourceTable,
+}
+
+impl CallCtx {
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+/// A callable export of a compiled entry.
+pub struct Function {
+    id: String,
+    method: String,
+    target: Target,
+    /// Held so that other entries with the same bytes find it (the shared map is weak).
+    _artefact: Arc<Artefact>,
+}
+
+enum Target {
+    Core {
+        pre: wasmtime::InstancePre<CallCtx>,
+        export: String,
+        params: Vec<(String, CoreType)>,
+        results: Vec<CoreType>,
+    },
+    Component {
+        pre: wasmtime::component::InstancePre<CallCtx>,
+        export: ComponentExportIndex,
+        params: Vec<(String, Type)>,
+        results: Vec<Type>,
+    },
+}
+
+impl Function {
+    /// Compiles `bytes` (sharing artefacts with other entries) and prepares `method`.
+    ///
+    /// `wit` is only read for core modules.
+    ///
+    /// # Errors
+    /// A message (without the entry ID) for what does not fit: compile errors, an unknown
+    /// method, a signature that does not match the core export.
+    pub fn build(
+        id: &str,
+        method: &str,
+        bytes: &[u8],
+        wit: Option<&str>,
+    ) -> Result<Function, String> {
+        let artefact = compile::compile(bytes)?;
+        let mut wrapped_artefact = None;
+        let target = match (&*artefact, wit) {
+            (Artefact::Component(component), _) => component_target(component, method)?,
+            (Artefact::Module(module), None) => core_target(module, method, None)?,
+            (Artefact::Module(module), Some(wit)) => {
+                let sig = Signature::parse(wit)?;
+                match sig.scalar(method)? {
+                    Some(scalar) => {
+                        let params = scalar.params;
+                        core_target(module, method, Some((params, scalar.results)))?
+                    }
+                    None => {
+                        let wrapped = compile::compile(&sig.componentize(bytes)?)?;
+                        let Artefact::Component(component) = &*wrapped else {
+                            unreachable!("componentize makes components")
+                        };
+                        let target = component_target(component, method)?;
+                        wrapped_artefact = Some(wrapped.clone());
+                        target
+                    }
+                }
+            }
+        };
+        Ok(Function {
+            id: id.to_string(),
+            method: method.to_string(),
+            target,
+            _artefact: wrapped_artefact.unwrap_or(artefact),
+        })
+    }
+
+    /// The entry ID, `ns:name`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The number of parameters.
+    pub fn arity(&self) -> usize {
+        match &self.target {
+            Target::Core { params, .. } => params.len(),
+            Target::Component { params, .. } => params.len(),
+        }
+    }
+
+    /// The name of parameter `index` (0-based); `p1`, `p2`... for core functions without `wit`.
+    pub fn param_name(&self, index: usize) -> &str {
+        match &self.target {
+            Target::Core { params, .. } => params.get(index).map(|(n, _)| n.as_str()),
+            Target::Component { params, .. } => params.get(index).map(|(n, _)| n.as_str()),
+        }
+        .unwrap_or("?")
+    }
+
+    /// Calls the function in a fresh instance.
+    ///
+    /// No result gives [`Value::Nil`], one result that value, several an array.
+    ///
+    /// # Errors
+    /// `INVALID` for a wrong argument count or value (naming the argument and path);
+    /// `INTERNAL` for traps and instantiation failures.
+    pub fn call(&self, args: &[Value]) -> Result<Value, Error> {
+        if args.len() != self.arity() {
+            return Err(self.fail(Error::invalid(expected_args(self.arity(), args.len()))));
+        }
+        match &self.target {
+            Target::Core {
+                pre,
+                export,
+                params,
+                results,
+            } => {
+                let mut vals = Vec::with_capacity(args.len());
+                for (i, ((_, ty), v)) in params.iter().zip(args).enumerate() {
+                    vals.push(value::to_core(v, *ty).map_err(|e| self.arg_error(i, e))?);
+                }
+                let mut store = Store::new(engine(), CallCtx::default());
+                let instance = pre.instantiate(&mut store).map_err(|e| self.trap(e))?;
+                let func = instance
+                    .get_func(&mut store, export)
+                    .expect("export checked at load");
+                let mut out = vec![wasmtime::Val::I32(0); results.len()];
+                func.call(&mut store, &vals, &mut out)
+                    .map_err(|e| self.trap(e))?;
+                let mut values = out
+                    .iter()
+                    .zip(results)
+                    .map(|(v, ty)| value::from_core(v, *ty))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.result_error(e))?;
+                Ok(collect_results(&mut values))
+            }
+            Target::Component {
+                pre,
+                export,
+                params,
+                results,
+            } => {
+                let mut vals = Vec::with_capacity(args.len());
+                for (i, ((_, ty), v)) in params.iter().zip(args).enumerate() {
+                    vals.push(value::to_wit(v, ty).map_err(|e| self.arg_error(i, e))?);
+                }
+                let mut store = Store::new(engine(), CallCtx::default());
+                let instance = pre.instantiate(&mut store).map_err(|e| self.trap(e))?;
+                let func = instance
+                    .get_func(&mut store, export)
+                    .expect("export checked at load");
+                let mut out = vec![wasmtime::component::Val::Bool(false); results.len()];
+                func.call(&mut store, &vals, &mut out)
+                    .map_err(|e| self.trap(e))?;
+                let mut values = out
+                    .into_iter()
+                    .zip(results)
+                    .map(|(v, ty)| value::from_wit(v, ty))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.result_error(e))?;
+                Ok(collect_results(&mut values))
+            }
+        }
+    }
+
+    /// `failed to call `id`: <message>`, with the entry and method in the details.
+    fn fail(&self, e: Error) -> Error {
+        let (id, method) = (self.id.clone(), self.method.clone());
+        e.context(format_args!("failed to call `{}`", self.id))
+            .with(|d| {
+                d.entry = Some(id);
+                d.method = Some(method);
+            })
+    }
+
+    /// The error for argument `index` (0-based) failing to convert.
+    pub fn arg_error(&self, index: usize, e: ConvError) -> Error {
+        let name = self.param_name(index);
+        let path = e.path();
+        self.fail(
+            Error::invalid(format!("argument {} ({name}): {e}", index + 1)).with(|d| {
+                d.argument = Some(index + 1);
+                d.path = (!path.is_empty()).then_some(path);
+            }),
+        )
+    }
+
+    fn result_error(&self, e: ConvError) -> Error {
+        self.fail(Error::internal(format!("result: {e}")))
+    }
+
+    /// Classifies a wasmtime failure by its type, never by its text.
+    fn trap(&self, e: wasmtime::Error) -> Error {
+        let backtrace = e.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
+        let error = match e.downcast_ref::<Trap>() {
+            Some(trap) => {
+                let code = snake_case(&format!("{trap:?}"));
+                Error::internal(format!("wasm trap: {trap}")).with(|d| d.trap = Some(code))
+            }
+            None => Error::internal(e.root_cause().to_string()),
+        };
+        self.fail(error.with(|d| d.backtrace = backtrace))
+    }
+}
+
+fn collect_results(values: &mut Vec<Value>) -> Value {
+    match values.len() {
+        0 => Value::Nil,
+        1 => values.pop().expect("one value"),
+        _ => Value::Array(std::mem::take(values)),
+    }
+}
+
+/// `UnreachableCodeReached` to `unreachable_code_reached`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn core_target(
+    module: &wasmtime::Module,
+    method: &str,
+    sig: Option<(Vec<(String, CoreType)>, Vec<CoreType>)>,
+) -> Result<Target, String> {
+    let ty = match module.get_export(method) {
+        Some(ExternType::Func(ty)) => ty,
+        Some(_) => return Err(format!("export `{method}` is not a function")),
+        None => {
+            let names: Vec<_> = module
+                .exports()
+                .filter(|e| matches!(e.ty(), ExternType::Func(_)))
+                .map(|e| e.name().to_string())
+                .collect();
+            return Err(format!(
+                "method `{method}` is not exported (functions: {})",
+                names.join(", ")
+            ));
+        }
+    };
+    let core_params: Vec<_> = ty.params().collect();
+    let core_results: Vec<_> = ty.results().collect();
+    let (params, results) = match sig {
+        Some((params, results)) => {
+            let fits = params.len() == core_params.len()
+                && results.len() == core_results.len()
+                && params
+                    .iter()
+                    .zip(&core_params)
+                    .all(|((_, w), c)| w.matches(c))
+                && results.iter().zip(&core_results).all(|(w, c)| w.matches(c));
+            if !fits {
+                return Err(format!(
+                    "the wit signature of `{method}` does not match the core export {ty}"
+                ));
+            }
+            (params, results)
+        }
+        None => {
+            let scalar = |t: &wasmtime::ValType| CoreType::from_core(t);
+            match (
+                core_params.iter().map(scalar).collect::<Option<Vec<_>>>(),
+                core_results.iter().map(scalar).collect::<Option<Vec<_>>>(),
+            ) {
+                (Some(p), Some(r)) => (
+                    p.into_iter()
+                        .enumerate()
+                        .map(|(i, t)| (format!("p{}", i + 1), t))
+                        .collect(),
+                    r,
+                ),
+                _ => {
+                    return Err(format!(
+                        "`{method}` has non-numeric core types {ty}; give the entry a `wit` signature"
+                    ));
+                }
+            }
+        }
+    };
+    let mut linker = wasmtime::Linker::new(engine());
+    linker
+        .define_unknown_imports_as_traps(module)
+        .map_err(|e| format!("{e:#}"))?;
+    let pre = linker
+        .instantiate_pre(module)
+        .map_err(|e| format!("failed to prepare instances: {e:#}"))?;
+    Ok(Target::Core {
+        pre,
+        export: method.to_string(),
+        params,
+        results,
+    })
+}
+
+fn component_target(component: &Component, method: &str) -> Result<Target, String> {
+    let (func, export) = find_export(component, method)?;
+    let mut linker = wasmtime::component::Linker::new(engine());
+    linker
+        .define_unknown_imports_as_traps(component)
+        .map_err(|e| format!("{e:#}"))?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("failed to prepare instances: {e:#}"))?;
+    Ok(Target::Component {
+        pre,
+        export,
+        params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
+        results: func.results().collect(),
+    })
+}
+
+/// Finds `func` or `iface#func` among a component's exports. An interface may be named in
+/// full (`ns:pkg/iface@1.0.0`), without its version, or by its last segment (`iface`).
+fn find_export(
+    component: &Component,
+    method: &str,
+) -> Result<(ComponentFunc, ComponentExportIndex), String> {
+    let not_found = || {
+        format!(
+            "method `{method}` is not exported (functions: {})",
+            export_names(component).join(", ")
+        )
+    };
+    let (parent, name) = match method.split_once('#') {
+        None => (None, method),
+        Some((iface, func)) => {
+            let full = component
+                .component_type()
+                .exports(engine())
+                .map(|(n, _)| n.to_string())
+                .find(|n| {
+                    n == iface
+                        || n.split('@').next() == Some(iface)
+                        || n.split('@').next().and_then(|n| n.rsplit('/').next()) == Some(iface)
+                })
+                .ok_or_else(not_found)?;
+            match component.get_export(None, full.as_str()) {
+                Some((ComponentItem::ComponentInstance(_), index)) => (Some(index), func),
+                _ => return Err(not_found()),
+            }
+        }
+    };
+    match component.get_export(parent.as_ref(), name) {
+        Some((ComponentItem::ComponentFunc(func), index)) => Ok((func, index)),
+        _ => Err(not_found()),
+    }
+}
+
+/// Every exported function, `iface#func` for those inside exported instances.
+fn export_names(component: &Component) -> Vec<String> {
+    let mut names = Vec::new();
+    for (name, item) in component.component_type().exports(engine()) {
+        match item.ty {
+            ComponentItem::ComponentFunc(_) => names.push(name.to_string()),
+            ComponentItem::ComponentInstance(instance) => {
+                for (func, item) in instance.exports(engine()) {
+                    if matches!(item.ty, ComponentItem::ComponentFunc(_)) {
+                        names.push(format!("{name}#{func}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}

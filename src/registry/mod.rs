@@ -1,0 +1,268 @@
+//! The registry: entries loaded from YAML folders, by ID, and atomic (re)loads.
+//!
+//! A load reads every file ([`source`]), applies each kind's schema ([`schema`]), compiles
+//! the functions, and only then replaces what the previous load of the same path brought. A
+//! failure anywhere leaves the registry as it was. Nothing here knows about Lua.
+
+pub mod schema;
+pub mod source;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value as Yaml;
+
+use self::schema::{
+    DirectoryConfig, EmptyStorageConfig, FunctionConfig, StaticStorageConfig, VariableConfig,
+};
+use self::source::RawEntry;
+use crate::compile;
+use crate::error::{Error, Result};
+use crate::function::Function;
+
+/// A loaded entry.
+pub enum Entry {
+    Function(Arc<Function>),
+    /// `fs.directory`: the folder, absolute.
+    Directory(PathBuf),
+    Variable(VariableConfig),
+    /// `env.storage.*`: the kind and, for `static`, its values.
+    Storage(String, StaticStorageConfig),
+}
+
+impl Entry {
+    fn kind_name(&self) -> &'static str {
+        match self {
+            Entry::Function(_) => "function",
+            Entry::Directory(_) => "fs.directory",
+            Entry::Variable(_) => "env.variable",
+            Entry::Storage(..) => "env.storage",
+        }
+    }
+}
+
+/// What a load brought.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The IDs loaded, sorted.
+    pub entries: Vec<String>,
+    /// Entries of kinds we do not run: `(id, kind)`.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Entries by ID, and which load brought each.
+#[derive(Default)]
+pub struct Registry {
+    entries: HashMap<String, Entry>,
+    /// Load path (canonical) to the IDs it brought.
+    loads: HashMap<PathBuf, Vec<String>>,
+}
+
+/// A load, read and compiled but not yet applied.
+pub struct Prepared {
+    key: PathBuf,
+    entries: Vec<(String, Entry)>,
+    summary: Summary,
+}
+
+impl Registry {
+    /// The function with ID `id`.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` for an unknown ID; `INVALID` for an entry that is not a function.
+    pub fn function(&self, id: &str) -> Result<Arc<Function>> {
+        match self.entries.get(id) {
+            Some(Entry::Function(f)) => Ok(f.clone()),
+            Some(other) => Err(Error::invalid(format!(
+                "`{id}` is an {} entry, not a function",
+                other.kind_name()
+            ))
+            .with(|d| d.entry = Some(id.to_string()))),
+            None => Err(Error::not_found(format!("function `{id}` not found"))
+                .with(|d| d.entry = Some(id.to_string()))),
+        }
+    }
+
+    /// Reads and compiles everything under `path` without changing the registry.
+    ///
+    /// # Errors
+    /// The first problem found, naming the file, the entry and the field.
+    pub fn prepare(&self, path: &Path) -> Result<Prepared> {
+        let (_root, raw) = source::read(path)?;
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let mut seen = HashSet::new();
+        for entry in &raw {
+            if !seen.insert(entry.id.as_str()) {
+                return Err(entry.error(Error::invalid("duplicate entry ID")));
+            }
+            if self.entries.contains_key(&entry.id)
+                && !self
+                    .loads
+                    .get(&key)
+                    .is_some_and(|ids| ids.contains(&entry.id))
+            {
+                return Err(entry.error(Error::invalid(
+                    "duplicate entry ID (already loaded from another path)",
+                )));
+            }
+        }
+
+        let mut summary = Summary::default();
+        let mut entries: Vec<(String, Entry)> = Vec::new();
+        // Directories first: functions in the same load refer to them.
+        let mut functions = Vec::new();
+        for entry in &raw {
+            let built = match entry.kind.as_str() {
+                "fs.directory" => {
+                    let c: DirectoryConfig = parse(entry)?;
+                    let Some(dir) = c.directory else {
+                        return Err(entry.error(field_error("directory", "directory is required")));
+                    };
+                    Entry::Directory(entry.dir.join(dir))
+                }
+                "env.variable" => {
+                    let c: VariableConfig = parse(entry)?;
+                    if c.variable.as_deref().is_none_or(str::is_empty) {
+                        return Err(entry.error(field_error("variable", "variable is required")));
+                    }
+                    Entry::Variable(c)
+                }
+                "env.storage.os" | "env.storage.memory" => {
+                    parse::<EmptyStorageConfig>(entry)?;
+                    Entry::Storage(entry.kind.clone(), StaticStorageConfig::default())
+                }
+                "env.storage.static" => Entry::Storage(entry.kind.clone(), parse(entry)?),
+                "function.wat" | "function.wasm" => {
+                    let c: FunctionConfig = parse(entry)?;
+                    if let Some((field, msg)) = schema::validate(&entry.kind, &c).into_iter().next()
+                    {
+                        return Err(entry.error(field_error(&field, &msg)));
+                    }
+                    functions.push((entry, c));
+                    continue;
+                }
+                // Kinds of other runtimes (`function.lua`), and ours not built yet (`http.*`).
+                _ => {
+                    summary.skipped.push((entry.id.clone(), entry.kind.clone()));
+                    continue;
+                }
+            };
+            entries.push((entry.id.clone(), built));
+        }
+        for (entry, config) in functions {
+            let f = self.build_function(entry, &config, &entries)?;
+            entries.push((entry.id.clone(), Entry::Function(Arc::new(f))));
+        }
+        summary.entries = entries.iter().map(|(id, _)| id.clone()).collect();
+        summary.entries.sort();
+        Ok(Prepared {
+            key,
+            entries,
+            summary,
+        })
+    }
+
+    /// Applies a prepared load: the entries of the previous load of the same path are replaced.
+    pub fn commit(&mut self, prepared: Prepared) -> Summary {
+        if let Some(old) = self.loads.remove(&prepared.key) {
+            for id in old {
+                self.entries.remove(&id);
+            }
+        }
+        let ids = prepared.entries.iter().map(|(id, _)| id.clone()).collect();
+        self.entries.extend(prepared.entries);
+        self.loads.insert(prepared.key, ids);
+        prepared.summary
+    }
+
+    fn build_function(
+        &self,
+        entry: &RawEntry,
+        config: &FunctionConfig,
+        pending: &[(String, Entry)],
+    ) -> Result<Function> {
+        let bytes = match entry.kind.as_str() {
+            "function.wat" => {
+                let source = config.source.as_deref().unwrap_or_default();
+                compile::wat(source).map_err(|e| entry.error(field_error("source", &e)))?
+            }
+            _ => self.read_wasm(entry, config, pending)?,
+        };
+        let method = config.method.as_deref().unwrap_or_default();
+        Function::build(&entry.id, method, &bytes, config.wit.as_deref())
+            .map_err(|e| entry.error(Error::invalid(e)))
+    }
+
+    /// The bytes of a `function.wasm` entry, hash-checked.
+    fn read_wasm(
+        &self,
+        entry: &RawEntry,
+        config: &FunctionConfig,
+        pending: &[(String, Entry)],
+    ) -> Result<Vec<u8>> {
+        let fs_id = entry.resolve_id(config.fs.as_deref().unwrap_or_default());
+        let found = pending
+            .iter()
+            .find(|(id, _)| *id == fs_id)
+            .map(|(_, e)| e)
+            .or_else(|| self.entries.get(&fs_id));
+        let dir = match found {
+            Some(Entry::Directory(dir)) => dir,
+            Some(other) => {
+                return Err(entry.error(field_error(
+                    "fs",
+                    &format!(
+                        "`{fs_id}` is an {} entry, not an fs.directory",
+                        other.kind_name()
+                    ),
+                )));
+            }
+            None => {
+                return Err(entry.error(
+                    Error::not_found(format!("fs `{fs_id}` not found"))
+                        .with(|d| d.field = Some("fs".into())),
+                ));
+            }
+        };
+        let rel = config.path.as_deref().unwrap_or_default();
+        let path = dir.join(rel);
+        let not_found = |e: std::io::Error| {
+            entry.error(
+                Error::not_found(format!("file {}: {e}", path.display()))
+                    .with(|d| d.field = Some("path".into())),
+            )
+        };
+        let canonical = path.canonicalize().map_err(not_found)?;
+        if !canonical.starts_with(dir.canonicalize().map_err(not_found)?) {
+            return Err(entry.error(field_error(
+                "path",
+                &format!("path `{rel}` escapes the directory of `{fs_id}`"),
+            )));
+        }
+        let bytes = std::fs::read(&canonical).map_err(not_found)?;
+        let hash = config.hash.as_deref().unwrap_or_default();
+        compile::verify_hash(&bytes, hash).map_err(|e| entry.error(field_error("hash", &e)))?;
+        Ok(bytes)
+    }
+}
+
+fn field_error(field: &str, message: &str) -> Error {
+    let field = field.to_string();
+    Error::invalid(message).with(|d| d.field = Some(field))
+}
+
+/// Applies a kind's schema to an entry's fields, naming the field path on failure.
+fn parse<T: DeserializeOwned>(entry: &RawEntry) -> Result<T> {
+    serde_path_to_error::deserialize(Yaml::Mapping(entry.fields.clone())).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let err = if path == "." {
+            Error::invalid(inner)
+        } else {
+            Error::invalid(format!("{path}: {inner}")).with(|d| d.field = Some(path))
+        };
+        entry.error(err)
+    })
+}

@@ -1,0 +1,260 @@
+//! The YAML schema of our entry kinds, and the checks that span several fields.
+//!
+//! Every struct denies unknown fields so that typos fail the load. Required fields are
+//! `Option`s here so that [`validate`] can report them with the SPEC's exact wording
+//! (`method is required`) rather than serde's. Defaults are stated on each field.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+
+/// `kind: fs.directory`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// The folder, relative to the YAML file.
+    pub directory: Option<String>,
+    /// Permission bits for created files, as in the reference (`0755`); kept, not enforced.
+    pub mode: Option<serde_yaml_ng::Value>,
+}
+
+/// `kind: env.variable`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableConfig {
+    /// The public name, looked up in the storage.
+    pub variable: Option<String>,
+    /// An `env.storage.*` entry ID; none means the process environment.
+    pub storage: Option<String>,
+    /// The value when the storage has none.
+    pub default: Option<String>,
+}
+
+/// `kind: env.storage.os` and `env.storage.memory`: no fields of their own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyStorageConfig {}
+
+/// `kind: env.storage.static`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticStorageConfig {
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
+}
+
+/// `kind: function.wat` and `kind: function.wasm`; which fields belong to which kind is
+/// checked by [`validate`] (serde's `flatten` would lose `deny_unknown_fields`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    /// `function.wat`: inline WAT text, or `file://...`.
+    pub source: Option<String>,
+    /// `function.wasm`: an `fs.directory` entry ID.
+    pub fs: Option<String>,
+    /// `function.wasm`: the file inside that directory.
+    pub path: Option<String>,
+    /// `function.wasm`: `sha256:<hex>`, checked before compiling.
+    pub hash: Option<String>,
+    /// The export: `name` or `interface#name`.
+    pub method: Option<String>,
+    /// The signature of a core module: short lines or a WIT world.
+    pub wit: Option<String>,
+    pub pool: Option<PoolConfig>,
+    /// `payload` (the default) or `wasi-http`.
+    pub transport: Option<String>,
+    /// Host interfaces the entry may use.
+    pub imports: Option<Vec<String>>,
+    pub wasi: Option<WasiConfig>,
+    pub limits: Option<LimitsConfig>,
+}
+
+/// `pool:`; see SPEC section 5 for the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// `inline`, `lazy`, `static` or `adaptive`; chosen from the sizes when absent.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub size: Option<i64>,
+    pub workers: Option<i64>,
+    pub buffer: Option<i64>,
+    pub max_size: Option<i64>,
+    pub warm_start: Option<bool>,
+    /// Calls a worker may make on one instance before taking a fresh one (default 1).
+    pub reuse: Option<i64>,
+}
+
+/// `limits:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_execution_ms: Option<i64>,
+    pub max_memory_bytes: Option<i64>,
+    pub max_fuel: Option<i64>,
+}
+
+/// `wasi:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasiConfig {
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Absolute; default `/`.
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub env: Vec<WasiEnvConfig>,
+    #[serde(default)]
+    pub mounts: Vec<MountConfig>,
+}
+
+/// One `wasi.env` item.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasiEnvConfig {
+    /// An `env.variable` entry ID.
+    pub id: Option<String>,
+    /// The name the guest sees.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// One `wasi.mounts` item.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    /// An `fs.directory` entry ID.
+    pub fs: Option<String>,
+    /// The absolute path the guest sees it at.
+    pub guest: Option<String>,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A problem found by [`validate`]: the field path and the message.
+pub type Problem = (String, String);
+
+/// Required fields and cross-field rules of a function entry of `kind`, with the SPEC's wording.
+pub fn validate(kind: &str, common: &FunctionConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let wat = kind == "function.wat";
+    let own: [(&str, bool, bool); 4] = [
+        ("source", wat, common.source.is_some()),
+        ("fs", !wat, common.fs.is_some()),
+        ("path", !wat, common.path.is_some()),
+        ("hash", !wat, common.hash.is_some()),
+    ];
+    for (field, belongs, present) in own {
+        if belongs && !present {
+            problems.push((field.to_string(), format!("{field} is required")));
+        } else if !belongs && present {
+            problems.push((
+                field.to_string(),
+                format!("unknown field `{field}` for {kind}"),
+            ));
+        }
+    }
+    if common.method.as_deref().is_none_or(str::is_empty) {
+        problems.push(("method".into(), "method is required".into()));
+    }
+
+    if let Some(t) = &common.transport
+        && t != "payload"
+        && t != "wasi-http"
+    {
+        problems.push(("transport".into(), "invalid transport type".into()));
+    }
+    if let Some(pool) = &common.pool {
+        problems.extend(validate_pool(pool));
+    }
+    if let Some(limits) = &common.limits {
+        for (field, v) in [
+            ("max_execution_ms", limits.max_execution_ms),
+            ("max_memory_bytes", limits.max_memory_bytes),
+            ("max_fuel", limits.max_fuel),
+        ] {
+            if v.is_some_and(|v| v < 0) {
+                problems.push((
+                    format!("limits.{field}"),
+                    format!("limits.{field} cannot be negative"),
+                ));
+            }
+        }
+    }
+    if let Some(wasi) = &common.wasi {
+        problems.extend(validate_wasi(wasi));
+    }
+    problems
+}
+
+fn validate_pool(pool: &PoolConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(kind) = &pool.kind
+        && !matches!(kind.as_str(), "inline" | "lazy" | "static" | "adaptive")
+    {
+        problems.push(("pool.type".into(), "invalid pool type".into()));
+    }
+    let values = [
+        pool.size,
+        pool.workers,
+        pool.buffer,
+        pool.max_size,
+        pool.reuse,
+    ];
+    if values.iter().flatten().any(|v| *v < 0) {
+        problems.push(("pool".into(), "pool values cannot be negative".into()));
+    }
+    // Fixed-size kinds need a size to be fixed at.
+    let fixed = matches!(pool.kind.as_deref(), Some("static" | "inline"));
+    if fixed && pool.size == Some(0) && pool.workers.unwrap_or(0) == 0 {
+        problems.push((
+            "pool.size".into(),
+            "pool.size must be greater than 0 for non-flex pools".into(),
+        ));
+    }
+    problems
+}
+
+fn validate_wasi(wasi: &WasiConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut push = |field: String, msg: &str| problems.push((field, msg.to_string()));
+    if let Some(cwd) = &wasi.cwd
+        && !cwd.starts_with('/')
+    {
+        push("wasi.cwd".into(), "wasi.cwd must be absolute");
+    }
+    let mut names = HashSet::new();
+    for (i, env) in wasi.env.iter().enumerate() {
+        let at = format!("wasi.env[{}]", i + 1);
+        if env.id.as_deref().is_none_or(str::is_empty) {
+            push(format!("{at}.id"), "wasi.env[].id is required");
+        }
+        match env.name.as_deref() {
+            None | Some("") => push(format!("{at}.name"), "wasi.env[].name is required"),
+            Some(name) if !names.insert(name) => {
+                push(format!("{at}.name"), "wasi.env[].name must be unique")
+            }
+            Some(_) => {}
+        }
+    }
+    let mut guests = HashSet::new();
+    for (i, mount) in wasi.mounts.iter().enumerate() {
+        let at = format!("wasi.mounts[{}]", i + 1);
+        if mount.fs.as_deref().is_none_or(str::is_empty) {
+            push(format!("{at}.fs"), "wasi.mounts[].fs is required");
+        }
+        match mount.guest.as_deref() {
+            None | Some("") => push(format!("{at}.guest"), "wasi.mounts[].guest is required"),
+            Some(g) if !g.starts_with('/') => push(
+                format!("{at}.guest"),
+                "wasi.mounts[].guest must be absolute",
+            ),
+            Some(g) if !guests.insert(g) => {
+                push(format!("{at}.guest"), "wasi.mounts[].guest must be unique")
+            }
+            Some(_) => {}
+        }
+    }
+    problems
+}

@@ -1,0 +1,157 @@
+//! Values between Lua and WebAssembly, in two steps.
+//!
+//! Lua values first become an owned, thread-safe [`Value`] on the Lua thread (`from_lua`); that
+//! value becomes WIT `Val`s, directed by the function's signature, where the call runs
+//! (`to_wit`, `core`); results come back the same way (`from_wit`, then `to_lua`). One direction
+//! per file. [`Value`] is the dynamic shape a Go host would use, and what futures and the HTTP
+//! transport carry.
+
+mod core;
+mod from_lua;
+mod from_wit;
+mod to_lua;
+mod to_wit;
+
+use std::fmt;
+
+pub use self::core::{CoreType, from_core, to_core};
+pub use self::from_lua::from_lua;
+pub use self::from_wit::from_wit;
+pub use self::to_lua::to_lua;
+pub use self::to_wit::to_wit;
+
+/// Tables nested deeper than this are rejected (also what stops a cyclic table).
+pub const MAX_DEPTH: usize = 128;
+
+/// An owned Lua value, detached from any Lua state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// A Lua string: bytes, not necessarily UTF-8.
+    Bytes(Vec<u8>),
+    /// A table whose keys are exactly `1..=n` (and `{}`).
+    Array(Vec<Value>),
+    /// Any other table, in no particular order.
+    Map(Vec<(Value, Value)>),
+    /// A Lua value that cannot cross (function, userdata, thread), by its Lua type name.
+    Unsupported(&'static str),
+}
+
+impl Value {
+    /// A string value.
+    pub fn str(s: impl Into<String>) -> Value {
+        Value::Bytes(s.into().into_bytes())
+    }
+
+    /// Lua's `type()` of this value, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Nil => "nil",
+            Value::Bool(_) => "boolean",
+            Value::Int(_) | Value::Float(_) => "number",
+            Value::Bytes(_) => "string",
+            Value::Array(_) | Value::Map(_) => "table",
+            Value::Unsupported(name) => name,
+        }
+    }
+
+    /// The value at string key `key` of a map (`None` for arrays and absent keys).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Map(pairs) => pairs
+                .iter()
+                .find(|(k, _)| matches!(k, Value::Bytes(b) if b == key.as_bytes()))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+/// One step of a path inside a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// A 1-based list or tuple position.
+    Index(usize),
+    /// A record field, variant case or result arm.
+    Field(String),
+}
+
+/// A conversion failure at a path inside one value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvError {
+    /// Outermost segment first.
+    path: Vec<Segment>,
+    message: String,
+}
+
+impl ConvError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ConvError {
+            path: Vec::new(),
+            message: message.into(),
+        }
+    }
+
+    /// Puts `segment` in front of the path; called while unwinding out of nested values.
+    pub fn at(mut self, segment: Segment) -> Self {
+        self.path.insert(0, segment);
+        self
+    }
+
+    pub fn at_index(self, zero_based: usize) -> Self {
+        self.at(Segment::Index(zero_based + 1))
+    }
+
+    pub fn at_field(self, name: &str) -> Self {
+        self.at(Segment::Field(name.to_string()))
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The path as text, `[2].tags[1]`; empty at the top of a value.
+    pub fn path(&self) -> String {
+        let mut out = String::new();
+        for segment in &self.path {
+            match segment {
+                Segment::Index(i) => out.push_str(&format!("[{i}]")),
+                Segment::Field(name) if out.is_empty() => out.push_str(name),
+                Segment::Field(name) => {
+                    out.push('.');
+                    out.push_str(name);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for ConvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path(), self.message)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_reads_like_lua_indexing() {
+        let e = ConvError::new("expected string, got number")
+            .at_index(0)
+            .at_field("tags")
+            .at_index(1);
+        assert_eq!(e.to_string(), "[2].tags[1]: expected string, got number");
+        let e = ConvError::new("x").at_field("b").at_field("a");
+        assert_eq!(e.path(), "a.b");
+    }
+}
