@@ -36,9 +36,7 @@ entries:
 #[test]
 fn loads_a_folder_and_reports_entries_and_skipped_kinds() {
     let dir = registry(
-        &format!(
-            "{ANSWER}\n  - name: script\n    kind: function.lua\n    source: 'return 1'\n"
-        ),
+        &format!("{ANSWER}\n  - name: script\n    kind: function.lua\n    source: 'return 1'\n"),
         &[],
     );
     let rt = Runtime::default();
@@ -83,28 +81,54 @@ fn malformed_yaml_names_the_file() {
 
 #[test]
 fn unknown_fields_are_errors_with_their_path() {
-    let e = load_error(&ANSWER.replace("method: answer", "method: answer\n    sorce: x"), &[]);
-    assert_error(&e, Kind::Invalid, &["`app:answer`", "unknown field `sorce`"]);
+    let e = load_error(
+        &ANSWER.replace("method: answer", "method: answer\n    sorce: x"),
+        &[],
+    );
+    assert_error(
+        &e,
+        Kind::Invalid,
+        &["`app:answer`", "unknown field `sorce`"],
+    );
     let e = load_error(
         &ANSWER.replace("method: answer", "method: answer\n    pool: {sise: 3}"),
         &[],
     );
-    assert_error(&e, Kind::Invalid, &["`app:answer`", "pool.sise: unknown field `sise`"]);
+    assert_error(
+        &e,
+        Kind::Invalid,
+        &["`app:answer`", "pool.sise: unknown field `sise`"],
+    );
     assert_eq!(e.details().field.as_deref(), Some("pool.sise"));
 }
 
 #[test]
 fn required_fields_keep_the_reference_wording() {
     let cases = [
-        (ANSWER.replace("    method: answer\n", ""), "method is required"),
-        (ANSWER.replace("    source:", "    other_source:"), "unknown field"),
+        (
+            ANSWER.replace("    method: answer\n", ""),
+            "method is required",
+        ),
+        (
+            ANSWER.replace("    source:", "    other_source:"),
+            "unknown field",
+        ),
         (
             "namespace: app\nentries:\n  - name: f\n    kind: function.wat\n    method: m\n".into(),
             "source is required",
         ),
-        (wasm_entry("sha256:00").replace("    fs: files\n", ""), "fs is required"),
-        (wasm_entry("sha256:00").replace("    path: minimal.wasm\n", ""), "path is required"),
-        (wasm_entry("sha256:00").replace("    hash: sha256:00\n", ""), "hash is required"),
+        (
+            wasm_entry("sha256:00").replace("    fs: files\n", ""),
+            "fs is required",
+        ),
+        (
+            wasm_entry("sha256:00").replace("    path: minimal.wasm\n", ""),
+            "path is required",
+        ),
+        (
+            wasm_entry("sha256:00").replace("    hash: sha256:00\n", ""),
+            "hash is required",
+        ),
     ];
     for (yaml, message) in cases {
         let e = load_error(&yaml, &["minimal.wasm"]);
@@ -119,15 +143,33 @@ fn field_rules_keep_the_reference_wording() {
         ("    transport: smoke", "invalid transport type"),
         ("    pool: {type: huge}", "invalid pool type"),
         ("    pool: {size: -1}", "pool values cannot be negative"),
-        ("    pool: {type: static, size: 0}", "pool.size must be greater than 0 for non-flex pools"),
-        ("    limits: {max_execution_ms: -5}", "limits.max_execution_ms cannot be negative"),
+        (
+            "    pool: {type: static, size: 0}",
+            "pool.size must be greater than 0 for non-flex pools",
+        ),
+        (
+            "    limits: {max_execution_ms: -5}",
+            "limits.max_execution_ms cannot be negative",
+        ),
         ("    wasi: {cwd: relative}", "wasi.cwd must be absolute"),
         ("    wasi: {env: [{name: X}]}", "wasi.env[].id is required"),
         ("    wasi: {env: [{id: x}]}", "wasi.env[].name is required"),
-        ("    wasi: {env: [{id: a, name: X}, {id: b, name: X}]}", "wasi.env[].name must be unique"),
-        ("    wasi: {mounts: [{guest: /d}]}", "wasi.mounts[].fs is required"),
-        ("    wasi: {mounts: [{fs: d}]}", "wasi.mounts[].guest is required"),
-        ("    wasi: {mounts: [{fs: d, guest: rel}]}", "wasi.mounts[].guest must be absolute"),
+        (
+            "    wasi: {env: [{id: a, name: X}, {id: b, name: X}]}",
+            "wasi.env[].name must be unique",
+        ),
+        (
+            "    wasi: {mounts: [{guest: /d}]}",
+            "wasi.mounts[].fs is required",
+        ),
+        (
+            "    wasi: {mounts: [{fs: d}]}",
+            "wasi.mounts[].guest is required",
+        ),
+        (
+            "    wasi: {mounts: [{fs: d, guest: rel}]}",
+            "wasi.mounts[].guest must be absolute",
+        ),
         (
             "    wasi: {mounts: [{fs: d, guest: /x}, {fs: e, guest: /x}]}",
             "wasi.mounts[].guest must be unique",
@@ -157,9 +199,17 @@ fn wasm_entries_verify_the_hash_before_compiling() {
         ],
     );
     let e = load_error(&wasm_entry("deadbeef"), &["minimal.wasm"]);
-    assert_error(&e, Kind::Invalid, &["hash verification failed: invalid hash format: deadbeef"]);
+    assert_error(
+        &e,
+        Kind::Invalid,
+        &["hash verification failed: invalid hash format: deadbeef"],
+    );
     let e = load_error(&wasm_entry("md5:abc"), &["minimal.wasm"]);
-    assert_error(&e, Kind::Invalid, &["hash verification failed: unsupported hash algorithm: md5"]);
+    assert_error(
+        &e,
+        Kind::Invalid,
+        &["hash verification failed: unsupported hash algorithm: md5"],
+    );
 }
 
 #[test]
@@ -174,8 +224,15 @@ fn a_wrong_hash_stops_even_bytes_that_would_not_compile() {
 fn missing_files_and_fs_entries_are_not_found() {
     let e = load_error(&wasm_entry("sha256:00"), &[]);
     assert_error(&e, Kind::NotFound, &["`app:compute`", "minimal.wasm"]);
-    let e = load_error(&wasm_entry("sha256:00").replace("fs: files", "fs: nope"), &[]);
-    assert_error(&e, Kind::NotFound, &["`app:compute`", "fs `app:nope` not found"]);
+    let e = load_error(
+        &wasm_entry("sha256:00").replace("fs: files", "fs: nope"),
+        &[],
+    );
+    assert_error(
+        &e,
+        Kind::NotFound,
+        &["`app:compute`", "fs `app:nope` not found"],
+    );
     let e = Runtime::default()
         .load(std::path::Path::new("/no/such/registry"))
         .unwrap_err();
@@ -221,7 +278,11 @@ fn file_urls_cannot_escape_the_load_root() {
     )
     .unwrap();
     let e = Runtime::default().load(&inner).unwrap_err();
-    assert_error(&e, Kind::Invalid, &["`app:answer`", "escapes the load root"]);
+    assert_error(
+        &e,
+        Kind::Invalid,
+        &["`app:answer`", "escapes the load root"],
+    );
 }
 
 #[test]
@@ -233,7 +294,10 @@ fn env_placeholders_are_replaced_at_load() {
     assert_eq!(rt.call("app:answer", &[]).unwrap(), int(42));
     let yaml = ANSWER.replace("method: answer", "method: ${env:FUNCS_TEST_UNSET_X|answer}");
     runtime(&yaml, &[]);
-    let e = load_error(&ANSWER.replace("method: answer", "method: ${env:FUNCS_TEST_UNSET_X}"), &[]);
+    let e = load_error(
+        &ANSWER.replace("method: answer", "method: ${env:FUNCS_TEST_UNSET_X}"),
+        &[],
+    );
     assert_error(&e, Kind::NotFound, &["`app:answer`", "FUNCS_TEST_UNSET_X"]);
 }
 
@@ -252,7 +316,10 @@ fn a_failed_load_applies_nothing() {
     let rt = Runtime::default();
     let e = rt.load(&registry(&yaml, &[])).unwrap_err();
     assert_error(&e, Kind::Invalid, &["`app:broken`", "invalid WAT"]);
-    assert_eq!(rt.call("app:answer", &[]).unwrap_err().kind(), Kind::NotFound);
+    assert_eq!(
+        rt.call("app:answer", &[]).unwrap_err().kind(),
+        Kind::NotFound
+    );
 }
 
 #[test]
@@ -267,8 +334,11 @@ fn loading_again_replaces_the_entries_of_that_load() {
     let rt = Runtime::default();
     rt.load(&dir).unwrap();
     let old = rt.function("app:answer").unwrap();
-    std::fs::write(dir.join("_index.yaml"), ANSWER.replace("i32.const 42", "i32.const 43"))
-        .unwrap();
+    std::fs::write(
+        dir.join("_index.yaml"),
+        ANSWER.replace("i32.const 42", "i32.const 43"),
+    )
+    .unwrap();
     assert_eq!(rt.load(&dir).unwrap().entries, vec!["app:answer"]);
     assert_eq!(rt.call("app:answer", &[]).unwrap(), int(43));
     assert_eq!(rt.call("app:gone", &[]).unwrap_err().kind(), Kind::NotFound);
@@ -279,7 +349,11 @@ fn loading_again_replaces_the_entries_of_that_load() {
 #[test]
 fn unknown_methods_list_the_exports() {
     let e = load_error(&ANSWER.replace("method: answer", "method: question"), &[]);
-    assert_error(&e, Kind::Invalid, &["`app:answer`", "`question` is not exported", "answer"]);
+    assert_error(
+        &e,
+        Kind::Invalid,
+        &["`app:answer`", "`question` is not exported", "answer"],
+    );
     let e = load_error(
         &wasm_entry(&sha256(&fixture("minimal.wasm"))).replace("method: compute", "method: nope"),
         &["minimal.wasm"],

@@ -11,7 +11,9 @@ use funcs::value::Value;
 /// The shared fixtures folder (`../shared/fixtures/wippy`), copied under `examples/app/wasm`
 /// and `spec/fixtures` for the ones the project uses.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("spec/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("spec/fixtures")
+        .join(name)
 }
 
 pub fn sha256(path: &Path) -> String {
