@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust tests (in-process, vendored Lua), then the busted specs against
+# the real funcs.so under a stock interpreter. Ends with both runners' summary lines and an
+# exit code that is non-zero when anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh || exit 1
+
+log=$(mktemp -d)
+status=0
+
+cargo test --release --locked 2>&1 | tee "$log/cargo.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+busted_status=0
+for lua in lua5.4; do
+  if ! scripts/build.sh "$lua"; then
+    status=1
+    continue
+  fi
+  FUNCS_LUA=$lua busted --lua="$lua" --cpath="build/$lua/?.so" --lpath="lua/?.lua" \
+    --output=utfTerminal spec 2>&1 | tee "$log/busted-$lua.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || busted_status=1
+done
+[ "$busted_status" -eq 0 ] || status=1
+
+echo
+echo "== summary"
+grep -E '^test result:' "$log/cargo.txt" || echo "cargo test: no summary (build failed?)"
+passed=0
+failed=0
+for f in "$log"/busted-*.txt; do
+  [ -f "$f" ] || continue
+  line=$(grep -E '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$f" | tail -n 1)
+  echo "busted ($(basename "$f" .txt | sed 's/busted-//')): ${line:-no summary}"
+  if [ -n "$line" ]; then
+    set -- $(echo "$line" | grep -oE '[0-9]+' | head -n 3)
+    passed=$((passed + $1))
+    failed=$((failed + $2 + $3))
+  else
+    failed=$((failed + 1))
+  fi
+done
+for n in $(grep -E '^test result:' "$log/cargo.txt" | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' | tr ' ' ':'); do
+  passed=$((passed + ${n%%:*}))
+  failed=$((failed + ${n##*:}))
+done
+rm -rf "$log"
+[ "$failed" -eq 0 ] || status=1
+echo "${passed} passed, ${failed} failed"
+exit $status
