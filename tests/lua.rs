@@ -1,0 +1,94 @@
+//! The module table driven from an in-process (vendored) Lua: argument conversion from real
+//! Lua values, `nil, err` returns and raised misuse errors.
+
+use mlua::prelude::*;
+
+fn lua_with_examples() -> Lua {
+    let lua = Lua::new();
+    let funcs = funcs::funcs(&lua).unwrap();
+    lua.globals().set("funcs", funcs).unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app");
+    lua.globals()
+        .set("EXAMPLES", examples.to_str().unwrap())
+        .unwrap();
+    lua.load("assert(funcs.load(EXAMPLES))").exec().unwrap();
+    lua
+}
+
+fn eval<T: FromLuaMulti>(lua: &Lua, code: &str) -> T {
+    lua.load(code)
+        .eval()
+        .unwrap_or_else(|e| panic!("{code}: {e}"))
+}
+
+#[test]
+fn calls_return_lua_values() {
+    let lua = lua_with_examples();
+    assert_eq!(
+        eval::<i64>(&lua, "return funcs.call('examples:compute', 6, 7)"),
+        42
+    );
+    let display: String = eval(
+        &lua,
+        "local r = funcs.call('examples:transform_users', \
+         {{id = 1, name = 'Alice', tags = {'admin', 'dev'}, active = true}}) \
+         return r[1].display .. '/' .. r[1]['tag-count']",
+    );
+    assert_eq!(display, "Alice [admin, dev]/2");
+}
+
+#[test]
+fn failures_return_nil_and_an_error_object() {
+    let lua = lua_with_examples();
+    let (v, kind, msg): (LuaValue, String, String) = eval(
+        &lua,
+        "local v, e = funcs.call('examples:compute', 6, {}) return v, e:kind(), tostring(e)",
+    );
+    assert!(v.is_nil());
+    assert_eq!(kind, "INVALID");
+    assert_eq!(
+        msg,
+        "failed to call `examples:compute`: argument 2 (b): expected u32, got table"
+    );
+}
+
+#[test]
+fn a_nil_argument_keeps_its_position() {
+    let lua = lua_with_examples();
+    let msg: String = eval(
+        &lua,
+        "local _, e = funcs.call('examples:compute', nil, 7) return e:message()",
+    );
+    assert!(
+        msg.contains("argument 1 (a): expected u32, got nil"),
+        "{msg}"
+    );
+    let msg: String = eval(
+        &lua,
+        "local _, e = funcs.call('examples:compute', 6, 7, nil) return e:message()",
+    );
+    assert!(msg.contains("expected 2 argument(s), got 3"), "{msg}");
+}
+
+#[test]
+fn misuse_raises() {
+    let lua = lua_with_examples();
+    let err = lua.load("funcs.call({})").exec().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("bad argument #1 to 'call' (string expected, got table)"),
+        "{err}"
+    );
+    assert!(lua.load("funcs.load()").exec().is_err());
+}
+
+#[test]
+fn deep_tables_are_rejected_not_overflowed() {
+    let lua = lua_with_examples();
+    let msg: String = eval(
+        &lua,
+        "local t = {} local cur = t for i = 1, 10000 do cur[1] = {} cur = cur[1] end \
+         local _, e = funcs.call('examples:transform_users', t) return e:message()",
+    );
+    assert!(msg.contains("deeper than 128 levels"), "{msg}");
+}
