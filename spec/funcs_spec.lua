@@ -161,6 +161,22 @@ describe("funcs.call", function()
     assert_fails("INTERNAL", { "test:minimal/host@0.1.0#add" }, funcs.call("spec:compute_using_host", 1, 2))
   end)
 
+  it("stops a spinning guest at its deadline with TIMEOUT, on every call", function()
+    for _ = 1, 2 do
+      local value, err = funcs.call("spec:spin")
+      assert_fails("TIMEOUT", { "`spec:spin`", "execution time limit of 100 ms exceeded" }, value, err)
+      assert.is_true(err:retryable())
+    end
+    assert.are.equal(42, funcs.call("spec:compute", 6, 7))
+  end)
+
+  it("stops a guest that runs out of fuel", function()
+    assert.are.equal(10, funcs.call("spec:count", 10))
+    local value, err = funcs.call("spec:count", 10000000)
+    assert_fails("INTERNAL", { "`spec:count`", "fuel limit of 100000 exhausted" }, value, err)
+    assert.are.equal("out_of_fuel", err:details().trap)
+  end)
+
   it("raises on a non-string ID", function()
     assert.has_error(function() funcs.call(42) end)
     assert.has_error(function() funcs.call() end)

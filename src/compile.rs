@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Module;
 use wasmtime::component::Component;
 
-use crate::engine::engine;
+use crate::engine::engine_for;
 
 /// A compiled core module or component.
 pub enum Artefact {
@@ -67,16 +67,19 @@ pub fn is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
 }
 
-/// Compiles `bytes`, or returns the artefact already compiled from the same bytes.
+/// Compiles `bytes` for the plain engine or the fuel engine (`fuel`), or returns the artefact
+/// already compiled from the same bytes for the same engine.
 ///
 /// # Errors
 /// Not WebAssembly, or wasmtime's validation or compilation error.
-pub fn compile(bytes: &[u8]) -> Result<Arc<Artefact>, String> {
-    static SHARED: Mutex<Option<HashMap<[u8; 32], Weak<Artefact>>>> = Mutex::new(None);
+pub fn compile(bytes: &[u8], fuel: bool) -> Result<Arc<Artefact>, String> {
+    type Shared = HashMap<(bool, [u8; 32]), Weak<Artefact>>;
+    static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
     if bytes.len() < 8 || bytes[..4] != *b"\0asm" {
         return Err("not a WebAssembly binary (no `\\0asm` header)".to_string());
     }
-    let key = sha256(bytes);
+    let key = (fuel, sha256(bytes));
+    let engine = engine_for(fuel);
     if let Some(found) = SHARED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -89,11 +92,11 @@ pub fn compile(bytes: &[u8]) -> Result<Arc<Artefact>, String> {
     // Compiled outside the lock: two loads of new bytes compile in parallel.
     let artefact = Arc::new(if is_component(bytes) {
         Artefact::Component(
-            Component::new(engine(), bytes).map_err(|e| format!("failed to compile: {e:#}"))?,
+            Component::new(engine, bytes).map_err(|e| format!("failed to compile: {e:#}"))?,
         )
     } else {
         Artefact::Module(
-            Module::new(engine(), bytes).map_err(|e| format!("failed to compile: {e:#}"))?,
+            Module::new(engine, bytes).map_err(|e| format!("failed to compile: {e:#}"))?,
         )
     });
     let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
@@ -131,9 +134,11 @@ mod tests {
     #[test]
     fn same_bytes_share_one_artefact() {
         let bytes = wat("(module (func (export \"f\")))").unwrap();
-        let a = compile(&bytes).unwrap();
-        let b = compile(&bytes).unwrap();
+        let a = compile(&bytes, false).unwrap();
+        let b = compile(&bytes, false).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
+        let fuel = compile(&bytes, true).unwrap();
+        assert!(!Arc::ptr_eq(&a, &fuel));
     }
 
     #[test]

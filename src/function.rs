@@ -12,18 +12,26 @@ use wasmtime::component::{Component, ComponentExportIndex, ResourceTable, Type};
 use wasmtime::{ExternType, Store, Trap, WasmBacktrace};
 
 use crate::compile::{self, Artefact};
-use crate::engine::engine;
-use crate::error::{Error, expected_args};
+use crate::engine::{engine, engine_for};
+use crate::error::{Error, Kind, expected_args};
+use crate::limits::{Limits, MemoryLimiter};
 use crate::signature::Signature;
 use crate::value::{self, ConvError, CoreType, Value};
 
 /// Per-call store data.
-#[derive(Default)]
 pub struct CallCtx {
     table: ResourceTable,
+    limiter: MemoryLimiter,
 }
 
 impl CallCtx {
+    fn new(limits: &Limits) -> Self {
+        CallCtx {
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.max_memory_bytes),
+        }
+    }
+
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
     }
@@ -34,6 +42,7 @@ pub struct Function {
     id: String,
     method: String,
     target: Target,
+    limits: Limits,
     /// Held so that other entries with the same bytes find it (the shared map is weak).
     _artefact: Arc<Artefact>,
 }
@@ -66,25 +75,27 @@ impl Function {
         method: &str,
         bytes: &[u8],
         wit: Option<&str>,
+        limits: Limits,
     ) -> Result<Function, String> {
-        let artefact = compile::compile(bytes)?;
+        let fuel = limits.max_fuel.is_some();
+        let artefact = compile::compile(bytes, fuel)?;
         let mut wrapped_artefact = None;
         let target = match (&*artefact, wit) {
-            (Artefact::Component(component), _) => component_target(component, method)?,
-            (Artefact::Module(module), None) => core_target(module, method, None)?,
+            (Artefact::Component(component), _) => component_target(component, method, fuel)?,
+            (Artefact::Module(module), None) => core_target(module, method, None, fuel)?,
             (Artefact::Module(module), Some(wit)) => {
                 let sig = Signature::parse(wit)?;
                 match sig.scalar(method)? {
                     Some(scalar) => {
                         let params = scalar.params;
-                        core_target(module, method, Some((params, scalar.results)))?
+                        core_target(module, method, Some((params, scalar.results)), fuel)?
                     }
                     None => {
-                        let wrapped = compile::compile(&sig.componentize(bytes)?)?;
+                        let wrapped = compile::compile(&sig.componentize(bytes)?, fuel)?;
                         let Artefact::Component(component) = &*wrapped else {
                             unreachable!("componentize makes components")
                         };
-                        let target = component_target(component, method)?;
+                        let target = component_target(component, method, fuel)?;
                         wrapped_artefact = Some(wrapped.clone());
                         target
                     }
@@ -95,6 +106,7 @@ impl Function {
             id: id.to_string(),
             method: method.to_string(),
             target,
+            limits,
             _artefact: wrapped_artefact.unwrap_or(artefact),
         })
     }
@@ -102,6 +114,11 @@ impl Function {
     /// The entry ID, `ns:name`.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The entry's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The number of parameters.
@@ -143,14 +160,16 @@ impl Function {
                 for (i, ((_, ty), v)) in params.iter().zip(args).enumerate() {
                     vals.push(value::to_core(v, *ty).map_err(|e| self.arg_error(i, e))?);
                 }
-                let mut store = Store::new(engine(), CallCtx::default());
-                let instance = pre.instantiate(&mut store).map_err(|e| self.trap(e))?;
+                let mut store = self.store();
+                let instance = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| self.trap(e, &store))?;
                 let func = instance
                     .get_func(&mut store, export)
                     .expect("export checked at load");
                 let mut out = vec![wasmtime::Val::I32(0); results.len()];
                 func.call(&mut store, &vals, &mut out)
-                    .map_err(|e| self.trap(e))?;
+                    .map_err(|e| self.trap(e, &store))?;
                 let mut values = out
                     .iter()
                     .zip(results)
@@ -169,14 +188,16 @@ impl Function {
                 for (i, ((_, ty), v)) in params.iter().zip(args).enumerate() {
                     vals.push(value::to_wit(v, ty).map_err(|e| self.arg_error(i, e))?);
                 }
-                let mut store = Store::new(engine(), CallCtx::default());
-                let instance = pre.instantiate(&mut store).map_err(|e| self.trap(e))?;
+                let mut store = self.store();
+                let instance = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| self.trap(e, &store))?;
                 let func = instance
                     .get_func(&mut store, export)
                     .expect("export checked at load");
                 let mut out = vec![wasmtime::component::Val::Bool(false); results.len()];
                 func.call(&mut store, &vals, &mut out)
-                    .map_err(|e| self.trap(e))?;
+                    .map_err(|e| self.trap(e, &store))?;
                 let mut values = out
                     .into_iter()
                     .zip(results)
@@ -186,6 +207,17 @@ impl Function {
                 Ok(collect_results(&mut values))
             }
         }
+    }
+
+    /// A store for one call, its limits armed.
+    fn store(&self) -> Store<CallCtx> {
+        let mut store = Store::new(
+            engine_for(self.limits.max_fuel.is_some()),
+            CallCtx::new(&self.limits),
+        );
+        store.limiter(|ctx| &mut ctx.limiter);
+        self.limits.arm(&mut store);
+        store
     }
 
     /// `failed to call `id`: <message>`, with the entry and method in the details.
@@ -215,15 +247,32 @@ impl Function {
     }
 
     /// Classifies a wasmtime failure by its type, never by its text.
-    fn trap(&self, e: wasmtime::Error) -> Error {
+    fn trap(&self, e: wasmtime::Error, store: &Store<CallCtx>) -> Error {
         let backtrace = e.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
+        let limits = &self.limits;
         let error = match e.downcast_ref::<Trap>() {
-            Some(trap) => {
-                let code = snake_case(&format!("{trap:?}"));
-                Error::internal(format!("wasm trap: {trap}")).with(|d| d.trap = Some(code))
-            }
+            Some(Trap::Interrupt) => Error::new(
+                Kind::Timeout,
+                format!(
+                    "execution time limit of {} ms exceeded",
+                    limits.max_execution_ms.unwrap_or_default()
+                ),
+            ),
+            Some(Trap::OutOfFuel) => Error::internal(format!(
+                "fuel limit of {} exhausted",
+                limits.max_fuel.unwrap_or_default()
+            )),
+            Some(trap) if store.data().limiter.refused => Error::internal(format!(
+                "wasm trap: {trap} (after memory growth beyond the limit of {} bytes was refused)",
+                limits.max_memory_bytes.unwrap_or_default()
+            )),
+            Some(trap) => Error::internal(format!("wasm trap: {trap}")),
             None => Error::internal(e.root_cause().to_string()),
         };
+        let code = e
+            .downcast_ref::<Trap>()
+            .map(|trap| snake_case(&format!("{trap:?}")));
+        let error = error.with(|d| d.trap = code);
         self.fail(error.with(|d| d.backtrace = backtrace))
     }
 }
@@ -256,6 +305,7 @@ fn core_target(
     module: &wasmtime::Module,
     method: &str,
     sig: Option<(Vec<(String, CoreType)>, Vec<CoreType>)>,
+    fuel: bool,
 ) -> Result<Target, String> {
     let ty = match module.get_export(method) {
         Some(ExternType::Func(ty)) => ty,
@@ -311,7 +361,7 @@ fn core_target(
             }
         }
     };
-    let mut linker = wasmtime::Linker::new(engine());
+    let mut linker = wasmtime::Linker::new(engine_for(fuel));
     linker
         .define_unknown_imports_as_traps(module)
         .map_err(|e| format!("{e:#}"))?;
@@ -326,9 +376,9 @@ fn core_target(
     })
 }
 
-fn component_target(component: &Component, method: &str) -> Result<Target, String> {
+fn component_target(component: &Component, method: &str, fuel: bool) -> Result<Target, String> {
     let (func, export) = find_export(component, method)?;
-    let mut linker = wasmtime::component::Linker::new(engine());
+    let mut linker = wasmtime::component::Linker::new(engine_for(fuel));
     linker
         .define_unknown_imports_as_traps(component)
         .map_err(|e| format!("{e:#}"))?;

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod engine;
 pub mod error;
 pub mod function;
+pub mod limits;
 pub mod lua;
 pub mod registry;
 pub mod runtime;

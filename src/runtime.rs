@@ -3,7 +3,9 @@
 //! Lua-free, so that it can be driven from Rust tests and benches as well.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use crate::engine::TickerGuard;
 
 use crate::error::Result;
 use crate::function::Function;
@@ -14,6 +16,8 @@ use crate::value::Value;
 #[derive(Default)]
 pub struct Runtime {
     registry: RwLock<Registry>,
+    /// Held from the first load with a deadline until the runtime is dropped.
+    ticker: OnceLock<TickerGuard>,
 }
 
 impl Runtime {
@@ -24,6 +28,9 @@ impl Runtime {
     pub fn load(&self, path: &Path) -> Result<Summary> {
         // Reading and compiling happen outside the write lock: calls go on meanwhile.
         let prepared = self.registry().prepare(path)?;
+        if prepared.has_deadlines() {
+            self.ticker.get_or_init(TickerGuard::acquire);
+        }
         let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
         Ok(registry.commit(prepared))
     }

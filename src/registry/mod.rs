@@ -21,6 +21,7 @@ use self::source::RawEntry;
 use crate::compile;
 use crate::error::{Error, Result};
 use crate::function::Function;
+use crate::limits::Limits;
 
 /// A loaded entry.
 pub enum Entry {
@@ -65,6 +66,15 @@ pub struct Prepared {
     key: PathBuf,
     entries: Vec<(String, Entry)>,
     summary: Summary,
+}
+
+impl Prepared {
+    /// Whether any function of this load has a deadline (and so needs the epoch ticker).
+    pub fn has_deadlines(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|(_, e)| matches!(e, Entry::Function(f) if f.limits().max_execution_ms.is_some()))
+    }
 }
 
 impl Registry {
@@ -191,7 +201,8 @@ impl Registry {
             _ => self.read_wasm(entry, config, pending)?,
         };
         let method = config.method.as_deref().unwrap_or_default();
-        Function::build(&entry.id, method, &bytes, config.wit.as_deref())
+        let limits = Limits::from_config(config.limits.as_ref());
+        Function::build(&entry.id, method, &bytes, config.wit.as_deref(), limits)
             .map_err(|e| entry.error(Error::invalid(e)))
     }
 
