@@ -70,7 +70,8 @@ fn string_arg(v: &LuaValue, n: usize, func: &str) -> LuaResult<String> {
         LuaValue::String(s) => Ok(s.to_string_lossy()),
         other => Err(LuaError::runtime(format!(
             "bad argument #{n} to '{func}' (string expected, got {})",
-            other.type_name()
+            // Lua's own `type()` names: integers are numbers too.
+            if other.is_integer() { "number" } else { other.type_name() }
         ))),
     }
 }
