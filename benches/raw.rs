@@ -1,6 +1,6 @@
 //! The baseline for `make bench`: the same calls as `bench/call.lua`, made from Rust directly
 //! on wasmtime with the engine settings funcs uses, a fresh instance per call from an
-//! `InstancePre`. Prints one `name ns/call` line per case.
+//! `InstancePre`; arguments are built once, outside the timed loop. Prints one `name ns/call` line per case.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -9,6 +9,8 @@ use wasmtime::component::{self, Component};
 use wasmtime::{Linker, Module, Store};
 
 const ITERATIONS: u32 = 100_000;
+/// Fewer iterations for the larger transform-users calls, to keep the run short.
+const USER_ITERATIONS: [(usize, u32); 3] = [(10, 20_000), (100, 5_000), (1000, 500)];
 
 fn main() {
     let engine = funcs::engine::engine();
@@ -22,7 +24,7 @@ fn main() {
     .unwrap();
     let pre = Linker::<()>::new(engine).instantiate_pre(&module).unwrap();
     report("answer", || {
-        let mut store = Store::new(engine, ());
+        let mut store = new_store(engine);
         let instance = pre.instantiate(&mut store).unwrap();
         let f = instance
             .get_typed_func::<(), i32>(&mut store, "answer")
@@ -41,7 +43,7 @@ fn main() {
     let pre = linker.instantiate_pre(&component).unwrap();
     let (_, index) = component.get_export(None, "compute").unwrap();
     report("compute", || {
-        let mut store = Store::new(engine, ());
+        let mut store = new_store(engine);
         let instance = pre.instantiate(&mut store).unwrap();
         let f = instance.get_func(&mut store, &index).unwrap();
         let mut out = [component::Val::U32(0)];
@@ -53,16 +55,64 @@ fn main() {
         .unwrap();
         assert_eq!(out[0], component::Val::U32(42));
     });
+
+    // `transform-users` over n records, with the argument `Val`s built once, outside the loop.
+    let component = Component::new(
+        engine,
+        std::fs::read(root.join("examples/app/wasm/mapper.wasm")).unwrap(),
+    )
+    .unwrap();
+    let mut linker = component::Linker::<()>::new(engine);
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let pre = linker.instantiate_pre(&component).unwrap();
+    let (_, index) = component.get_export(None, "transform-users").unwrap();
+    for (n, iterations) in USER_ITERATIONS {
+        let users = component::Val::List((1..=n as u32).map(user).collect());
+        report_n(&format!("transform-users-{n}"), iterations, || {
+            let mut store = new_store(engine);
+            let instance = pre.instantiate(&mut store).unwrap();
+            let f = instance.get_func(&mut store, &index).unwrap();
+            let mut out = [component::Val::Bool(false)];
+            f.call(&mut store, std::slice::from_ref(&users), &mut out)
+                .unwrap();
+            black_box(out);
+        });
+    }
 }
 
-fn report(name: &str, mut f: impl FnMut()) {
-    for _ in 0..1_000 {
+/// A store as funcs makes one: the engine interrupts on epochs, so a deadline must be armed.
+fn new_store(engine: &wasmtime::Engine) -> Store<()> {
+    let mut store = Store::new(engine, ());
+    store.set_epoch_deadline(1 << 62);
+    store
+}
+
+/// The record `bench/call.lua` builds for user `i`.
+fn user(i: u32) -> component::Val {
+    use component::Val;
+    Val::Record(vec![
+        ("id".into(), Val::U32(i)),
+        ("name".into(), Val::String(format!("user{i}"))),
+        (
+            "tags".into(),
+            Val::List(vec![Val::String("admin".into()), Val::String("dev".into())]),
+        ),
+        ("active".into(), Val::Bool(i % 2 == 0)),
+    ])
+}
+
+fn report(name: &str, f: impl FnMut()) {
+    report_n(name, ITERATIONS, f)
+}
+
+fn report_n(name: &str, iterations: u32, mut f: impl FnMut()) {
+    for _ in 0..(iterations / 100).max(10) {
         f();
     }
     let start = Instant::now();
-    for _ in 0..ITERATIONS {
+    for _ in 0..iterations {
         black_box(f());
     }
-    let ns = start.elapsed().as_nanos() as f64 / f64::from(ITERATIONS);
+    let ns = start.elapsed().as_nanos() as f64 / f64::from(iterations);
     println!("{name} {ns:.0}");
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: funcs.call from Lua 5.4 next to the same calls made from Rust on wasmtime,
-# in one run on this machine. Each side makes 100,000 calls per case, a fresh instance each.
+# in one run on this machine: 100,000 calls per small case, fewer for the large ones, a fresh
+# instance each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -9,9 +10,9 @@ cargo build --release --locked --bench raw 2>/dev/null
 raw=$(cargo bench --locked --bench raw 2>/dev/null)
 lua=$(LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/call.lua)
 echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-printf '%-10s %14s %14s %8s\n' case "rust ns/call" "lua ns/call" ratio
+printf '%-22s %14s %14s %8s\n' case "rust ns/call" "lua ns/call" ratio
 while read -r name rust_ns; do
   lua_ns=$(echo "$lua" | awk -v n="$name" '$1 == n { print $2 }')
-  printf '%-10s %14s %14s %8s\n' "$name" "$rust_ns" "$lua_ns" \
+  printf '%-22s %14s %14s %8s\n' "$name" "$rust_ns" "$lua_ns" \
     "$(awk -v a="$lua_ns" -v b="$rust_ns" 'BEGIN { printf "%.2fx", a / b }')"
 done <<< "$raw"

@@ -71,7 +71,11 @@ fn string_arg(v: &LuaValue, n: usize, func: &str) -> LuaResult<String> {
         other => Err(LuaError::runtime(format!(
             "bad argument #{n} to '{func}' (string expected, got {})",
             // Lua's own `type()` names: integers are numbers too.
-            if other.is_integer() { "number" } else { other.type_name() }
+            if other.is_integer() {
+                "number"
+            } else {
+                other.type_name()
+            }
         ))),
     }
 }
