@@ -170,13 +170,13 @@ impl Function {
                 let mut out = vec![wasmtime::Val::I32(0); results.len()];
                 func.call(&mut store, &vals, &mut out)
                     .map_err(|e| self.trap(e, &store))?;
-                let mut values = out
+                let values = out
                     .iter()
                     .zip(results)
                     .map(|(v, ty)| value::from_core(v, *ty))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| self.result_error(e))?;
-                Ok(collect_results(&mut values))
+                Ok(collect_results(values))
             }
             Target::Component {
                 pre,
@@ -198,13 +198,13 @@ impl Function {
                 let mut out = vec![wasmtime::component::Val::Bool(false); results.len()];
                 func.call(&mut store, &vals, &mut out)
                     .map_err(|e| self.trap(e, &store))?;
-                let mut values = out
+                let values = out
                     .into_iter()
                     .zip(results)
                     .map(|(v, ty)| value::from_wit(v, ty))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| self.result_error(e))?;
-                Ok(collect_results(&mut values))
+                Ok(collect_results(values))
             }
         }
     }
@@ -277,11 +277,12 @@ impl Function {
     }
 }
 
-fn collect_results(values: &mut Vec<Value>) -> Value {
+/// No result is `nil`, one result is itself, several are one array.
+fn collect_results(mut values: Vec<Value>) -> Value {
     match values.len() {
         0 => Value::Nil,
         1 => values.pop().expect("one value"),
-        _ => Value::Array(std::mem::take(values)),
+        _ => Value::Array(values),
     }
 }
 
