@@ -493,3 +493,51 @@ entries:
         &["`core:f`", "give the entry a `wit` signature"],
     );
 }
+
+#[test]
+fn core_modules_take_a_full_wit_world_as_signature() {
+    let yaml = r#"
+namespace: core
+entries:
+  - name: area
+    kind: function.wat
+    method: area
+    wit: |
+      package demo:shapes;
+      world shapes {
+        record rect { width: u32, height: u32 }
+        export area: func(r: rect) -> u32;
+        export scale: func(f: f64) -> f64;
+      }
+    source: |
+      (module
+        (memory (export "memory") 1)
+        (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 1024)
+        (func (export "area") (param i32 i32) (result i32) (i32.mul (local.get 0) (local.get 1)))
+        (func (export "scale") (param f64) (result f64) (f64.mul (local.get 0) (f64.const 2))))
+  - name: scale
+    kind: function.wat
+    method: scale
+    wit: |
+      package demo:shapes;
+      world shapes {
+        export scale: func(f: f64) -> f64;
+      }
+    source: '(module (func (export "scale") (param f64) (result f64) (f64.mul (local.get 0) (f64.const 2))))'
+"#;
+    let rt = runtime(yaml, &[]);
+    let rect = map(&[("width", int(6)), ("height", int(7))]);
+    assert_eq!(rt.call("core:area", &[rect]).unwrap(), int(42));
+    assert_eq!(
+        rt.call("core:scale", &[Value::Float(1.5)]).unwrap(),
+        Value::Float(3.0)
+    );
+    let e = rt
+        .call("core:area", &[map(&[("width", int(6))])])
+        .unwrap_err();
+    assert_error(
+        &e,
+        Kind::Invalid,
+        &["argument 1 (r): missing field `height`"],
+    );
+}
