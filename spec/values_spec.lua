@@ -93,6 +93,12 @@ describe("values", function()
     assert.are.same({ 1.5, -2 }, funcs.call("echo:list_f64", { 1.5, -2 }))
     fails("[2]: expected u32, got string", funcs.call("echo:list_u32", { 1, "x" }))
     fails("expected list (a table with keys 1..n)", funcs.call("echo:list_u32", { 1, 2, [4] = 4 }))
+    fails("expected list (a table with keys 1..n)", funcs.call("echo:list_u32", { 1, 2, x = 3 }))
+    local backwards = {}
+    for i = 50, 1, -1 do backwards[i] = i end
+    local back = funcs.call("echo:list_u32", backwards)
+    assert.are.equal(50, #back)
+    for i = 1, 50 do assert.are.equal(i, back[i]) end
   end)
 
   it("take enums by name or index and give names", function()

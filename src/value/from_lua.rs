@@ -49,35 +49,39 @@ fn table(t: &LuaTable, seen: &mut Vec<*const std::ffi::c_void>) -> Result<Value,
     result
 }
 
-fn table_entries(
-    t: &LuaTable,
-    seen: &mut Vec<*const std::ffi::c_void>,
-) -> Result<Value, ConvError> {
-    // The common case first: a plain sequence, read by index without hashing keys.
-    let len = t.raw_len();
-    let mut items = Vec::with_capacity(len);
-    for i in 1..=len {
-        let v: LuaValue = t.raw_get(i).map_err(lua_err)?;
-        items.push(convert(&v, seen).map_err(|e| e.at_index(i - 1))?);
+fn table_entries(t: &LuaTable, seen: &mut Vec<*const std::ffi::c_void>) -> Result<Value, ConvError> {
+    // One traversal. Lua visits the array part first, in order, so a plain sequence arrives
+    // as keys 1, 2, 3, ... and is collected without hashing or sorting.
+    let mut items = Vec::with_capacity(t.raw_len());
+    let mut others: Vec<(Value, Value)> = Vec::new();
+    let mut failed = None;
+    let walked = t.for_each(|k: LuaValue, v: LuaValue| {
+        let result = match k {
+            LuaValue::Integer(i) if others.is_empty() && i as i64 == items.len() as i64 + 1 => {
+                convert(&v, seen)
+                    .map(|v| items.push(v))
+                    .map_err(|e| e.at_index(items.len()))
+            }
+            k => convert(&k, seen).and_then(|key| {
+                let value = convert(&v, seen).map_err(|e| match &key {
+                    Value::Bytes(b) => e.at_field(&String::from_utf8_lossy(b)),
+                    Value::Int(i) => e.at_index((*i as usize).wrapping_sub(1)),
+                    _ => e,
+                })?;
+                others.push((key, value));
+                Ok(())
+            }),
+        };
+        result.map_err(|e| {
+            failed = Some(e);
+            LuaError::runtime("stop")
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
-    let mut extra = Vec::new();
-    for pair in t.pairs::<LuaValue, LuaValue>() {
-        let (k, v) = pair.map_err(lua_err)?;
-        if let LuaValue::Integer(i) = k
-            && i >= 1
-            && (i as u64) <= len as u64
-        {
-            continue;
-        }
-        let key = convert(&k, seen)?;
-        let value = convert(&v, seen).map_err(|e| match &key {
-            Value::Bytes(b) => e.at_field(&String::from_utf8_lossy(b)),
-            Value::Int(i) => e.at_index((*i as usize).wrapping_sub(1)),
-            _ => e,
-        })?;
-        extra.push((key, value));
-    }
-    if extra.is_empty() {
+    walked.map_err(lua_err)?;
+    if others.is_empty() {
         return Ok(Value::Array(items));
     }
     let mut pairs: Vec<(Value, Value)> = items
@@ -85,7 +89,19 @@ fn table_entries(
         .enumerate()
         .map(|(i, v)| (Value::Int(i as i64 + 1), v))
         .collect();
-    pairs.extend(extra);
+    pairs.extend(others);
+    // Keys 1..n visited out of order (a table filled backwards) still make a list.
+    let n = pairs.len() as i64;
+    if pairs
+        .iter()
+        .all(|(k, _)| matches!(k, Value::Int(i) if (1..=n).contains(i)))
+    {
+        pairs.sort_by_key(|(k, _)| if let Value::Int(i) = k { *i } else { 0 });
+        let distinct = pairs.windows(2).all(|w| w[0].0 != w[1].0);
+        if distinct {
+            return Ok(Value::Array(pairs.into_iter().map(|(_, v)| v).collect()));
+        }
+    }
     Ok(Value::Map(pairs))
 }
 

@@ -25,7 +25,15 @@ pub fn to_lua(lua: &Lua, value: &Value) -> LuaResult<LuaValue> {
         Value::Map(pairs) => {
             let t = lua.create_table_with_capacity(0, pairs.len())?;
             for (k, v) in pairs {
-                t.raw_set(to_lua(lua, k)?, to_lua(lua, v)?)?;
+                let v = to_lua(lua, v)?;
+                // Field and case names are UTF-8: pushed as they are, without a string handle.
+                match k {
+                    Value::Bytes(b) => match std::str::from_utf8(b) {
+                        Ok(name) => t.raw_set(name, v)?,
+                        Err(_) => t.raw_set(lua.create_string(b)?, v)?,
+                    },
+                    k => t.raw_set(to_lua(lua, k)?, v)?,
+                }
             }
             LuaValue::Table(t)
         }
