@@ -86,7 +86,7 @@ impl Registry {
         match self.entries.get(id) {
             Some(Entry::Function(f)) => Ok(f.clone()),
             Some(other) => Err(Error::invalid(format!(
-                "`{id}` is an {} entry, not a function",
+                "`{id}` is not a function (kind {})",
                 other.kind_name()
             ))
             .with(|d| d.entry = Some(id.to_string()))),
@@ -225,7 +225,7 @@ impl Registry {
                 return Err(entry.error(field_error(
                     "fs",
                     &format!(
-                        "`{fs_id}` is an {} entry, not an fs.directory",
+                        "`{fs_id}` is not an fs.directory (kind {})",
                         other.kind_name()
                     ),
                 )));

@@ -49,7 +49,10 @@ fn table(t: &LuaTable, seen: &mut Vec<*const std::ffi::c_void>) -> Result<Value,
     result
 }
 
-fn table_entries(t: &LuaTable, seen: &mut Vec<*const std::ffi::c_void>) -> Result<Value, ConvError> {
+fn table_entries(
+    t: &LuaTable,
+    seen: &mut Vec<*const std::ffi::c_void>,
+) -> Result<Value, ConvError> {
     // One traversal. Lua visits the array part first, in order, so a plain sequence arrives
     // as keys 1, 2, 3, ... and is collected without hashing or sorting.
     let mut items = Vec::with_capacity(t.raw_len());
