@@ -15,7 +15,7 @@ use crate::compile::{self, Artefact};
 use crate::engine::{engine, engine_for};
 use crate::error::{Error, Kind, expected_args};
 use crate::limits::{Limits, MemoryLimiter};
-use crate::signature::Signature;
+use crate::signature::{ScalarSig, Signature};
 use crate::value::{self, ConvError, CoreType, Value};
 
 /// Per-call store data.
@@ -86,10 +86,7 @@ impl Function {
             (Artefact::Module(module), Some(wit)) => {
                 let sig = Signature::parse(wit)?;
                 match sig.scalar(method)? {
-                    Some(scalar) => {
-                        let params = scalar.params;
-                        core_target(module, method, Some((params, scalar.results)), fuel)?
-                    }
+                    Some(scalar) => core_target(module, method, Some(scalar), fuel)?,
                     None => {
                         let wrapped = compile::compile(&sig.componentize(bytes)?, fuel)?;
                         let Artefact::Component(component) = &*wrapped else {
@@ -305,7 +302,7 @@ fn snake_case(name: &str) -> String {
 fn core_target(
     module: &wasmtime::Module,
     method: &str,
-    sig: Option<(Vec<(String, CoreType)>, Vec<CoreType>)>,
+    sig: Option<ScalarSig>,
     fuel: bool,
 ) -> Result<Target, String> {
     let ty = match module.get_export(method) {
@@ -326,7 +323,7 @@ fn core_target(
     let core_params: Vec<_> = ty.params().collect();
     let core_results: Vec<_> = ty.results().collect();
     let (params, results) = match sig {
-        Some((params, results)) => {
+        Some(ScalarSig { params, results }) => {
             let fits = params.len() == core_params.len()
                 && results.len() == core_results.len()
                 && params

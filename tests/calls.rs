@@ -155,7 +155,10 @@ fn complex_results_tuples_and_lists() {
             .is_some()
     );
     let list = Value::Array(vec![int(1), int(2), int(3), int(4)]);
-    assert_eq!(rt.call("fx:sum_list", &[list.clone()]).unwrap(), int(10));
+    assert_eq!(
+        rt.call("fx:sum_list", std::slice::from_ref(&list)).unwrap(),
+        int(10)
+    );
     assert_eq!(
         rt.call("fx:double_list", &[list]).unwrap(),
         Value::Array(vec![int(2), int(4), int(6), int(8)])
@@ -170,7 +173,8 @@ fn complex_results_tuples_and_lists() {
     );
     let strings = Value::Array(vec![s("a"), s(""), s("c")]);
     assert_eq!(
-        rt.call("fx:echo_list_string", &[strings.clone()]).unwrap(),
+        rt.call("fx:echo_list_string", std::slice::from_ref(&strings))
+            .unwrap(),
         strings
     );
 }
@@ -179,7 +183,11 @@ fn complex_results_tuples_and_lists() {
 fn complex_records_options_enums_variants_flags() {
     let rt = fixtures();
     let point = map(&[("x", int(1)), ("y", int(-2))]);
-    assert_eq!(rt.call("fx:echo_point", &[point.clone()]).unwrap(), point);
+    assert_eq!(
+        rt.call("fx:echo_point", std::slice::from_ref(&point))
+            .unwrap(),
+        point
+    );
     // snake_case keys are accepted for kebab-case fields.
     let rect = map(&[("top_left", point.clone()), ("bottom-right", point.clone())]);
     assert_eq!(
@@ -203,14 +211,19 @@ fn complex_records_options_enums_variants_flags() {
     assert_eq!(rt.call("fx:echo_color", &[s("green")]).unwrap(), s("green"));
     assert_eq!(rt.call("fx:echo_color", &[int(2)]).unwrap(), s("blue"));
     let circle = map(&[("circle", int(5))]);
-    assert_eq!(rt.call("fx:echo_shape", &[circle.clone()]).unwrap(), circle);
+    assert_eq!(
+        rt.call("fx:echo_shape", std::slice::from_ref(&circle))
+            .unwrap(),
+        circle
+    );
     assert_eq!(
         rt.call("fx:echo_shape", &[s("none")]).unwrap(),
         map(&[("none", Value::Bool(true))])
     );
     let perms = map(&[("read", Value::Bool(true)), ("execute", Value::Bool(true))]);
     assert_eq!(
-        rt.call("fx:echo_permissions", &[perms.clone()]).unwrap(),
+        rt.call("fx:echo_permissions", std::slice::from_ref(&perms))
+            .unwrap(),
         perms
     );
     assert_eq!(

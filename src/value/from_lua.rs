@@ -20,7 +20,7 @@ fn convert(value: &LuaValue, seen: &mut Vec<*const std::ffi::c_void>) -> Result<
     Ok(match value {
         LuaValue::Nil => Value::Nil,
         LuaValue::Boolean(b) => Value::Bool(*b),
-        LuaValue::Integer(i) => Value::Int(*i as i64),
+        LuaValue::Integer(i) => Value::Int(*i),
         LuaValue::Number(n) => Value::Float(*n),
         LuaValue::String(s) => Value::Bytes(s.as_bytes().to_vec()),
         LuaValue::Table(t) => return table(t, seen),
@@ -60,7 +60,7 @@ fn table_entries(
     let mut failed = None;
     let walked = t.for_each(|k: LuaValue, v: LuaValue| {
         let result = match k {
-            LuaValue::Integer(i) if others.is_empty() && i as i64 == items.len() as i64 + 1 => {
+            LuaValue::Integer(i) if others.is_empty() && i == items.len() as i64 + 1 => {
                 convert(&v, seen)
                     .map(|v| items.push(v))
                     .map_err(|e| e.at_index(items.len()))
