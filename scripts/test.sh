@@ -10,7 +10,8 @@ log=$(mktemp -d)
 status=0
 
 cargo test --release --locked 2>&1 | tee "$log/cargo.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+cargo_status=${PIPESTATUS[0]}
+[ "$cargo_status" -eq 0 ] || status=1
 
 busted_status=0
 for lua in lua5.4; do
@@ -46,6 +47,8 @@ for n in $(grep -E '^test result:' "$log/cargo.txt" | sed -E 's/.* ([0-9]+) pass
   failed=$((failed + ${n##*:}))
 done
 rm -rf "$log"
+# A build failure has no summary line to count: count it as a failure.
+[ "$cargo_status" -eq 0 ] || [ "$failed" -gt 0 ] || failed=1
 [ "$failed" -eq 0 ] || status=1
 echo "${passed} passed, ${failed} failed"
 exit $status
