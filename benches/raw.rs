@@ -33,15 +33,11 @@ fn main() {
     });
 
     // Component `compute(6, 7)`, dynamically typed with `Val`s as funcs calls it.
-    let component = Component::new(
+    let (pre, index) = prepare(
         engine,
-        std::fs::read(root.join("examples/app/wasm/minimal.wasm")).unwrap(),
-    )
-    .unwrap();
-    let mut linker = component::Linker::<()>::new(engine);
-    linker.define_unknown_imports_as_traps(&component).unwrap();
-    let pre = linker.instantiate_pre(&component).unwrap();
-    let (_, index) = component.get_export(None, "compute").unwrap();
+        &root.join("examples/app/wasm/minimal.wasm"),
+        "compute",
+    );
     report("compute", || {
         let mut store = new_store(engine);
         let instance = pre.instantiate(&mut store).unwrap();
@@ -57,15 +53,11 @@ fn main() {
     });
 
     // `transform-users` over n records, with the argument `Val`s built once, outside the loop.
-    let component = Component::new(
+    let (pre, index) = prepare(
         engine,
-        std::fs::read(root.join("examples/app/wasm/mapper.wasm")).unwrap(),
-    )
-    .unwrap();
-    let mut linker = component::Linker::<()>::new(engine);
-    linker.define_unknown_imports_as_traps(&component).unwrap();
-    let pre = linker.instantiate_pre(&component).unwrap();
-    let (_, index) = component.get_export(None, "transform-users").unwrap();
+        &root.join("examples/app/wasm/mapper.wasm"),
+        "transform-users",
+    );
     for (n, iterations) in USER_ITERATIONS {
         let users = component::Val::List((1..=n as u32).map(user).collect());
         report_n(&format!("transform-users-{n}"), iterations, || {
@@ -78,6 +70,20 @@ fn main() {
             black_box(out);
         });
     }
+}
+
+/// A component's `InstancePre` (unknown imports trap, as in funcs) and the index of `export`.
+fn prepare(
+    engine: &wasmtime::Engine,
+    path: &std::path::Path,
+    export: &str,
+) -> (component::InstancePre<()>, component::ComponentExportIndex) {
+    let component = Component::new(engine, std::fs::read(path).unwrap()).unwrap();
+    let mut linker = component::Linker::<()>::new(engine);
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let pre = linker.instantiate_pre(&component).unwrap();
+    let (_, index) = component.get_export(None, export).unwrap();
+    (pre, index)
 }
 
 /// A store as funcs makes one: the engine interrupts on epochs, so a deadline must be armed.

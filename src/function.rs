@@ -247,7 +247,8 @@ impl Function {
     fn trap(&self, e: wasmtime::Error, store: &Store<CallCtx>) -> Error {
         let backtrace = e.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
         let limits = &self.limits;
-        let error = match e.downcast_ref::<Trap>() {
+        let trap = e.downcast_ref::<Trap>();
+        let error = match trap {
             Some(Trap::Interrupt) => Error::new(
                 Kind::Timeout,
                 format!(
@@ -266,11 +267,11 @@ impl Function {
             Some(trap) => Error::internal(format!("wasm trap: {trap}")),
             None => Error::internal(e.root_cause().to_string()),
         };
-        let code = e
-            .downcast_ref::<Trap>()
-            .map(|trap| snake_case(&format!("{trap:?}")));
-        let error = error.with(|d| d.trap = code);
-        self.fail(error.with(|d| d.backtrace = backtrace))
+        let code = trap.map(|trap| snake_case(&format!("{trap:?}")));
+        self.fail(error.with(|d| {
+            d.trap = code;
+            d.backtrace = backtrace;
+        }))
     }
 }
 
