@@ -82,6 +82,8 @@ pub struct Details {
     pub trap: Option<String>,
     /// The guest backtrace, when wasmtime captured one.
     pub backtrace: Option<String>,
+    /// The code a guest passed to `wasi:cli/exit`.
+    pub exit_code: Option<i32>,
 }
 
 /// An error from loading a registry or calling a function.

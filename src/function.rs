@@ -6,34 +6,73 @@
 //! so no guest state survives a call.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex, ResourceTable, Type};
 use wasmtime::{ExternType, Store, Trap, WasmBacktrace};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use crate::compile::{self, Artefact};
 use crate::engine::{engine, engine_for};
 use crate::error::{Error, Kind, expected_args};
-use crate::limits::{Limits, MemoryLimiter};
+use crate::limits::{Canceled, Control, Limits, MemoryLimiter};
 use crate::signature::{ScalarSig, Signature};
 use crate::value::{self, ConvError, CoreType, Value};
+use crate::wasi::{self, WasiSpec};
 
 /// Per-call store data.
 pub struct CallCtx {
     table: ResourceTable,
     limiter: MemoryLimiter,
+    /// WASIp2, for components with granted interfaces.
+    wasi: Option<WasiCtx>,
+    /// WASIp1, for core modules importing `wasi_snapshot_preview1`.
+    p1: Option<WasiP1Ctx>,
+    /// This call's deadline in ms, for the error message.
+    timeout: Option<u64>,
 }
 
 impl CallCtx {
-    fn new(limits: &Limits) -> Self {
-        CallCtx {
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(limits.max_memory_bytes),
-        }
-    }
-
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
+    }
+
+    fn p1(&mut self) -> &mut WasiP1Ctx {
+        self.p1.as_mut().expect("WASIp1 is linked only with its context")
+    }
+}
+
+impl WasiView for CallCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: self.wasi.as_mut().expect("WASI is linked only with its context"),
+            table: &mut self.table,
+        }
+    }
+}
+
+/// What an entry may import: the granted WASI interfaces and what its guests see.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    pub granted: Vec<&'static str>,
+    pub wasi: WasiSpec,
+}
+
+/// How one call runs beyond the entry's own limits.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Replaces `limits.max_execution_ms` (an executor's `timeout`).
+    pub timeout_ms: Option<u64>,
+    /// Lets the call be cancelled (futures).
+    pub control: Option<Arc<Control>>,
+}
+
+impl CallOptions {
+    fn timeout(&self, limits: &Limits) -> Option<u64> {
+        self.timeout_ms.or(limits.max_execution_ms)
     }
 }
 
@@ -43,6 +82,11 @@ pub struct Function {
     method: String,
     target: Target,
     limits: Limits,
+    sandbox: Sandbox,
+    /// Whether calls go through wasmtime's async support (WASI host calls may wait).
+    asynchronous: bool,
+    /// Instances created, for `funcs.stats`.
+    instances: AtomicU64,
     /// Held so that other entries with the same bytes find it (the shared map is weak).
     _artefact: Arc<Artefact>,
 }
@@ -53,6 +97,8 @@ enum Target {
         export: String,
         params: Vec<(String, CoreType)>,
         results: Vec<CoreType>,
+        /// Links WASIp1 (async).
+        p1: bool,
     },
     Component {
         pre: wasmtime::component::InstancePre<CallCtx>,
@@ -76,36 +122,57 @@ impl Function {
         bytes: &[u8],
         wit: Option<&str>,
         limits: Limits,
+        sandbox: Sandbox,
     ) -> Result<Function, String> {
         let fuel = limits.max_fuel.is_some();
         let artefact = compile::compile(bytes, fuel)?;
         let mut wrapped_artefact = None;
+        let granted = &sandbox.granted;
         let target = match (&*artefact, wit) {
-            (Artefact::Component(component), _) => component_target(component, method, fuel)?,
-            (Artefact::Module(module), None) => core_target(module, method, None, fuel)?,
+            (Artefact::Component(component), _) => {
+                component_target(component, method, fuel, granted)?
+            }
+            (Artefact::Module(module), None) => core_target(module, method, None, fuel, granted)?,
             (Artefact::Module(module), Some(wit)) => {
                 let sig = Signature::parse(wit)?;
                 match sig.scalar(method)? {
-                    Some(scalar) => core_target(module, method, Some(scalar), fuel)?,
+                    Some(scalar) => core_target(module, method, Some(scalar), fuel, granted)?,
                     None => {
                         let wrapped = compile::compile(&sig.componentize(bytes)?, fuel)?;
                         let Artefact::Component(component) = &*wrapped else {
                             unreachable!("componentize makes components")
                         };
-                        let target = component_target(component, method, fuel)?;
+                        let target = component_target(component, method, fuel, granted)?;
                         wrapped_artefact = Some(wrapped.clone());
                         target
                     }
                 }
             }
         };
+        let asynchronous = match &target {
+            Target::Core { p1, .. } => *p1,
+            Target::Component { .. } => !sandbox.granted.is_empty(),
+        };
         Ok(Function {
             id: id.to_string(),
             method: method.to_string(),
             target,
             limits,
+            sandbox,
+            asynchronous,
+            instances: AtomicU64::new(0),
             _artefact: wrapped_artefact.unwrap_or(artefact),
         })
+    }
+
+    /// Whether calls must run on a Tokio runtime (WASI host calls may wait there).
+    pub fn is_async(&self) -> bool {
+        self.asynchronous
+    }
+
+    /// Instances created so far.
+    pub fn instances(&self) -> u64 {
+        self.instances.load(Ordering::Relaxed)
     }
 
     /// The entry ID, `ns:name`.
@@ -135,38 +202,81 @@ impl Function {
         .unwrap_or("?")
     }
 
-    /// Calls the function in a fresh instance.
+    /// Calls a function that is not [async](Function::is_async) on this thread.
+    ///
+    /// # Errors
+    /// See [`Function::run`].
+    pub fn call(&self, args: &[Value], options: &CallOptions) -> Result<Value, Error> {
+        assert!(!self.asynchronous, "async entries run on a Tokio runtime");
+        // Nothing awaits without WASI: the future is done after one poll, no runtime needed.
+        let mut run = std::pin::pin!(self.run(args, options));
+        match run.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => result,
+            Poll::Pending => unreachable!("a call without async host functions never waits"),
+        }
+    }
+
+    /// Calls the function in a fresh instance; async entries must be polled on a Tokio
+    /// runtime.
     ///
     /// No result gives [`Value::Nil`], one result that value, several an array.
     ///
     /// # Errors
     /// `INVALID` for a wrong argument count or value (naming the argument and path);
-    /// `INTERNAL` for traps and instantiation failures.
-    pub fn call(&self, args: &[Value]) -> Result<Value, Error> {
+    /// `TIMEOUT` past the deadline; `CANCELED`; `NOT_FOUND` for a missing required WASI
+    /// variable; `INTERNAL` for traps, guest exits and instantiation failures.
+    pub async fn run(&self, args: &[Value], options: &CallOptions) -> Result<Value, Error> {
         if args.len() != self.arity() {
             return Err(self.fail(Error::invalid(expected_args(self.arity(), args.len()))));
         }
+        let timeout = options.timeout(&self.limits);
+        let mut store = self.store(timeout, options.control.as_ref())?;
+        if !self.asynchronous {
+            return self.invoke(&mut store, args).await;
+        }
+        // A guest waiting on the host does not tick: the deadline and cancellation also
+        // stop the wait itself.
+        let control = options.control.clone();
+        tokio::select! {
+            result = self.invoke(&mut store, args) => result,
+            () = sleep_for(timeout) => Err(self.fail(self.timeout_error(timeout))),
+            () = async { match &control { Some(c) => c.canceled().await, None => std::future::pending().await } } => {
+                Err(self.fail(Error::new(Kind::Canceled, "call canceled")))
+            }
+        }
+    }
+
+    async fn invoke(&self, store: &mut Store<CallCtx>, args: &[Value]) -> Result<Value, Error> {
+        let asynchronous = self.asynchronous;
         match &self.target {
             Target::Core {
                 pre,
                 export,
                 params,
                 results,
+                ..
             } => {
                 let mut vals = Vec::with_capacity(args.len());
                 for (i, ((_, ty), v)) in params.iter().zip(args).enumerate() {
                     vals.push(value::to_core(v, *ty).map_err(|e| self.arg_error(i, e))?);
                 }
-                let mut store = self.store();
-                let instance = pre
-                    .instantiate(&mut store)
-                    .map_err(|e| self.trap(e, &store))?;
+                self.instances.fetch_add(1, Ordering::Relaxed);
+                let instance = if asynchronous {
+                    pre.instantiate_async(&mut *store).await
+                } else {
+                    pre.instantiate(&mut *store)
+                }
+                .map_err(|e| self.trap(e, store))?;
                 let func = instance
-                    .get_func(&mut store, export)
+                    .get_func(&mut *store, export)
                     .expect("export checked at load");
                 let mut out = vec![wasmtime::Val::I32(0); results.len()];
-                func.call(&mut store, &vals, &mut out)
-                    .map_err(|e| self.trap(e, &store))?;
+                if asynchronous {
+                    func.call_async(&mut *store, &vals, &mut out).await
+                } else {
+                    func.call(&mut *store, &vals, &mut out)
+                }
+                .map_err(|e| self.trap(e, store))?;
                 let values = out
                     .iter()
                     .zip(results)
@@ -185,16 +295,23 @@ impl Function {
                 for (i, ((_, ty), v)) in params.iter().zip(args).enumerate() {
                     vals.push(value::to_wit(v, ty).map_err(|e| self.arg_error(i, e))?);
                 }
-                let mut store = self.store();
-                let instance = pre
-                    .instantiate(&mut store)
-                    .map_err(|e| self.trap(e, &store))?;
+                self.instances.fetch_add(1, Ordering::Relaxed);
+                let instance = if asynchronous {
+                    pre.instantiate_async(&mut *store).await
+                } else {
+                    pre.instantiate(&mut *store)
+                }
+                .map_err(|e| self.trap(e, store))?;
                 let func = instance
-                    .get_func(&mut store, export)
+                    .get_func(&mut *store, export)
                     .expect("export checked at load");
                 let mut out = vec![wasmtime::component::Val::Bool(false); results.len()];
-                func.call(&mut store, &vals, &mut out)
-                    .map_err(|e| self.trap(e, &store))?;
+                if asynchronous {
+                    func.call_async(&mut *store, &vals, &mut out).await
+                } else {
+                    func.call(&mut *store, &vals, &mut out)
+                }
+                .map_err(|e| self.trap(e, store))?;
                 let values = out
                     .into_iter()
                     .zip(results)
@@ -206,15 +323,43 @@ impl Function {
         }
     }
 
-    /// A store for one call, its limits armed.
-    fn store(&self) -> Store<CallCtx> {
-        let mut store = Store::new(
-            engine_for(self.limits.max_fuel.is_some()),
-            CallCtx::new(&self.limits),
-        );
+    /// A store for one call: limits armed, WASI context made (env read now).
+    fn store(
+        &self,
+        timeout: Option<u64>,
+        control: Option<&Arc<Control>>,
+    ) -> Result<Store<CallCtx>, Error> {
+        let (mut wasi, mut p1) = (None, None);
+        match &self.target {
+            Target::Core { p1: true, .. } => {
+                p1 = Some(self.sandbox.wasi.builder(&self.id).map_err(|e| self.fail(e))?.build_p1())
+            }
+            Target::Component { .. } if self.asynchronous => {
+                wasi = Some(self.sandbox.wasi.context(&self.id).map_err(|e| self.fail(e))?)
+            }
+            _ => {}
+        }
+        let ctx = CallCtx {
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(self.limits.max_memory_bytes),
+            wasi,
+            p1,
+            timeout,
+        };
+        let mut store = Store::new(engine_for(self.limits.max_fuel.is_some()), ctx);
         store.limiter(|ctx| &mut ctx.limiter);
-        self.limits.arm(&mut store);
-        store
+        self.limits.arm(&mut store, timeout, control);
+        Ok(store)
+    }
+
+    fn timeout_error(&self, timeout: Option<u64>) -> Error {
+        Error::new(
+            Kind::Timeout,
+            format!(
+                "execution time limit of {} ms exceeded",
+                timeout.unwrap_or_default()
+            ),
+        )
     }
 
     /// `failed to call `id`: <message>`, with the entry and method in the details.
@@ -247,15 +392,19 @@ impl Function {
     fn trap(&self, e: wasmtime::Error, store: &Store<CallCtx>) -> Error {
         let backtrace = e.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
         let limits = &self.limits;
+        if let Some(exit) = e.downcast_ref::<I32Exit>() {
+            let code = exit.0;
+            return self.fail(
+                Error::internal(format!("guest exited with code {code}"))
+                    .with(|d| d.exit_code = Some(code)),
+            );
+        }
+        if e.downcast_ref::<Canceled>().is_some() {
+            return self.fail(Error::new(Kind::Canceled, "call canceled"));
+        }
         let trap = e.downcast_ref::<Trap>();
         let error = match trap {
-            Some(Trap::Interrupt) => Error::new(
-                Kind::Timeout,
-                format!(
-                    "execution time limit of {} ms exceeded",
-                    limits.max_execution_ms.unwrap_or_default()
-                ),
-            ),
+            Some(Trap::Interrupt) => self.timeout_error(store.data().timeout),
             Some(Trap::OutOfFuel) => Error::internal(format!(
                 "fuel limit of {} exhausted",
                 limits.max_fuel.unwrap_or_default()
@@ -272,6 +421,14 @@ impl Function {
             d.trap = code;
             d.backtrace = backtrace;
         }))
+    }
+}
+
+/// Resolves after `ms`, or never.
+async fn sleep_for(ms: Option<u64>) {
+    match ms {
+        Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -305,6 +462,7 @@ fn core_target(
     method: &str,
     sig: Option<ScalarSig>,
     fuel: bool,
+    granted: &[&str],
 ) -> Result<Target, String> {
     let ty = match module.get_export(method) {
         Some(ExternType::Func(ty)) => ty,
@@ -361,6 +519,15 @@ fn core_target(
         }
     };
     let mut linker = wasmtime::Linker::new(engine_for(fuel));
+    // WASIp1 is one module: any granted WASI interface grants it, with the entry's config.
+    let p1 = !granted.is_empty()
+        && module
+            .imports()
+            .any(|i| i.module() == "wasi_snapshot_preview1");
+    if p1 {
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, CallCtx::p1)
+            .map_err(|e| format!("{e:#}"))?;
+    }
     linker
         .define_unknown_imports_as_traps(module)
         .map_err(|e| format!("{e:#}"))?;
@@ -372,12 +539,19 @@ fn core_target(
         export: method.to_string(),
         params,
         results,
+        p1,
     })
 }
 
-fn component_target(component: &Component, method: &str, fuel: bool) -> Result<Target, String> {
+fn component_target(
+    component: &Component,
+    method: &str,
+    fuel: bool,
+    granted: &[&str],
+) -> Result<Target, String> {
     let (func, export) = find_export(component, method)?;
     let mut linker = wasmtime::component::Linker::new(engine_for(fuel));
+    wasi::link(&mut linker, granted).map_err(|e| format!("{e:#}"))?;
     linker
         .define_unknown_imports_as_traps(component)
         .map_err(|e| format!("{e:#}"))?;

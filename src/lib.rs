@@ -11,10 +11,12 @@ pub mod error;
 pub mod function;
 pub mod limits;
 pub mod lua;
+pub mod pool;
 pub mod registry;
 pub mod runtime;
 pub mod signature;
 pub mod value;
+pub mod wasi;
 
 use mlua::prelude::*;
 

@@ -3,7 +3,12 @@
 //! The deadline is armed on every call's own store, so it holds for every call, not only the
 //! first; the ticker that makes it fire lives in `engine.rs`.
 
-use wasmtime::{ResourceLimiter, Store};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 
 use crate::engine::TICK;
 use crate::registry::schema::LimitsConfig;
@@ -31,15 +36,31 @@ impl Limits {
         }
     }
 
-    /// Arms the deadline and the fuel budget on a new store.
-    pub fn arm<T>(&self, store: &mut Store<T>) {
-        let ticks = match self.max_execution_ms {
-            // One more tick than the limit: the current tick is already partly over.
-            Some(ms) => ms.div_ceil(TICK.as_millis() as u64) + 1,
+    /// Arms the deadline (`timeout_ms`, the entry's or an executor's), the fuel budget and,
+    /// for calls that can be cancelled, a check of `control` on every epoch tick.
+    pub fn arm<T>(&self, store: &mut Store<T>, timeout_ms: Option<u64>, control: Option<&Arc<Control>>) {
+        match (timeout_ms, control) {
             // Never, in practice (wasmtime adds this to the current epoch, so not u64::MAX).
-            None => 1 << 62,
-        };
-        store.set_epoch_deadline(ticks);
+            (None, None) => store.set_epoch_deadline(1 << 62),
+            // One more tick than the limit: the current tick is already partly over.
+            (Some(ms), None) => {
+                store.set_epoch_deadline(ms.div_ceil(TICK.as_millis() as u64) + 1)
+            }
+            (timeout, Some(control)) => {
+                let deadline = timeout.map(|ms| Instant::now() + Duration::from_millis(ms));
+                let control = control.clone();
+                store.set_epoch_deadline(1);
+                store.epoch_deadline_callback(move |_| {
+                    if control.is_canceled() {
+                        return Err(Canceled.into());
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Trap::Interrupt.into());
+                    }
+                    Ok(UpdateDeadline::Continue(1))
+                });
+            }
+        }
         if let Some(fuel) = self.max_fuel {
             store
                 .set_fuel(fuel)
@@ -47,6 +68,42 @@ impl Limits {
         }
     }
 }
+
+/// The cancel switch of one call: checked on every epoch tick while the guest runs, and
+/// awaited while it waits on the host.
+#[derive(Debug, Default)]
+pub struct Control {
+    canceled: AtomicBool,
+    notify: Notify,
+}
+
+impl Control {
+    /// Asks the call to stop; it ends with `CANCELED` at its next tick or host wait.
+    pub fn cancel(&self) {
+        self.canceled.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_canceled(&self) -> bool {
+        self.canceled.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once [`Control::cancel`] was called.
+    pub async fn canceled(&self) {
+        let notified = self.notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_canceled() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// The error a cancelled guest is stopped with (downcast when the call is classified).
+#[derive(Debug, thiserror::Error)]
+#[error("call canceled")]
+pub struct Canceled;
 
 /// Refuses linear-memory growth beyond the cap, and remembers that it did.
 #[derive(Debug, Default)]

@@ -1,14 +1,15 @@
-//! The state one `require("funcs")` owns: its registry, and loading and calling through it.
+//! The state one `require("funcs")` owns: its registry, its pools, and loading and calling
+//! through them.
 //!
 //! Lua-free, so that it can be driven from Rust tests and benches as well.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::engine::TickerGuard;
-
-use crate::error::Result;
-use crate::function::Function;
+use crate::error::{Error, Kind, Result};
+use crate::function::CallOptions;
+use crate::pool::{Completion, Handle, Pool, Stats};
 use crate::registry::{Registry, Summary};
 use crate::value::Value;
 
@@ -16,42 +17,127 @@ use crate::value::Value;
 #[derive(Default)]
 pub struct Runtime {
     registry: RwLock<Registry>,
-    /// Held from the first load with a deadline until the runtime is dropped.
+    /// Every pool committed and not yet finished, to stop and join on shutdown.
+    pools: Mutex<Vec<Arc<Pool>>>,
+    /// Held from the first deadline or async call until the runtime is dropped.
     ticker: OnceLock<TickerGuard>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Runtime {
     /// Loads (or reloads) the registry files under `path`; atomic.
     ///
+    /// Entries loaded again get new pools; calls already admitted finish on the old ones,
+    /// which stop once drained.
+    ///
     /// # Errors
-    /// See [`Registry::prepare`].
+    /// See [`Registry::prepare`]; `UNAVAILABLE` after [`Runtime::shutdown`].
     pub fn load(&self, path: &Path) -> Result<Summary> {
+        self.check_open()?;
         // Reading and compiling happen outside the write lock: calls go on meanwhile.
         let prepared = self.registry().prepare(path)?;
         if prepared.has_deadlines() {
-            self.ticker.get_or_init(TickerGuard::acquire);
+            self.ensure_ticker();
         }
-        let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
-        Ok(registry.commit(prepared))
+        let new: Vec<_> = prepared.pools().cloned().collect();
+        let summary = {
+            let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+            registry.commit(prepared)
+        };
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|p| !p.finished());
+        for pool in new {
+            pool.start();
+            pools.push(pool);
+        }
+        Ok(summary)
     }
 
-    /// The function `id`, to call.
+    /// The pool of function `id`.
     ///
     /// # Errors
     /// See [`Registry::function`].
-    pub fn function(&self, id: &str) -> Result<Arc<Function>> {
+    pub fn function(&self, id: &str) -> Result<Arc<Handle>> {
+        self.check_open()?;
         self.registry().function(id)
     }
 
-    /// Calls function `id` with `args`.
+    /// Calls function `id` with `args` and waits for the result.
     ///
     /// # Errors
-    /// See [`Function::call`].
+    /// See [`crate::function::Function::run`].
     pub fn call(&self, id: &str, args: &[Value]) -> Result<Value> {
-        self.function(id)?.call(args)
+        let handle = self.function(id)?;
+        self.call_with(&handle, args.to_vec(), CallOptions::default())
+    }
+
+    /// Calls through a handle from [`Runtime::function`].
+    ///
+    /// # Errors
+    /// See [`crate::function::Function::run`].
+    pub fn call_with(
+        &self,
+        handle: &Handle, args: Vec<Value>, options: CallOptions) -> Result<Value> {
+        if options.timeout_ms.is_some() {
+            self.ensure_ticker();
+        }
+        handle.0.call(args, options)
+    }
+
+    /// Starts a call; its result goes to the returned completion.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` when the pool was closed.
+    pub fn submit(
+        &self,
+        handle: &Handle,
+        args: Vec<Value>,
+        options: CallOptions,
+    ) -> Result<Arc<Completion>> {
+        // Cancellation is checked on epoch ticks.
+        self.ensure_ticker();
+        let done = Completion::new();
+        handle.0.submit(args, options, done.clone())?;
+        Ok(done)
+    }
+
+    /// Counters of every function entry, by ID.
+    pub fn stats(&self) -> Vec<(String, Stats)> {
+        self.registry().pools().map(|(id, p)| (id.to_string(), p.stats())).collect()
+    }
+
+    /// Stops every pool: queued calls fail with `UNAVAILABLE`, running ones are interrupted,
+    /// and every worker thread is joined. Loads and calls fail afterwards.
+    pub fn shutdown(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let pools = std::mem::take(&mut *self.pools.lock().unwrap_or_else(|e| e.into_inner()));
+        for pool in &pools {
+            pool.close(true);
+        }
+        for pool in &pools {
+            pool.join();
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::new(Kind::Unavailable, "funcs was shut down"));
+        }
+        Ok(())
+    }
+
+    fn ensure_ticker(&self) {
+        self.ticker.get_or_init(TickerGuard::acquire);
     }
 
     fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.registry.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Worker threads run this library's code: they must end before Lua unloads it.
+        self.shutdown();
     }
 }

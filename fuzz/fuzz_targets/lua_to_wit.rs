@@ -74,7 +74,8 @@ fn run(data: &[u8]) -> Result<()> {
     let mut u = Unstructured::new(data);
     let lua = Lua::new();
     let id = format!("echo:{}", u.choose(&EXPORTS)?);
-    let function = runtime().function(&id).expect("echo entries exist");
+    let handle = runtime().function(&id).expect("echo entries exist");
+    let function = handle.0.function();
     let n = u.int_in_range(0..=3)?;
     let mut values = Vec::new();
     for i in 0..n {
@@ -87,7 +88,7 @@ fn run(data: &[u8]) -> Result<()> {
             }
         }
     }
-    if let Err(e) = function.call(&values) {
+    if let Err(e) = function.call(&values, &Default::default()) {
         assert_eq!(e.kind(), Kind::Invalid, "{id}: {e}");
     }
     Ok(())

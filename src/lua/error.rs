@@ -40,6 +40,9 @@ fn details(lua: &Lua, e: &Error) -> LuaResult<LuaTable> {
     if let Some(i) = d.argument {
         t.set("argument", i)?;
     }
+    if let Some(code) = d.exit_code {
+        t.set("exit_code", code)?;
+    }
     Ok(t)
 }
 

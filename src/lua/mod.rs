@@ -11,7 +11,11 @@ use std::sync::Arc;
 
 use mlua::prelude::*;
 
-use crate::error::Error;
+use std::time::Duration;
+
+use crate::error::{Error, Kind};
+use crate::function::CallOptions;
+use crate::pool::{Completion, Handle, Stats};
 use crate::registry::Summary;
 use crate::runtime::Runtime;
 use crate::value::{self, Value};
@@ -36,16 +40,59 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
 
-    let rt = runtime.clone();
+    let default = Executor {
+        runtime: runtime.clone(),
+        options: CallOptions::default(),
+    };
+    let executor = default.clone();
     funcs.set(
         "call",
-        lua.create_function(move |lua, mut args: LuaMultiValue| {
-            let id = args.pop_front().unwrap_or(LuaValue::Nil);
-            let id = string_arg(&id, 1, "call")?;
-            match call(&rt, &id, &args) {
-                Ok(v) => value::to_lua(lua, &v)?.into_lua_multi(lua),
-                Err(e) => error::fail(lua, e),
+        lua.create_function(move |lua, args: LuaMultiValue| executor.call(lua, args, "call"))?,
+    )?;
+    let executor = default.clone();
+    funcs.set(
+        "async",
+        lua.create_function(move |lua, args: LuaMultiValue| executor.start(lua, args, "async"))?,
+    )?;
+    let executor = default.clone();
+    funcs.set(
+        "new",
+        lua.create_function(move |_, ()| Ok(executor.clone()))?,
+    )?;
+
+    let rt = runtime.clone();
+    funcs.set(
+        "stats",
+        lua.create_function(move |lua, id: Option<LuaValue>| {
+            let all = rt.stats();
+            match id {
+                None | Some(LuaValue::Nil) => {
+                    let t = lua.create_table()?;
+                    for (id, stats) in &all {
+                        t.set(id.as_str(), stats_table(lua, stats)?)?;
+                    }
+                    t.into_lua_multi(lua)
+                }
+                Some(id) => {
+                    let id = string_arg(&id, 1, "stats")?;
+                    match all.iter().find(|(i, _)| *i == id) {
+                        Some((_, stats)) => stats_table(lua, stats)?.into_lua_multi(lua),
+                        None => error::fail(
+                            lua,
+                            Error::not_found(format!("function `{id}` not found")),
+                        ),
+                    }
+                }
             }
+        })?,
+    )?;
+
+    let rt = runtime.clone();
+    funcs.set(
+        "shutdown",
+        lua.create_function(move |_, ()| {
+            rt.shutdown();
+            Ok(())
         })?,
     )?;
 
@@ -54,14 +101,171 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     Ok(funcs)
 }
 
-/// Converts the Lua arguments (on this thread) and calls `id`.
-fn call(runtime: &Runtime, id: &str, args: &LuaMultiValue) -> Result<Value, Error> {
-    let function = runtime.function(id)?;
-    let mut values = Vec::with_capacity(args.len());
-    for (i, arg) in args.iter().enumerate() {
-        values.push(value::from_lua(arg).map_err(|e| function.arg_error(i, e))?);
+/// `funcs.new()`: calls with options of their own (`timeout`).
+#[derive(Clone)]
+struct Executor {
+    runtime: Arc<Runtime>,
+    options: CallOptions,
+}
+
+impl Executor {
+    /// `call(id, ...)`: `value` or `nil, err`.
+    fn call(&self, lua: &Lua, args: LuaMultiValue, name: &str) -> LuaResult<LuaMultiValue> {
+        let result = self
+            .prepare(args, name)?
+            .and_then(|(handle, values)| {
+                self.runtime
+                    .call_with(&handle, values, self.options.clone())
+            });
+        match result {
+            Ok(v) => value::to_lua(lua, &v)?.into_lua_multi(lua),
+            Err(e) => error::fail(lua, e),
+        }
     }
-    function.call(&values)
+
+    /// `async(id, ...)`: a Future or `nil, err`.
+    fn start(&self, lua: &Lua, args: LuaMultiValue, name: &str) -> LuaResult<LuaMultiValue> {
+        let result = self.prepare(args, name)?.and_then(|(handle, values)| {
+            let id = handle.0.function().id().to_string();
+            self.runtime
+                .submit(&handle, values, self.options.clone())
+                .map(|done| Future { done, id })
+        });
+        match result {
+            Ok(f) => f.into_lua_multi(lua),
+            Err(e) => error::fail(lua, e),
+        }
+    }
+
+    /// The ID checked (a Lua error if it is not a string), the function found and the
+    /// arguments converted on this thread.
+    fn prepare(
+        &self,
+        mut args: LuaMultiValue,
+        name: &str,
+    ) -> LuaResult<Result<(Arc<Handle>, Vec<Value>), Error>> {
+        let id = args.pop_front().unwrap_or(LuaValue::Nil);
+        let id = string_arg(&id, 1, name)?;
+        Ok(self.runtime.function(&id).and_then(|handle| {
+            let function = handle.0.function();
+            let mut values = Vec::with_capacity(args.len());
+            for (i, arg) in args.iter().enumerate() {
+                values.push(value::from_lua(arg).map_err(|e| function.arg_error(i, e))?);
+            }
+            Ok((handle, values))
+        }))
+    }
+}
+
+impl LuaUserData for Executor {
+    fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("call", |lua, this, args: LuaMultiValue| {
+            this.call(lua, args, "call")
+        });
+        methods.add_method("async", |lua, this, args: LuaMultiValue| {
+            this.start(lua, args, "async")
+        });
+        methods.add_method("with_options", |_, this, options: LuaValue| {
+            let LuaValue::Table(t) = &options else {
+                return Err(LuaError::runtime(format!(
+                    "bad argument #1 to 'with_options' (table expected, got {})",
+                    options.type_name()
+                )));
+            };
+            let mut next = this.clone();
+            for pair in t.pairs::<LuaValue, LuaValue>() {
+                let (k, v) = pair?;
+                let k = k.as_string().map(|s| s.to_string_lossy());
+                match (k.as_deref(), v) {
+                    (Some("timeout"), LuaValue::Nil) => next.options.timeout_ms = None,
+                    (Some("timeout"), v) => match v.as_i64() {
+                        Some(ms) if ms > 0 => next.options.timeout_ms = Some(ms as u64),
+                        _ => {
+                            return Err(LuaError::runtime(
+                                "bad option 'timeout' to 'with_options' (positive integer of milliseconds expected)",
+                            ));
+                        }
+                    },
+                    (k, _) => {
+                        return Err(LuaError::runtime(format!(
+                            "bad option '{}' to 'with_options' (known: timeout)",
+                            k.unwrap_or("?")
+                        )));
+                    }
+                }
+            }
+            Ok(next)
+        });
+    }
+}
+
+/// The Lua side of a call started with `async`.
+struct Future {
+    done: Arc<Completion>,
+    id: String,
+}
+
+impl Future {
+    fn result(&self, lua: &Lua) -> LuaResult<LuaMultiValue> {
+        self.done.with_result(|r| match r {
+            None => (LuaValue::Nil, LuaValue::Nil).into_lua_multi(lua),
+            Some(Ok(v)) => value::to_lua(lua, v)?.into_lua_multi(lua),
+            Some(Err(e)) => error::fail(lua, e.clone()),
+        })
+    }
+}
+
+impl LuaUserData for Future {
+    fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("is_complete", |_, this, ()| Ok(this.done.is_complete()));
+        methods.add_method("is_canceled", |_, this, ()| Ok(this.done.is_canceled()));
+        methods.add_method("result", |lua, this, ()| this.result(lua));
+        methods.add_method("wait", |lua, this, ms: Option<LuaValue>| {
+            let timeout = match ms {
+                None | Some(LuaValue::Nil) => None,
+                Some(v) => match v.as_f64() {
+                    Some(ms) if ms >= 0.0 => Some(Duration::from_secs_f64(ms / 1000.0)),
+                    _ => {
+                        return Err(LuaError::runtime(
+                            "bad argument #1 to 'wait' (non-negative number of milliseconds expected)",
+                        ));
+                    }
+                },
+            };
+            if this.done.wait(timeout) {
+                this.result(lua)
+            } else {
+                let ms = timeout.unwrap_or_default().as_millis();
+                error::fail(
+                    lua,
+                    Error::new(
+                        Kind::Timeout,
+                        format!("waited {ms} ms for `{}`; the call goes on", this.id),
+                    )
+                    .with(|d| d.entry = Some(this.id.clone())),
+                )
+            }
+        });
+        methods.add_method("cancel", |_, this, ()| {
+            this.done.cancel(
+                Error::new(Kind::Canceled, format!("call of `{}` canceled", this.id))
+                    .with(|d| d.entry = Some(this.id.clone())),
+            );
+            Ok(true)
+        });
+    }
+}
+
+fn stats_table(lua: &Lua, s: &Stats) -> LuaResult<LuaTable> {
+    let t = lua.create_table()?;
+    t.set("pool", s.kind)?;
+    t.set("calls", s.calls)?;
+    t.set("failures", s.failures)?;
+    t.set("in_flight", s.in_flight)?;
+    t.set("queued", s.queued)?;
+    t.set("workers", s.workers)?;
+    t.set("instances", s.instances)?;
+    Ok(t)
 }
 
 /// A string argument, or a Lua error in the style of `luaL_argerror`.

@@ -20,12 +20,14 @@ use self::schema::{
 use self::source::RawEntry;
 use crate::compile;
 use crate::error::{Error, Result};
-use crate::function::Function;
+use crate::function::{Function, Sandbox};
 use crate::limits::Limits;
+use crate::pool::{Handle, Pool, PoolSpec};
+use crate::wasi::{self, EnvBinding, EnvSource, Mount, WasiSpec};
 
 /// A loaded entry.
 pub enum Entry {
-    Function(Arc<Function>),
+    Function(Arc<Handle>),
     /// `fs.directory`: the folder, absolute.
     Directory(PathBuf),
     Variable(VariableConfig),
@@ -71,9 +73,16 @@ pub struct Prepared {
 impl Prepared {
     /// Whether any function of this load has a deadline (and so needs the epoch ticker).
     pub fn has_deadlines(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|(_, e)| matches!(e, Entry::Function(f) if f.limits().max_execution_ms.is_some()))
+        self.pools()
+            .any(|p| p.function().limits().max_execution_ms.is_some())
+    }
+
+    /// The pools of this load's functions.
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.entries.iter().filter_map(|(_, e)| match e {
+            Entry::Function(h) => Some(&h.0),
+            _ => None,
+        })
     }
 }
 
@@ -82,7 +91,7 @@ impl Registry {
     ///
     /// # Errors
     /// `NOT_FOUND` for an unknown ID; `INVALID` for an entry that is not a function.
-    pub fn function(&self, id: &str) -> Result<Arc<Function>> {
+    pub fn function(&self, id: &str) -> Result<Arc<Handle>> {
         match self.entries.get(id) {
             Some(Entry::Function(f)) => Ok(f.clone()),
             Some(other) => Err(Error::invalid(format!(
@@ -93,6 +102,20 @@ impl Registry {
             None => Err(Error::not_found(format!("function `{id}` not found"))
                 .with(|d| d.entry = Some(id.to_string()))),
         }
+    }
+
+    /// Every function's pool, by ID, sorted.
+    pub fn pools(&self) -> impl Iterator<Item = (&str, &Arc<Pool>)> {
+        let mut pools: Vec<_> = self
+            .entries
+            .iter()
+            .filter_map(|(id, e)| match e {
+                Entry::Function(h) => Some((id.as_str(), &h.0)),
+                _ => None,
+            })
+            .collect();
+        pools.sort_by_key(|(id, _)| *id);
+        pools.into_iter()
     }
 
     /// Reads and compiles everything under `path` without changing the registry.
@@ -163,7 +186,8 @@ impl Registry {
         }
         for (entry, config) in functions {
             let f = self.build_function(entry, &config, &entries)?;
-            entries.push((entry.id.clone(), Entry::Function(Arc::new(f))));
+            let pool = Pool::new(Arc::new(f), PoolSpec::from_config(config.pool.as_ref()));
+            entries.push((entry.id.clone(), Entry::Function(Arc::new(Handle(pool)))));
         }
         summary.entries = entries.iter().map(|(id, _)| id.clone()).collect();
         summary.entries.sort();
@@ -202,8 +226,91 @@ impl Registry {
         };
         let method = config.method.as_deref().unwrap_or_default();
         let limits = Limits::from_config(config.limits.as_ref());
-        Function::build(&entry.id, method, &bytes, config.wit.as_deref(), limits)
+        let sandbox = self.sandbox(entry, config, pending)?;
+        Function::build(&entry.id, method, &bytes, config.wit.as_deref(), limits, sandbox)
             .map_err(|e| entry.error(Error::invalid(e)))
+    }
+
+    /// An entry's `imports` and `wasi`, with the env and fs entries they name resolved.
+    fn sandbox(
+        &self,
+        entry: &RawEntry,
+        config: &FunctionConfig,
+        pending: &[(String, Entry)],
+    ) -> Result<Sandbox> {
+        let granted = wasi::grants(config.imports.as_deref().unwrap_or_default())
+            .map_err(|e| entry.error(field_error("imports", &e)))?;
+        let Some(w) = &config.wasi else {
+            return Ok(Sandbox {
+                granted,
+                wasi: WasiSpec::default(),
+            });
+        };
+        let lookup = |id: &str| {
+            pending
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, e)| e)
+                .or_else(|| self.entries.get(id))
+        };
+        let mut env = Vec::new();
+        for (i, item) in w.env.iter().enumerate() {
+            let field = format!("wasi.env[{}].id", i + 1);
+            let id = entry.resolve_id(item.id.as_deref().unwrap_or_default());
+            let Some(Entry::Variable(var)) = lookup(&id) else {
+                return Err(entry.error(
+                    Error::not_found(format!("env.variable `{id}` not found"))
+                        .with(|d| d.field = Some(field)),
+                ));
+            };
+            let name = var.variable.clone().unwrap_or_default();
+            let source = match var.storage.as_deref().map(|s| entry.resolve_id(s)) {
+                None => EnvSource::Os(name),
+                Some(storage) => match lookup(&storage) {
+                    Some(Entry::Storage(kind, _)) if kind == "env.storage.os" => EnvSource::Os(name),
+                    Some(Entry::Storage(_, values)) => {
+                        EnvSource::Fixed(values.values.get(&name).cloned())
+                    }
+                    _ => {
+                        return Err(entry.error(
+                            Error::not_found(format!("env.storage `{storage}` of `{id}` not found"))
+                                .with(|d| d.field = Some(field)),
+                        ));
+                    }
+                },
+            };
+            env.push(EnvBinding {
+                id,
+                name: item.name.clone().unwrap_or_default(),
+                required: item.required,
+                source,
+                default: var.default.clone(),
+            });
+        }
+        let mut mounts = Vec::new();
+        for (i, m) in w.mounts.iter().enumerate() {
+            let id = entry.resolve_id(m.fs.as_deref().unwrap_or_default());
+            let Some(Entry::Directory(dir)) = lookup(&id) else {
+                return Err(entry.error(
+                    Error::not_found(format!("fs `{id}` not found"))
+                        .with(|d| d.field = Some(format!("wasi.mounts[{}].fs", i + 1))),
+                ));
+            };
+            mounts.push(Mount {
+                host: dir.clone(),
+                guest: m.guest.clone().unwrap_or_default(),
+                read_only: m.read_only,
+            });
+        }
+        Ok(Sandbox {
+            granted,
+            wasi: WasiSpec {
+                args: w.args.clone(),
+                cwd: w.cwd.clone(),
+                env,
+                mounts,
+            },
+        })
     }
 
     /// The bytes of a `function.wasm` entry, hash-checked.
