@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
-use wasmtime::component::{Component, ComponentExportIndex, ResourceTable, Type};
+use wasmtime::component::{Component, ComponentExportIndex, ResourceTable, ResourceType, Type};
 use wasmtime::{ExternType, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
@@ -552,9 +552,7 @@ fn component_target(
     let (func, export) = find_export(component, method)?;
     let mut linker = wasmtime::component::Linker::new(engine_for(fuel));
     wasi::link(&mut linker, granted).map_err(|e| format!("{e:#}"))?;
-    linker
-        .define_unknown_imports_as_traps(component)
-        .map_err(|e| format!("{e:#}"))?;
+    stub_imports(&mut linker, component, granted).map_err(|e| format!("{e:#}"))?;
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| format!("failed to prepare instances: {e:#}"))?;
@@ -565,6 +563,83 @@ fn component_target(
         results: func.results().collect(),
     })
 }
+
+/// Defines every import that is not granted as a trap naming it. Granted interfaces are
+/// left to the linker, which matches a guest's `@0.2.8` with our `@0.2.12` by semver
+/// (wasmtime's own `define_unknown_imports_as_traps` would shadow them with stubs).
+fn stub_imports(
+    linker: &mut wasmtime::component::Linker<CallCtx>,
+    component: &Component,
+    granted: &[&str],
+) -> wasmtime::Result<()> {
+    let ty = component.component_type();
+    let imports: Vec<_> = ty.imports(engine()).collect();
+    // Resources of granted interfaces, which a stubbed interface may use (`pollable`).
+    let mut real = Vec::new();
+    for (name, item) in &imports {
+        let unversioned = name.split('@').next().unwrap_or_default();
+        if let ComponentItem::ComponentInstance(instance) = &item.ty
+            && granted.contains(&unversioned)
+        {
+            for (export, item) in instance.exports(engine()) {
+                if let ComponentItem::Resource(ty) = item.ty {
+                    real.push((ty, format!("{unversioned}.{export}")));
+                }
+            }
+        }
+    }
+    let resource = |ty: &ResourceType, what: &str| -> wasmtime::Result<ResourceType> {
+        match real.iter().find(|(t, _)| t == ty) {
+            None => Ok(ResourceType::host::<Stub>()),
+            Some((_, owner)) => wasi::host_resource(owner).ok_or_else(|| {
+                wasmtime::format_err!(
+                    "`{what}` uses the resource `{owner}`; grant both interfaces or neither"
+                )
+            }),
+        }
+    };
+    for (name, item) in imports {
+        let unversioned = name.split('@').next().unwrap_or_default();
+        if granted.contains(&unversioned) {
+            continue;
+        }
+        match item.ty {
+            ComponentItem::ComponentInstance(instance) => {
+                let mut inner = linker.instance(name)?;
+                for (export, item) in instance.exports(engine()) {
+                    match item.ty {
+                        ComponentItem::ComponentFunc(_) => {
+                            let full = format!("{name}#{export}");
+                            inner.func_new(export, move |_, _, _, _| {
+                                wasmtime::bail!("unknown import: `{full}` has not been defined")
+                            })?;
+                        }
+                        ComponentItem::Resource(ty) => {
+                            let host = resource(&ty, name)?;
+                            inner.resource(export, host, |_, _| Ok(()))?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            ComponentItem::ComponentFunc(_) => {
+                let full = name.to_string();
+                linker.root().func_new(name, move |_, _, _, _| {
+                    wasmtime::bail!("unknown import: `{full}` has not been defined")
+                })?;
+            }
+            ComponentItem::Resource(ty) => {
+                let host = resource(&ty, name)?;
+                linker.root().resource(name, host, |_, _| Ok(()))?;
+            }
+            _ => wasmtime::bail!("import `{name}` cannot be stubbed"),
+        }
+    }
+    Ok(())
+}
+
+/// The host type of resources in imports nobody provides.
+struct Stub;
 
 /// Finds `func` or `iface#func` among a component's exports. An interface may be named in
 /// full (`ns:pkg/iface@1.0.0`), without its version, or by its last segment (`iface`).

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::component::{HasData, Linker, ResourceTable, ResourceType};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
@@ -184,6 +184,26 @@ pub fn link<T: WasiView>(linker: &mut Linker<T>, granted: &[&str]) -> wasmtime::
         }
     }
     Ok(())
+}
+
+/// The host type of a granted interface's resource (`wasi:io/poll.pollable`), for stubs of
+/// interfaces that use it; `None` for those whose type wasmtime-wasi keeps private.
+pub fn host_resource(name: &str) -> Option<ResourceType> {
+    use wasmtime_wasi_io::{poll, streams};
+    Some(match name {
+        "wasi:io/poll.pollable" => ResourceType::host::<poll::DynPollable>(),
+        "wasi:io/streams.input-stream" => ResourceType::host::<streams::DynInputStream>(),
+        "wasi:io/streams.output-stream" => ResourceType::host::<streams::DynOutputStream>(),
+        "wasi:io/error.error" => ResourceType::host::<streams::Error>(),
+        "wasi:sockets/network.network" => ResourceType::host::<wasmtime_wasi::p2::Network>(),
+        "wasi:filesystem/types.descriptor" => {
+            ResourceType::host::<wasmtime_wasi::filesystem::Descriptor>()
+        }
+        "wasi:filesystem/types.directory-entry-stream" => {
+            ResourceType::host::<wasmtime_wasi::p2::ReaddirIterator>()
+        }
+        _ => return None,
+    })
 }
 
 struct HasIo;
