@@ -410,10 +410,10 @@ impl Function {
                 limits.max_fuel.unwrap_or_default()
             )),
             Some(trap) if store.data().limiter.refused => Error::internal(format!(
-                "wasm trap: {trap} (after memory growth beyond the limit of {} bytes was refused)",
+                "{trap} (after memory growth beyond the limit of {} bytes was refused)",
                 limits.max_memory_bytes.unwrap_or_default()
             )),
-            Some(trap) => Error::internal(format!("wasm trap: {trap}")),
+            Some(trap) => Error::internal(trap.to_string()),
             None => Error::internal(e.root_cause().to_string()),
         };
         let code = trap.map(|trap| snake_case(&format!("{trap:?}")));

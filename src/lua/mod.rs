@@ -178,8 +178,10 @@ impl LuaUserData for Executor {
                 let k = k.as_string().map(|s| s.to_string_lossy());
                 match (k.as_deref(), v) {
                     (Some("timeout"), LuaValue::Nil) => next.options.timeout_ms = None,
-                    (Some("timeout"), v) => match v.as_i64() {
-                        Some(ms) if ms > 0 => next.options.timeout_ms = Some(ms as u64),
+                    (Some("timeout"), v) => match number(&v) {
+                        Some(ms) if ms >= 1.0 && ms.fract() == 0.0 => {
+                            next.options.timeout_ms = Some(ms as u64)
+                        }
                         _ => {
                             return Err(LuaError::runtime(
                                 "bad option 'timeout' to 'with_options' (positive integer of milliseconds expected)",
@@ -223,7 +225,7 @@ impl LuaUserData for Future {
         methods.add_method("wait", |lua, this, ms: Option<LuaValue>| {
             let timeout = match ms {
                 None | Some(LuaValue::Nil) => None,
-                Some(v) => match v.as_f64() {
+                Some(v) => match number(&v) {
                     Some(ms) if ms >= 0.0 => Some(Duration::from_secs_f64(ms / 1000.0)),
                     _ => {
                         return Err(LuaError::runtime(
@@ -253,6 +255,15 @@ impl LuaUserData for Future {
             );
             Ok(true)
         });
+    }
+}
+
+/// A Lua number, integer or float.
+fn number(v: &LuaValue) -> Option<f64> {
+    match v {
+        LuaValue::Integer(i) => Some(*i as f64),
+        LuaValue::Number(n) => Some(*n),
+        _ => None,
     }
 }
 
