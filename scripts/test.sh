@@ -5,6 +5,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh || exit 1
+# Guests from other toolchains (componentize-py): built once, reused while unchanged.
+scripts/guests.sh || exit 1
 
 log=$(mktemp -d)
 status=0

@@ -41,14 +41,19 @@ impl CallCtx {
     }
 
     fn p1(&mut self) -> &mut WasiP1Ctx {
-        self.p1.as_mut().expect("WASIp1 is linked only with its context")
+        self.p1
+            .as_mut()
+            .expect("WASIp1 is linked only with its context")
     }
 }
 
 impl WasiView for CallCtx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: self.wasi.as_mut().expect("WASI is linked only with its context"),
+            ctx: self
+                .wasi
+                .as_mut()
+                .expect("WASI is linked only with its context"),
             table: &mut self.table,
         }
     }
@@ -74,6 +79,13 @@ impl CallOptions {
     fn timeout(&self, limits: &Limits) -> Option<u64> {
         self.timeout_ms.or(limits.max_execution_ms)
     }
+}
+
+/// Arguments converted to a function's parameter types by [`Function::lower`].
+#[derive(Debug, Clone)]
+pub enum Args {
+    Core(Vec<wasmtime::Val>),
+    Component(Vec<wasmtime::component::Val>),
 }
 
 /// A callable export of a compiled entry.
@@ -206,7 +218,7 @@ impl Function {
     ///
     /// # Errors
     /// See [`Function::run`].
-    pub fn call(&self, args: &[Value], options: &CallOptions) -> Result<Value, Error> {
+    pub fn call(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
         assert!(!self.asynchronous, "async entries run on a Tokio runtime");
         // Nothing awaits without WASI: the future is done after one poll, no runtime needed.
         let mut run = std::pin::pin!(self.run(args, options));
@@ -225,10 +237,7 @@ impl Function {
     /// `INVALID` for a wrong argument count or value (naming the argument and path);
     /// `TIMEOUT` past the deadline; `CANCELED`; `NOT_FOUND` for a missing required WASI
     /// variable; `INTERNAL` for traps, guest exits and instantiation failures.
-    pub async fn run(&self, args: &[Value], options: &CallOptions) -> Result<Value, Error> {
-        if args.len() != self.arity() {
-            return Err(self.fail(Error::invalid(expected_args(self.arity(), args.len()))));
-        }
+    pub async fn run(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
         let timeout = options.timeout(&self.limits);
         let mut store = self.store(timeout, options.control.as_ref())?;
         if !self.asynchronous {
@@ -246,20 +255,49 @@ impl Function {
         }
     }
 
-    async fn invoke(&self, store: &mut Store<CallCtx>, args: &[Value]) -> Result<Value, Error> {
+    /// Converts Lua-side values to this function's parameter types (on the caller's
+    /// thread, so that a bad argument fails the call before it is queued).
+    ///
+    /// # Errors
+    /// `INVALID`, naming the argument and the path inside it, or a wrong count.
+    pub fn lower(&self, args: &[Value]) -> Result<Args, Error> {
+        if args.len() != self.arity() {
+            return Err(self.fail(Error::invalid(expected_args(self.arity(), args.len()))));
+        }
+        Ok(match &self.target {
+            Target::Core { params, .. } => Args::Core(
+                params
+                    .iter()
+                    .zip(args)
+                    .enumerate()
+                    .map(|(i, ((_, ty), v))| {
+                        value::to_core(v, *ty).map_err(|e| self.arg_error(i, e))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Target::Component { params, .. } => Args::Component(
+                params
+                    .iter()
+                    .zip(args)
+                    .enumerate()
+                    .map(|(i, ((_, ty), v))| value::to_wit(v, ty).map_err(|e| self.arg_error(i, e)))
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
+    async fn invoke(&self, store: &mut Store<CallCtx>, args: &Args) -> Result<Value, Error> {
         let asynchronous = self.asynchronous;
-        match &self.target {
-            Target::Core {
-                pre,
-                export,
-                params,
-                results,
-                ..
-            } => {
-                let mut vals = Vec::with_capacity(args.len());
-                for (i, ((_, ty), v)) in params.iter().zip(args).enumerate() {
-                    vals.push(value::to_core(v, *ty).map_err(|e| self.arg_error(i, e))?);
-                }
+        match (&self.target, args) {
+            (
+                Target::Core {
+                    pre,
+                    export,
+                    results,
+                    ..
+                },
+                Args::Core(vals),
+            ) => {
                 self.instances.fetch_add(1, Ordering::Relaxed);
                 let instance = if asynchronous {
                     pre.instantiate_async(&mut *store).await
@@ -272,9 +310,9 @@ impl Function {
                     .expect("export checked at load");
                 let mut out = vec![wasmtime::Val::I32(0); results.len()];
                 if asynchronous {
-                    func.call_async(&mut *store, &vals, &mut out).await
+                    func.call_async(&mut *store, vals, &mut out).await
                 } else {
-                    func.call(&mut *store, &vals, &mut out)
+                    func.call(&mut *store, vals, &mut out)
                 }
                 .map_err(|e| self.trap(e, store))?;
                 let values = out
@@ -285,16 +323,15 @@ impl Function {
                     .map_err(|e| self.result_error(e))?;
                 Ok(collect_results(values))
             }
-            Target::Component {
-                pre,
-                export,
-                params,
-                results,
-            } => {
-                let mut vals = Vec::with_capacity(args.len());
-                for (i, ((_, ty), v)) in params.iter().zip(args).enumerate() {
-                    vals.push(value::to_wit(v, ty).map_err(|e| self.arg_error(i, e))?);
-                }
+            (
+                Target::Component {
+                    pre,
+                    export,
+                    results,
+                    ..
+                },
+                Args::Component(vals),
+            ) => {
                 self.instances.fetch_add(1, Ordering::Relaxed);
                 let instance = if asynchronous {
                     pre.instantiate_async(&mut *store).await
@@ -307,9 +344,9 @@ impl Function {
                     .expect("export checked at load");
                 let mut out = vec![wasmtime::component::Val::Bool(false); results.len()];
                 if asynchronous {
-                    func.call_async(&mut *store, &vals, &mut out).await
+                    func.call_async(&mut *store, vals, &mut out).await
                 } else {
-                    func.call(&mut *store, &vals, &mut out)
+                    func.call(&mut *store, vals, &mut out)
                 }
                 .map_err(|e| self.trap(e, store))?;
                 let values = out
@@ -320,6 +357,7 @@ impl Function {
                     .map_err(|e| self.result_error(e))?;
                 Ok(collect_results(values))
             }
+            _ => unreachable!("arguments lowered by this function"),
         }
     }
 
@@ -332,10 +370,21 @@ impl Function {
         let (mut wasi, mut p1) = (None, None);
         match &self.target {
             Target::Core { p1: true, .. } => {
-                p1 = Some(self.sandbox.wasi.builder(&self.id).map_err(|e| self.fail(e))?.build_p1())
+                p1 = Some(
+                    self.sandbox
+                        .wasi
+                        .builder(&self.id)
+                        .map_err(|e| self.fail(e))?
+                        .build_p1(),
+                )
             }
             Target::Component { .. } if self.asynchronous => {
-                wasi = Some(self.sandbox.wasi.context(&self.id).map_err(|e| self.fail(e))?)
+                wasi = Some(
+                    self.sandbox
+                        .wasi
+                        .context(&self.id)
+                        .map_err(|e| self.fail(e))?,
+                )
             }
             _ => {}
         }

@@ -38,14 +38,17 @@ impl Limits {
 
     /// Arms the deadline (`timeout_ms`, the entry's or an executor's), the fuel budget and,
     /// for calls that can be cancelled, a check of `control` on every epoch tick.
-    pub fn arm<T>(&self, store: &mut Store<T>, timeout_ms: Option<u64>, control: Option<&Arc<Control>>) {
+    pub fn arm<T>(
+        &self,
+        store: &mut Store<T>,
+        timeout_ms: Option<u64>,
+        control: Option<&Arc<Control>>,
+    ) {
         match (timeout_ms, control) {
             // Never, in practice (wasmtime adds this to the current epoch, so not u64::MAX).
             (None, None) => store.set_epoch_deadline(1 << 62),
             // One more tick than the limit: the current tick is already partly over.
-            (Some(ms), None) => {
-                store.set_epoch_deadline(ms.div_ceil(TICK.as_millis() as u64) + 1)
-            }
+            (Some(ms), None) => store.set_epoch_deadline(ms.div_ceil(TICK.as_millis() as u64) + 1),
             (timeout, Some(control)) => {
                 let deadline = timeout.map(|ms| Instant::now() + Duration::from_millis(ms));
                 let control = control.clone();

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Kind};
-use crate::function::{CallOptions, Function};
+use crate::function::{Args, CallOptions, Function};
 use crate::limits::Control;
 use crate::registry::schema::PoolConfig;
 use crate::value::Value;
@@ -168,12 +168,19 @@ impl Completion {
     }
 
     pub fn is_complete(&self) -> bool {
-        self.result.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// The result when there is one; `f` reads it in place.
     pub fn with_result<R>(&self, f: impl FnOnce(Option<&Result<Value, Error>>) -> R) -> R {
-        f(self.result.lock().unwrap_or_else(|e| e.into_inner()).as_ref())
+        f(self
+            .result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref())
     }
 
     /// Waits for the result, at most `timeout`; `false` if it did not come.
@@ -199,7 +206,7 @@ impl Completion {
 }
 
 struct Job {
-    args: Vec<Value>,
+    args: Args,
     options: CallOptions,
     done: Arc<Completion>,
 }
@@ -286,7 +293,7 @@ impl Pool {
     ///
     /// # Errors
     /// The call's, or `UNAVAILABLE` when the pool was shut down.
-    pub fn call(self: &Arc<Self>, args: Vec<Value>, options: CallOptions) -> Result<Value, Error> {
+    pub fn call(self: &Arc<Self>, args: Args, options: CallOptions) -> Result<Value, Error> {
         if self.spec.kind == PoolKind::Inline {
             return self.run_inline(&args, &options);
         }
@@ -322,7 +329,7 @@ impl Pool {
     /// `UNAVAILABLE` when the pool was shut down.
     pub fn submit(
         self: &Arc<Self>,
-        args: Vec<Value>,
+        args: Args,
         options: CallOptions,
         done: Arc<Completion>,
     ) -> Result<(), Error> {
@@ -397,7 +404,8 @@ impl Pool {
     /// Waits for every worker thread to end (after [`Pool::close`]).
     pub fn join(&self) {
         loop {
-            let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+            let threads =
+                std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
             if threads.is_empty() {
                 return;
             }
@@ -450,7 +458,7 @@ impl Pool {
         }
     }
 
-    fn run_inline(&self, args: &[Value], options: &CallOptions) -> Result<Value, Error> {
+    fn run_inline(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
         if self.lock().closing == Some(Closing::Cancel) {
             return Err(self.unavailable());
         }
@@ -568,7 +576,11 @@ impl Pool {
         };
         {
             let mut st = self.lock();
-            if let Some(i) = st.running.iter().position(|c| Arc::ptr_eq(c, &job.done.control)) {
+            if let Some(i) = st
+                .running
+                .iter()
+                .position(|c| Arc::ptr_eq(c, &job.done.control))
+            {
                 st.running.swap_remove(i);
             }
         }

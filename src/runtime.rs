@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::engine::TickerGuard;
 use crate::error::{Error, Kind, Result};
-use crate::function::CallOptions;
+use crate::function::{Args, CallOptions};
 use crate::pool::{Completion, Handle, Pool, Stats};
 use crate::registry::{Registry, Summary};
 use crate::value::Value;
@@ -68,16 +68,15 @@ impl Runtime {
     /// See [`crate::function::Function::run`].
     pub fn call(&self, id: &str, args: &[Value]) -> Result<Value> {
         let handle = self.function(id)?;
-        self.call_with(&handle, args.to_vec(), CallOptions::default())
+        let args = handle.0.function().lower(args)?;
+        self.call_with(&handle, args, CallOptions::default())
     }
 
     /// Calls through a handle from [`Runtime::function`].
     ///
     /// # Errors
     /// See [`crate::function::Function::run`].
-    pub fn call_with(
-        &self,
-        handle: &Handle, args: Vec<Value>, options: CallOptions) -> Result<Value> {
+    pub fn call_with(&self, handle: &Handle, args: Args, options: CallOptions) -> Result<Value> {
         if options.timeout_ms.is_some() {
             self.ensure_ticker();
         }
@@ -91,7 +90,7 @@ impl Runtime {
     pub fn submit(
         &self,
         handle: &Handle,
-        args: Vec<Value>,
+        args: Args,
         options: CallOptions,
     ) -> Result<Arc<Completion>> {
         // Cancellation is checked on epoch ticks.
@@ -103,7 +102,10 @@ impl Runtime {
 
     /// Counters of every function entry, by ID.
     pub fn stats(&self) -> Vec<(String, Stats)> {
-        self.registry().pools().map(|(id, p)| (id.to_string(), p.stats())).collect()
+        self.registry()
+            .pools()
+            .map(|(id, p)| (id.to_string(), p.stats()))
+            .collect()
     }
 
     /// Stops every pool: queued calls fail with `UNAVAILABLE`, running ones are interrupted,

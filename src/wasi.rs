@@ -111,10 +111,11 @@ pub fn link<T: WasiView>(linker: &mut Linker<T>, granted: &[&str]) -> wasmtime::
                 T,
                 HasIo,
             >(l, |t| t.ctx().table)?,
-            "wasi:io/poll" => wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<
-                T,
-                HasIo,
-            >(l, |t| t.ctx().table)?,
+            "wasi:io/poll" => {
+                wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<T, HasIo>(l, |t| {
+                    t.ctx().table
+                })?
+            }
             "wasi:io/streams" => wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<
                 T,
                 HasIo,
@@ -157,10 +158,9 @@ pub fn link<T: WasiView>(linker: &mut Linker<T>, granted: &[&str]) -> wasmtime::
             "wasi:random/insecure" => {
                 random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?
             }
-            "wasi:random/insecure-seed" => random::insecure_seed::add_to_linker::<T, WasiRandom>(
-                l,
-                |t| t.ctx().ctx.random(),
-            )?,
+            "wasi:random/insecure-seed" => {
+                random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?
+            }
             "wasi:sockets/network" => sockets::network::add_to_linker::<T, WasiSockets>(
                 l,
                 &Default::default(),
@@ -288,11 +288,7 @@ impl WasiSpec {
                 FsPerms::ReadWrite
             };
             b.preopened_dir(&m.host, &m.guest, perms).map_err(|e| {
-                Error::internal(format!(
-                    "mount {} at {}: {e:#}",
-                    m.host.display(),
-                    m.guest
-                ))
+                Error::internal(format!("mount {} at {}: {e:#}", m.host.display(), m.guest))
             })?;
         }
         let prefix: Arc<str> = Arc::from(format!("[{id}] "));

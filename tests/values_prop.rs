@@ -311,8 +311,15 @@ fn wrong(ty: &Ty) -> Value {
 
 fn echo(ty: &Ty) -> Function {
     let bytes = wat::parse_str(echo_component(ty)).expect("generated WAT parses");
-    Function::build("prop:echo", "echo", &bytes, None, Limits::default(), Default::default())
-        .unwrap_or_else(|e| panic!("{e}\n{}", echo_component(ty)))
+    Function::build(
+        "prop:echo",
+        "echo",
+        &bytes,
+        None,
+        Limits::default(),
+        Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", echo_component(ty)))
 }
 
 fn ty_and_values() -> impl Strategy<Value = (Ty, Vec<Value>)> {
@@ -337,7 +344,7 @@ proptest! {
             }).collect()),
             _ => Value::Array(items.clone()),
         };
-        let back = f.call(&[Value::Array(items)], &Default::default()).map_err(|e| e.to_string());
+        let back = f.lower(&[Value::Array(items)]).and_then(|a| f.call(&a, &Default::default())).map_err(|e| e.to_string());
         prop_assert_eq!(back, Ok(expected), "type {:?}", ty);
     }
 
@@ -347,7 +354,7 @@ proptest! {
         let mut items = items;
         items.push(wrong(&ty));
         let at = items.len();
-        let e = f.call(&[Value::Array(items)], &Default::default()).unwrap_err();
+        let e = f.lower(&[Value::Array(items)]).and_then(|a| f.call(&a, &Default::default())).unwrap_err();
         prop_assert_eq!(e.kind(), Kind::Invalid, "{}", e);
         let prefix = format!("argument 1 (x): [{at}]");
         prop_assert!(e.message().contains(&prefix), "{} for {:?}", e, ty);

@@ -88,7 +88,10 @@ fn run(data: &[u8]) -> Result<()> {
             }
         }
     }
-    if let Err(e) = function.call(&values, &Default::default()) {
+    if let Err(e) = function
+        .lower(&values)
+        .and_then(|a| function.call(&a, &Default::default()))
+    {
         assert_eq!(e.kind(), Kind::Invalid, "{id}: {e}");
     }
     Ok(())

@@ -14,11 +14,11 @@ use mlua::prelude::*;
 use std::time::Duration;
 
 use crate::error::{Error, Kind};
-use crate::function::CallOptions;
+use crate::function::{Args, CallOptions};
 use crate::pool::{Completion, Handle, Stats};
 use crate::registry::Summary;
 use crate::runtime::Runtime;
-use crate::value::{self, Value};
+use crate::value;
 
 /// Builds the module table around a new [`Runtime`].
 ///
@@ -77,10 +77,9 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
                     let id = string_arg(&id, 1, "stats")?;
                     match all.iter().find(|(i, _)| *i == id) {
                         Some((_, stats)) => stats_table(lua, stats)?.into_lua_multi(lua),
-                        None => error::fail(
-                            lua,
-                            Error::not_found(format!("function `{id}` not found")),
-                        ),
+                        None => {
+                            error::fail(lua, Error::not_found(format!("function `{id}` not found")))
+                        }
                     }
                 }
             }
@@ -111,12 +110,10 @@ struct Executor {
 impl Executor {
     /// `call(id, ...)`: `value` or `nil, err`.
     fn call(&self, lua: &Lua, args: LuaMultiValue, name: &str) -> LuaResult<LuaMultiValue> {
-        let result = self
-            .prepare(args, name)?
-            .and_then(|(handle, values)| {
-                self.runtime
-                    .call_with(&handle, values, self.options.clone())
-            });
+        let result = self.prepare(args, name)?.and_then(|(handle, values)| {
+            self.runtime
+                .call_with(&handle, values, self.options.clone())
+        });
         match result {
             Ok(v) => value::to_lua(lua, &v)?.into_lua_multi(lua),
             Err(e) => error::fail(lua, e),
@@ -143,7 +140,7 @@ impl Executor {
         &self,
         mut args: LuaMultiValue,
         name: &str,
-    ) -> LuaResult<Result<(Arc<Handle>, Vec<Value>), Error>> {
+    ) -> LuaResult<Result<(Arc<Handle>, Args), Error>> {
         let id = args.pop_front().unwrap_or(LuaValue::Nil);
         let id = string_arg(&id, 1, name)?;
         Ok(self.runtime.function(&id).and_then(|handle| {
@@ -152,7 +149,8 @@ impl Executor {
             for (i, arg) in args.iter().enumerate() {
                 values.push(value::from_lua(arg).map_err(|e| function.arg_error(i, e))?);
             }
-            Ok((handle, values))
+            let args = function.lower(&values)?;
+            Ok((handle, args))
         }))
     }
 }

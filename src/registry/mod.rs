@@ -227,8 +227,15 @@ impl Registry {
         let method = config.method.as_deref().unwrap_or_default();
         let limits = Limits::from_config(config.limits.as_ref());
         let sandbox = self.sandbox(entry, config, pending)?;
-        Function::build(&entry.id, method, &bytes, config.wit.as_deref(), limits, sandbox)
-            .map_err(|e| entry.error(Error::invalid(e)))
+        Function::build(
+            &entry.id,
+            method,
+            &bytes,
+            config.wit.as_deref(),
+            limits,
+            sandbox,
+        )
+        .map_err(|e| entry.error(Error::invalid(e)))
     }
 
     /// An entry's `imports` and `wasi`, with the env and fs entries they name resolved.
@@ -267,14 +274,18 @@ impl Registry {
             let source = match var.storage.as_deref().map(|s| entry.resolve_id(s)) {
                 None => EnvSource::Os(name),
                 Some(storage) => match lookup(&storage) {
-                    Some(Entry::Storage(kind, _)) if kind == "env.storage.os" => EnvSource::Os(name),
+                    Some(Entry::Storage(kind, _)) if kind == "env.storage.os" => {
+                        EnvSource::Os(name)
+                    }
                     Some(Entry::Storage(_, values)) => {
                         EnvSource::Fixed(values.values.get(&name).cloned())
                     }
                     _ => {
                         return Err(entry.error(
-                            Error::not_found(format!("env.storage `{storage}` of `{id}` not found"))
-                                .with(|d| d.field = Some(field)),
+                            Error::not_found(format!(
+                                "env.storage `{storage}` of `{id}` not found"
+                            ))
+                            .with(|d| d.field = Some(field)),
                         ));
                     }
                 },
