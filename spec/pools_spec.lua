@@ -106,6 +106,37 @@ describe("pools", function()
   end)
 end)
 
+describe("instances", function()
+  it("are fresh for every call: no guest state survives", function()
+    for _ = 1, 3 do assert.are.equal(1, funcs.call("pools:counter")) end
+  end)
+
+  it("serve `pool.reuse` calls each when asked to, sharing guest state", function()
+    local before = funcs.stats("pools:counter_reused").instances
+    local seen = {}
+    for i = 1, 6 do seen[i] = funcs.call("pools:counter_reused") end
+    assert.are.same({ 1, 2, 3, 1, 2, 3 }, seen)
+    assert.are.equal(2, funcs.stats("pools:counter_reused").instances - before)
+  end)
+
+  it("come from the pooling allocator where it can be reserved", function()
+    local engine = funcs.engine()
+    assert.truthy(engine.allocator == "pooling" or engine.reason, "on-demand without a reason")
+    assert.are.equal("string", type(engine.wasmtime))
+  end)
+
+  it("fall back to on-demand allocation under a virtual memory limit", function()
+    -- 8 GiB of address space: too little for the pool's reservation, plenty for a call.
+    local status, out = h.run_lua([[
+      local funcs = require("funcs")
+      assert(funcs.load("spec/fixtures/pools"))
+      print(funcs.call("pools:static_add", 2, 3), funcs.engine().allocator)
+    ]], "ulimit -v 8388608;")
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("5\ton-demand", 1, true), out)
+  end)
+end)
+
 describe("reload", function()
   local dir
 

@@ -11,7 +11,10 @@ use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// The wasmtime we run on (kept in step with `Cargo.toml`).
+pub const WASMTIME_VERSION: &str = "48.0.8";
 
 /// How often the ticker bumps the epoch; deadlines are counted in these ticks.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -26,16 +29,63 @@ pub fn engine_for(fuel: bool) -> &'static Engine {
     static PLAIN: OnceLock<Engine> = OnceLock::new();
     static FUEL: OnceLock<Engine> = OnceLock::new();
     let cell = if fuel { &FUEL } else { &PLAIN };
-    cell.get_or_init(|| Engine::new(&config(fuel)).expect("the engine configuration is valid"))
+    cell.get_or_init(|| {
+        let wanted = std::env::var("FUNCS_ALLOCATOR").unwrap_or_default();
+        if wanted != "on-demand" {
+            match Engine::new(&config(fuel, true)) {
+                Ok(engine) => {
+                    let _ = ALLOCATOR.set(Allocator::Pooling);
+                    return engine;
+                }
+                Err(e) => {
+                    let _ = ALLOCATOR.set(Allocator::OnDemand(Some(format!("{e:#}"))));
+                }
+            }
+        } else {
+            let _ = ALLOCATOR.set(Allocator::OnDemand(None));
+        }
+        Engine::new(&config(fuel, false)).expect("the engine configuration is valid")
+    })
 }
 
-/// The engine settings.
-pub fn config(fuel: bool) -> Config {
+/// How instances get their memory, tables and stacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allocator {
+    /// Slots reserved up front and reused: cheap instantiation.
+    Pooling,
+    /// Mapped per instance: chosen by `FUNCS_ALLOCATOR=on-demand` (`None`), or because the
+    /// pool could not be reserved (the reason), e.g. under a virtual memory limit.
+    OnDemand(Option<String>),
+}
+
+static ALLOCATOR: OnceLock<Allocator> = OnceLock::new();
+
+/// The allocator in use (the engine is made if it was not yet).
+pub fn allocator() -> &'static Allocator {
+    engine();
+    ALLOCATOR.get().expect("set when the engine was made")
+}
+
+/// The engine settings; `pooling` reserves the instance pool.
+pub fn config(fuel: bool, pooling: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Deadlines: the ticker bumps the epoch, each call arms its own deadline.
     config.epoch_interruption(true);
     config.consume_fuel(fuel);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        // Large guests (CPython components) have big tables and instances.
+        pool.table_elements(100_000)
+            .max_core_instance_size(8 << 20)
+            .max_component_instance_size(8 << 20)
+            .max_tables_per_module(4)
+            .max_memories_per_module(2)
+            // Reset small memories by zeroing rather than unmapping: no page faults next call.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(1 << 16);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
     config
 }
 

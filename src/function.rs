@@ -5,8 +5,8 @@
 //! the component model with `Val`s. Every call gets a fresh instance from an `InstancePre`,
 //! so no guest state survives a call.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
@@ -88,6 +88,20 @@ pub enum Args {
     Component(Vec<wasmtime::component::Val>),
 }
 
+/// An instance of a function's module or component.
+enum Instance {
+    Core(wasmtime::Instance),
+    Component(wasmtime::component::Instance),
+}
+
+/// An instance kept for more calls (`pool.reuse`), with its store.
+struct Warm {
+    store: Store<CallCtx>,
+    instance: Instance,
+    /// Calls made in it so far.
+    uses: usize,
+}
+
 /// A callable export of a compiled entry.
 pub struct Function {
     id: String,
@@ -99,6 +113,9 @@ pub struct Function {
     asynchronous: bool,
     /// Instances created, for `funcs.stats`.
     instances: AtomicU64,
+    /// Calls one instance may serve (`pool.reuse`); 0 or 1: a fresh instance per call.
+    reuse: usize,
+    warm: Mutex<Vec<Warm>>,
     /// Held so that other entries with the same bytes find it (the shared map is weak).
     _artefact: Arc<Artefact>,
 }
@@ -135,6 +152,7 @@ impl Function {
         wit: Option<&str>,
         limits: Limits,
         sandbox: Sandbox,
+        reuse: usize,
     ) -> Result<Function, String> {
         let fuel = limits.max_fuel.is_some();
         let artefact = compile::compile(bytes, fuel)?;
@@ -173,6 +191,8 @@ impl Function {
             sandbox,
             asynchronous,
             instances: AtomicU64::new(0),
+            reuse,
+            warm: Mutex::new(Vec::new()),
             _artefact: wrapped_artefact.unwrap_or(artefact),
         })
     }
@@ -239,20 +259,54 @@ impl Function {
     /// variable; `INTERNAL` for traps, guest exits and instantiation failures.
     pub async fn run(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
         let timeout = options.timeout(&self.limits);
-        let mut store = self.store(timeout, options.control.as_ref())?;
-        if !self.asynchronous {
-            return self.invoke(&mut store, args).await;
-        }
-        // A guest waiting on the host does not tick: the deadline and cancellation also
-        // stop the wait itself.
-        let control = options.control.clone();
-        tokio::select! {
-            result = self.invoke(&mut store, args) => result,
-            () = sleep_for(timeout) => Err(self.fail(self.timeout_error(timeout))),
-            () = async { match &control { Some(c) => c.canceled().await, None => std::future::pending().await } } => {
-                Err(self.fail(Error::new(Kind::Canceled, "call canceled")))
+        let control = options.control.as_ref();
+        let warm = match self.reuse {
+            0 | 1 => None,
+            _ => self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop(),
+        };
+        let (mut store, instance, uses) = match warm {
+            Some(Warm {
+                mut store,
+                instance,
+                uses,
+            }) => {
+                store.data_mut().limiter.refused = false;
+                store.data_mut().timeout = timeout;
+                self.limits.arm(&mut store, timeout, control);
+                (store, Some(instance), uses)
             }
+            None => (self.store(timeout, control)?, None, 0),
+        };
+        let (instance, result) = if self.asynchronous {
+            // A guest waiting on the host does not tick: the deadline and cancellation also
+            // stop the wait itself.
+            tokio::select! {
+                done = self.invoke(&mut store, instance, args) => done,
+                () = sleep_for(timeout) => (None, Err(self.fail(self.timeout_error(timeout)))),
+                () = async { match control { Some(c) => c.canceled().await, None => std::future::pending().await } } => {
+                    (None, Err(self.fail(Error::new(Kind::Canceled, "call canceled"))))
+                }
+            }
+        } else {
+            self.invoke(&mut store, instance, args).await
+        };
+        // A warm instance goes back only after a call that ended well (a trap may leave
+        // it broken) and while it has uses left.
+        if let Some(instance) = instance
+            && result.is_ok()
+            && uses + 1 < self.reuse
+        {
+            let warm = Warm {
+                store,
+                instance,
+                uses: uses + 1,
+            };
+            self.warm
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(warm);
         }
+        result
     }
 
     /// Converts Lua-side values to this function's parameter types (on the caller's
@@ -286,25 +340,56 @@ impl Function {
         })
     }
 
-    async fn invoke(&self, store: &mut Store<CallCtx>, args: &Args) -> Result<Value, Error> {
+    /// Calls in `instance`, or in a new one: the instance (to keep) and the result.
+    async fn invoke(
+        &self,
+        store: &mut Store<CallCtx>,
+        instance: Option<Instance>,
+        args: &Args,
+    ) -> (Option<Instance>, Result<Value, Error>) {
+        let instance = match instance {
+            Some(i) => i,
+            None => match self.instantiate(store).await {
+                Ok(i) => i,
+                Err(e) => return (None, Err(e)),
+            },
+        };
+        let result = self.call_in(store, &instance, args).await;
+        (Some(instance), result)
+    }
+
+    async fn instantiate(&self, store: &mut Store<CallCtx>) -> Result<Instance, Error> {
+        self.instances.fetch_add(1, Ordering::Relaxed);
         let asynchronous = self.asynchronous;
-        match (&self.target, args) {
+        let instance = match &self.target {
+            Target::Core { pre, .. } if asynchronous => {
+                pre.instantiate_async(&mut *store).await.map(Instance::Core)
+            }
+            Target::Core { pre, .. } => pre.instantiate(&mut *store).map(Instance::Core),
+            Target::Component { pre, .. } if asynchronous => pre
+                .instantiate_async(&mut *store)
+                .await
+                .map(Instance::Component),
+            Target::Component { pre, .. } => pre.instantiate(&mut *store).map(Instance::Component),
+        };
+        instance.map_err(|e| self.trap(e, store))
+    }
+
+    async fn call_in(
+        &self,
+        store: &mut Store<CallCtx>,
+        instance: &Instance,
+        args: &Args,
+    ) -> Result<Value, Error> {
+        let asynchronous = self.asynchronous;
+        match (&self.target, instance, args) {
             (
                 Target::Core {
-                    pre,
-                    export,
-                    results,
-                    ..
+                    export, results, ..
                 },
+                Instance::Core(instance),
                 Args::Core(vals),
             ) => {
-                self.instances.fetch_add(1, Ordering::Relaxed);
-                let instance = if asynchronous {
-                    pre.instantiate_async(&mut *store).await
-                } else {
-                    pre.instantiate(&mut *store)
-                }
-                .map_err(|e| self.trap(e, store))?;
                 let func = instance
                     .get_func(&mut *store, export)
                     .expect("export checked at load");
@@ -325,20 +410,11 @@ impl Function {
             }
             (
                 Target::Component {
-                    pre,
-                    export,
-                    results,
-                    ..
+                    export, results, ..
                 },
+                Instance::Component(instance),
                 Args::Component(vals),
             ) => {
-                self.instances.fetch_add(1, Ordering::Relaxed);
-                let instance = if asynchronous {
-                    pre.instantiate_async(&mut *store).await
-                } else {
-                    pre.instantiate(&mut *store)
-                }
-                .map_err(|e| self.trap(e, store))?;
                 let func = instance
                     .get_func(&mut *store, export)
                     .expect("export checked at load");
@@ -357,7 +433,7 @@ impl Function {
                     .map_err(|e| self.result_error(e))?;
                 Ok(collect_results(values))
             }
-            _ => unreachable!("arguments lowered by this function"),
+            _ => unreachable!("arguments and instances made by this function"),
         }
     }
 

@@ -318,6 +318,7 @@ fn echo(ty: &Ty) -> Function {
         None,
         Limits::default(),
         Default::default(),
+        1,
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", echo_component(ty)))
 }

@@ -27,7 +27,8 @@ function M.eventually(check, tries)
 end
 
 -- Runs a Lua chunk in a fresh interpreter with funcs on its paths: exit status, output.
-function M.run_lua(chunk)
+-- `prefix` is shell put before the command (`ulimit -v ...;`).
+function M.run_lua(chunk, prefix)
   local lua = os.getenv("FUNCS_LUA") or "lua5.4"
   local cpath = package.cpath:match("[^;]*funcs[^;]*") or package.cpath
   local script = os.tmpname()
@@ -36,7 +37,7 @@ function M.run_lua(chunk)
   f:write(("package.path = %q .. ';' .. package.path\n"):format(package.path))
   f:write(chunk)
   f:close()
-  local p = io.popen(("%s %s 2>&1; echo \"status=$?\""):format(lua, script))
+  local p = io.popen(("%s %s %s 2>&1; echo \"status=$?\""):format(prefix or "", lua, script))
   local out = p:read("a")
   p:close()
   os.remove(script)

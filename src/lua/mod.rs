@@ -13,6 +13,7 @@ use mlua::prelude::*;
 
 use std::time::Duration;
 
+use crate::engine::Allocator;
 use crate::error::{Error, Kind};
 use crate::function::{Args, CallOptions};
 use crate::pool::{Completion, Handle, Stats};
@@ -92,6 +93,22 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(move |_, ()| {
             rt.shutdown();
             Ok(())
+        })?,
+    )?;
+
+    funcs.set(
+        "engine",
+        lua.create_function(|lua, ()| {
+            let t = lua.create_table()?;
+            match crate::engine::allocator() {
+                Allocator::Pooling => t.set("allocator", "pooling")?,
+                Allocator::OnDemand(reason) => {
+                    t.set("allocator", "on-demand")?;
+                    t.set("reason", reason.as_deref())?;
+                }
+            }
+            t.set("wasmtime", crate::engine::WASMTIME_VERSION)?;
+            Ok(t)
         })?,
     )?;
 

@@ -227,6 +227,12 @@ impl Registry {
         let method = config.method.as_deref().unwrap_or_default();
         let limits = Limits::from_config(config.limits.as_ref());
         let sandbox = self.sandbox(entry, config, pending)?;
+        // Calls one instance serves; 0 and 1 both mean a fresh instance per call.
+        let reuse = config
+            .pool
+            .as_ref()
+            .and_then(|p| p.reuse)
+            .map_or(1, |r| r.max(1) as usize);
         Function::build(
             &entry.id,
             method,
@@ -234,6 +240,7 @@ impl Registry {
             config.wit.as_deref(),
             limits,
             sandbox,
+            reuse,
         )
         .map_err(|e| entry.error(Error::invalid(e)))
     }
