@@ -4,7 +4,7 @@ local funcs = require("funcs")
 assert(funcs.load("examples/app"))
 
 local N = 100000
-local clock = os.clock
+local clock = funcs.clock
 
 local function report(name, f, n)
   n = n or N

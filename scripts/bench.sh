@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# `make bench`: funcs.call from Lua 5.4 next to the same calls made from Rust on wasmtime,
-# in one run on this machine: 100,000 calls per small case, fewer for the large ones, a fresh
-# instance each.
+# `make bench`, in one run on this machine:
+#   1. funcs.call from Lua 5.4 next to the same calls made from Rust on wasmtime: 100,000
+#      calls per small case, fewer for the large ones, a fresh instance each;
+#   2. limits (bench/limits.lua): deadline overshoot, sleeping calls sharing 2 workers, the
+#      cost of a deadline;
+#   3. pools (bench/pools.lua): inline vs 2 workers, fresh vs reused instances, with the
+#      pooling allocator and with on-demand allocation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/guests.sh
 scripts/build.sh lua5.4
 cargo build --release --locked --bench raw 2>/dev/null
 raw=$(cargo bench --locked --bench raw 2>/dev/null)
@@ -16,3 +21,11 @@ while read -r name rust_ns; do
   printf '%-22s %14s %14s %8s\n' "$name" "$rust_ns" "$lua_ns" \
     "$(awk -v a="$lua_ns" -v b="$rust_ns" 'BEGIN { printf "%.2fx", a / b }')"
 done <<< "$raw"
+
+echo
+echo "== limits"
+LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/limits.lua
+echo
+echo "== pools (allocator: pooling, then on-demand)"
+LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/pools.lua
+FUNCS_ALLOCATOR=on-demand LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/pools.lua | grep -v throughput

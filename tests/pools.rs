@@ -70,7 +70,9 @@ fn stats(rt: &Runtime, id: &str) -> funcs::pool::Stats {
 fn a_static_pool_runs_at_most_its_workers_and_blocks_on_a_full_queue() {
     let rt = guests();
     // Two run, one waits in the queue of 1; the fourth submit must wait for room.
-    let first: Vec<_> = (0..3).map(|i| start(&rt, "p:spin", &[int(SPIN + i)])).collect();
+    let first: Vec<_> = (0..3)
+        .map(|i| start(&rt, "p:spin", &[int(SPIN + i)]))
+        .collect();
     let fourth = start(&rt, "p:spin", &[int(SPIN + 3)]);
     assert!(
         first.iter().take(2).any(|d| d.is_complete()),
@@ -102,7 +104,10 @@ fn cancelling_interrupts_a_running_guest() {
     while stats(&rt, "p:spin").in_flight == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    done.cancel(funcs::error::Error::new(Kind::Canceled, "canceled by the test"));
+    done.cancel(funcs::error::Error::new(
+        Kind::Canceled,
+        "canceled by the test",
+    ));
     assert!(done.is_canceled());
     // The worker is back: the interrupted call has left it.
     while stats(&rt, "p:spin").in_flight != 0 {
@@ -114,7 +119,9 @@ fn cancelling_interrupts_a_running_guest() {
 #[test]
 fn sleeping_guests_share_two_workers() {
     let rt = guests();
-    let all: Vec<_> = (0..40).map(|_| start(&rt, "p:sleep", &[int(300)])).collect();
+    let all: Vec<_> = (0..40)
+        .map(|_| start(&rt, "p:sleep", &[int(300)]))
+        .collect();
     let mut most = 0;
     while !all.iter().all(|d| d.is_complete()) {
         most = most.max(stats(&rt, "p:sleep").in_flight);
@@ -123,7 +130,9 @@ fn sleeping_guests_share_two_workers() {
     assert_eq!(most, 40, "sleeping calls held their workers");
     assert_eq!(stats(&rt, "p:sleep").workers, 2);
     for d in &all {
-        let Value::Int(ns) = result(d).unwrap() else { panic!() };
+        let Value::Int(ns) = result(d).unwrap() else {
+            panic!()
+        };
         assert!(ns >= 300_000_000);
     }
 }
@@ -163,7 +172,9 @@ entries:
 #[test]
 fn shutdown_fails_queued_calls_and_stops_every_worker() {
     let rt = guests();
-    let running: Vec<_> = (0..2).map(|_| start(&rt, "p:spin", &[int(i64::MAX)])).collect();
+    let running: Vec<_> = (0..2)
+        .map(|_| start(&rt, "p:spin", &[int(i64::MAX)]))
+        .collect();
     let queued = start(&rt, "p:spin", &[int(1)]);
     while stats(&rt, "p:spin").in_flight < 2 {
         std::thread::sleep(Duration::from_millis(1));
@@ -173,5 +184,8 @@ fn shutdown_fails_queued_calls_and_stops_every_worker() {
         assert_eq!(result(d).unwrap_err().kind(), Kind::Canceled);
     }
     assert_eq!(result(&queued).unwrap_err().kind(), Kind::Unavailable);
-    assert_eq!(rt.call("p:check", &[int(1)]).unwrap_err().kind(), Kind::Unavailable);
+    assert_eq!(
+        rt.call("p:check", &[int(1)]).unwrap_err().kind(),
+        Kind::Unavailable
+    );
 }

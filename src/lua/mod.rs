@@ -112,6 +112,13 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
 
+    // Stock Lua has no wall clock finer than a second: scripts timing calls use this.
+    let origin = std::time::Instant::now();
+    funcs.set(
+        "clock",
+        lua.create_function(move |_, ()| Ok(origin.elapsed().as_secs_f64()))?,
+    )?;
+
     funcs.set("errors", error::kinds(lua)?)?;
     funcs.set("_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(funcs)

@@ -1,0 +1,45 @@
+-- Pools, measured (issue 4): a CPU-bound guest through `inline` and a static pool of 2
+-- workers via funcs.async, and per-call time with a fresh instance vs a reused one
+-- (`pool.reuse`) for `compute` and a CPython component. Run once per allocator
+-- (FUNCS_ALLOCATOR=on-demand for the other). Prints `name value unit`.
+local funcs = require("funcs")
+assert(funcs.load("bench/registry"))
+assert(funcs.load("build/guests/python"))
+local clock = funcs.clock
+local allocator = funcs.engine().allocator
+
+local function median(xs)
+  table.sort(xs)
+  return xs[(#xs + 1) // 2]
+end
+
+-- 40 calls of ~30 ms of counting each.
+local SPIN, CALLS = 50000000, 40
+for _, id in ipairs({ "bench:spin", "bench:spin_static2" }) do
+  assert(funcs.async(id, 1):wait())
+  local runs = {}
+  for r = 1, 3 do
+    local start = clock()
+    local futures = {}
+    for i = 1, CALLS do futures[i] = assert(funcs.async(id, SPIN)) end
+    for i = 1, CALLS do assert(futures[i]:wait() == SPIN) end
+    runs[r] = CALLS / (clock() - start)
+  end
+  print(("throughput-%s %.1f calls/s"):format(id:gsub("bench:", ""), median(runs)))
+end
+
+local function per_call(name, id, n, ...)
+  for _ = 1, math.max(3, n // 100) do assert(funcs.call(id, ...)) end
+  local runs = {}
+  for r = 1, 3 do
+    local start = clock()
+    for _ = 1, n do assert(funcs.call(id, ...)) end
+    runs[r] = (clock() - start) / n * 1e6
+  end
+  print(("%s-%s %.2f us/call"):format(name, allocator, median(runs)))
+end
+
+per_call("compute-fresh", "bench:compute", 20000, 6, 7)
+per_call("compute-reuse", "bench:compute_warm", 20000, 6, 7)
+per_call("python-compute-fresh", "py:compute", 200, 6, 7)
+per_call("python-compute-reuse", "py:compute_warm", 2000, 6, 7)
