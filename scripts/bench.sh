@@ -25,6 +25,8 @@ done <<< "$raw"
 echo
 echo "== limits"
 LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/limits.lua
+echo "-- the same loop from Rust: no epoch checks compiled in, checks with no deadline, a deadline (ms)"
+cargo bench --locked --bench epoch 2>/dev/null
 echo
 echo "== pools (allocator: pooling, then on-demand)"
 LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/pools.lua
