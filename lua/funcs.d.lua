@@ -48,13 +48,112 @@ function funcs.load(path) end
 ---@return funcs.Error? err
 function funcs.call(id, ...) end
 
+---Starts a call of `id` on its entry's pool and returns at once (an `inline` entry runs the
+---call first: its future is already complete). The arguments are converted now; a bad one
+---gives `nil, err` here. A full `static` queue blocks until there is room.
+---@param id string
+---@param ... any
+---@return funcs.Future? future
+---@return funcs.Error? err
+function funcs.async(id, ...) end
+
+---A new Executor: `call` and `async` with options of its own.
+---@return funcs.Executor
+function funcs.new() end
+
+---@class funcs.Stats
+---@field pool "inline"|"lazy"|"static"|"adaptive"
+---@field calls integer Calls finished.
+---@field failures integer Calls finished with an error.
+---@field in_flight integer Calls running now (sleeping WASI guests included).
+---@field queued integer Calls waiting for a worker.
+---@field workers integer Worker threads now.
+---@field instances integer Instances created (fewer than calls with `pool.reuse`).
+
+---Counters of function `id`, or of every function by ID.
+---@param id string?
+---@return funcs.Stats|table<string, funcs.Stats>? stats
+---@return funcs.Error? err
+function funcs.stats(id) end
+
+---Stops every pool: queued calls fail with `UNAVAILABLE`, running guests are interrupted,
+---worker threads are joined. Loads and calls afterwards give `UNAVAILABLE`. Closing the Lua
+---state does the same.
+function funcs.shutdown() end
+
+---@class funcs.EngineInfo
+---@field allocator "pooling"|"on-demand" How instances get their memory.
+---@field reason string? Why the pooling allocator is not in use (nil when forced by `FUNCS_ALLOCATOR=on-demand`).
+---@field wasmtime string The wasmtime version.
+
+---@return funcs.EngineInfo
+function funcs.engine() end
+
+---Seconds on a monotonic clock, for timing calls.
+---@return number
+function funcs.clock() end
+
+---A call started with `async`.
+---@class funcs.Future
+local Future = {}
+
+---@return boolean
+function Future:is_complete() end
+
+---True when `cancel` ended the call.
+---@return boolean
+function Future:is_canceled() end
+
+---`value, nil` when done; `nil, nil` while running; `nil, err` on failure. The value is
+---converted to Lua on each call.
+---@return any value
+---@return funcs.Error? err
+function Future:result() end
+
+---Blocks until the call is done, at most `timeout_ms` (then a `TIMEOUT` err; the call goes on).
+---@param timeout_ms number?
+---@return any value
+---@return funcs.Error? err
+function Future:wait(timeout_ms) end
+
+---Completes the future with `CANCELED` now; a running guest is interrupted, a queued call
+---never starts.
+---@return true
+function Future:cancel() end
+
+---@class funcs.ExecutorOptions
+---@field timeout integer? Deadline in ms for each call, replacing the entry's `max_execution_ms`.
+
+---Calls with options of their own.
+---@class funcs.Executor
+local Executor = {}
+
+---Like `funcs.call`.
+---@param id string
+---@param ... any
+---@return any value
+---@return funcs.Error? err
+function Executor:call(id, ...) end
+
+---Like `funcs.async`.
+---@param id string
+---@param ... any
+---@return funcs.Future? future
+---@return funcs.Error? err
+function Executor:async(id, ...) end
+
+---A new Executor with these options on top of this one's.
+---@param options funcs.ExecutorOptions
+---@return funcs.Executor
+function Executor:with_options(options) end
+
 ---@class funcs.Errors
 ---@field INVALID "INVALID" Bad input or configuration.
----@field NOT_FOUND "NOT_FOUND" Unknown entry, missing file, fs entry or env variable.
+---@field NOT_FOUND "NOT_FOUND" Unknown entry, missing file, fs entry or env variable (also a required WASI variable without value).
 ---@field INTERNAL "INTERNAL" A trap, or anything else that went wrong inside.
 ---@field TIMEOUT "TIMEOUT" The call ran past its deadline.
 ---@field CANCELED "CANCELED" The call was cancelled.
----@field UNAVAILABLE "UNAVAILABLE" The pool was closed by a reload or shutdown.
+---@field UNAVAILABLE "UNAVAILABLE" The pool was closed by shutdown.
 ---@field PERMISSION_DENIED "PERMISSION_DENIED" The guest asked for what its entry does not grant.
 
 ---@alias funcs.ErrorKind "INVALID"|"NOT_FOUND"|"INTERNAL"|"TIMEOUT"|"CANCELED"|"UNAVAILABLE"|"PERMISSION_DENIED"
@@ -69,6 +168,7 @@ function funcs.call(id, ...) end
 ---@field path string? The path inside that argument (`[2].tags[1]`).
 ---@field trap string? The trap code (`unreachable_code_reached`, `memory_out_of_bounds`, ...).
 ---@field backtrace string? The guest backtrace, when one was captured.
+---@field exit_code integer? The status a guest passed to `wasi:cli/exit` or `proc_exit`.
 
 ---A failure of loading or calling. `tostring(err)` gives the message.
 ---@class funcs.Error
