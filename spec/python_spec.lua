@@ -23,6 +23,10 @@ describe("a Python component", function()
     assert.is_nil(funcs.call("py:env", "HOME"))
   end)
 
+  it("gets its wasi.args after the entry ID as argv[0]", function()
+    assert.are.same({ "py:argv", "--verbose", "two words" }, funcs.call("py:argv"))
+  end)
+
   it("fails the call when a required env variable has no value", function()
     h.assert_fails("NOT_FOUND", { "`py:required`", "required wasi env variable not found: py:missing" },
       funcs.call("py:required", "NEEDED"))
