@@ -31,3 +31,10 @@ echo
 echo "== pools (allocator: pooling, then on-demand)"
 LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/pools.lua
 FUNCS_ALLOCATOR=on-demand LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/pools.lua | grep -v throughput
+
+echo
+echo "== artefact cache: the same registries loaded cold, then warm"
+cache=$(mktemp -d)
+FUNCS_CACHE_DIR=$cache LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/cache.lua cold-start
+FUNCS_CACHE_DIR=$cache LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/cache.lua warm-start
+rm -rf "$cache"

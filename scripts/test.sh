@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh || exit 1
 # Guests from other toolchains (componentize-py): built once, reused while unchanged.
 scripts/guests.sh || exit 1
+# Compiled artefacts of the test runs stay in the build folder.
+export FUNCS_CACHE_DIR="$PWD/build/cache"
 
 log=$(mktemp -d)
 status=0

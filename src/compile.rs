@@ -1,7 +1,7 @@
 //! Bytes to compiled artefacts: WAT text, hash checks, core/component detection, sharing.
 //!
 //! Two entries whose bytes are the same share one compiled [`Artefact`], found by the SHA-256
-//! of the bytes while any entry still holds it. This module does not know about entries or
+//! of the bytes while any entry still holds it; across processes, [`cache`] keeps them on disk. This module does not know about entries or
 //! Lua; errors are plain messages that the registry puts in context.
 
 use std::collections::HashMap;
@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Module;
 use wasmtime::component::Component;
 
+use crate::cache;
 use crate::engine::engine_for;
 
 /// A compiled core module or component.
@@ -90,15 +91,25 @@ pub fn compile(bytes: &[u8], fuel: bool) -> Result<Arc<Artefact>, String> {
         return Ok(found);
     }
     // Compiled outside the lock: two loads of new bytes compile in parallel.
-    let artefact = Arc::new(if is_component(bytes) {
-        Artefact::Component(
-            Component::new(engine, bytes).map_err(|e| format!("failed to compile: {e:#}"))?,
-        )
-    } else {
-        Artefact::Module(
-            Module::new(engine, bytes).map_err(|e| format!("failed to compile: {e:#}"))?,
-        )
-    });
+    let component = is_component(bytes);
+    let artefact = match cache::load(engine, bytes, component) {
+        Some(cached) => cached,
+        None => {
+            let compiled = if component {
+                Artefact::Component(
+                    Component::new(engine, bytes)
+                        .map_err(|e| format!("failed to compile: {e:#}"))?,
+                )
+            } else {
+                Artefact::Module(
+                    Module::new(engine, bytes).map_err(|e| format!("failed to compile: {e:#}"))?,
+                )
+            };
+            cache::store(engine, bytes, &compiled);
+            compiled
+        }
+    };
+    let artefact = Arc::new(artefact);
     let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     let map = shared.get_or_insert_default();
     map.retain(|_, weak| weak.strong_count() > 0);

@@ -5,6 +5,7 @@
 //! compilation, values and calls live in their own modules, and only `lua` and `value` touch
 //! mlua.
 
+pub mod cache;
 pub mod compile;
 pub mod engine;
 pub mod error;
