@@ -18,7 +18,7 @@ cargo_status=${PIPESTATUS[0]}
 [ "$cargo_status" -eq 0 ] || status=1
 
 busted_status=0
-for lua in lua5.4; do
+for lua in lua5.4 lua5.1 luajit; do
   if ! scripts/build.sh "$lua"; then
     status=1
     continue

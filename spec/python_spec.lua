@@ -51,7 +51,7 @@ describe("a Python component", function()
     assert.is_nil(io.open(REGISTRY .. "/data/new.txt"))
     assert.are.same({ ok = true }, funcs.call("py:write_rw", "/scratch/out.txt", "written by the guest"))
     local f = assert(io.open(REGISTRY .. "/scratch/out.txt"))
-    assert.are.equal("written by the guest", f:read("a"))
+    assert.are.equal("written by the guest", f:read("*a"))
     f:close()
   end)
 
