@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: demo test build bench clean
+.PHONY: demo test build bench clean rock rock-install
 
 demo:
 	scripts/demo.sh
@@ -15,3 +15,16 @@ bench:
 
 clean:
 	rm -rf build target
+
+# For `luarocks make` (funcs-0.1.0-1.rockspec): LUA is the interpreter luarocks builds for.
+LUA ?= lua5.4
+ROCK_LUA = $(shell $(LUA) -e 'print(jit and "luajit" or ({["Lua 5.1"] = "lua5.1", ["Lua 5.4"] = "lua5.4"})[_VERSION] or "unsupported")')
+
+rock:
+	scripts/build.sh $(ROCK_LUA)
+
+rock-install:
+	mkdir -p "$(INST_LIBDIR)" "$(INST_LUADIR)/funcs"
+	cp build/$(ROCK_LUA)/funcs.so "$(INST_LIBDIR)/funcs.so"
+	cp lua/funcs/await.lua "$(INST_LUADIR)/funcs/await.lua"
+	cp lua/funcs.d.lua "$(INST_LUADIR)/funcs.d.lua"

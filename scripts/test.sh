@@ -20,6 +20,7 @@ cargo_status=${PIPESTATUS[0]}
 busted_status=0
 for lua in lua5.4 lua5.1 luajit; do
   if ! scripts/build.sh "$lua"; then
+    echo "build failed" > "$log/busted-$lua.txt"
     status=1
     continue
   fi
@@ -28,6 +29,10 @@ for lua in lua5.4 lua5.1 luajit; do
   [ "${PIPESTATUS[0]}" -eq 0 ] || busted_status=1
 done
 [ "$busted_status" -eq 0 ] || status=1
+
+# The rock: `luarocks make` into a temporary tree, used from outside the repository.
+scripts/rock-check.sh 2>&1 | tee "$log/rock.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo
 echo "== summary"
@@ -46,6 +51,13 @@ for f in "$log"/busted-*.txt; do
     failed=$((failed + 1))
   fi
 done
+while read -r line; do
+  echo "$line"
+  case "$line" in
+    *": ok"*) passed=$((passed + 1)) ;;
+    *) failed=$((failed + 1)) ;;
+  esac
+done < <(grep -E '^rock \(' "$log/rock.txt")
 for n in $(grep -E '^test result:' "$log/cargo.txt" | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' | tr ' ' ':'); do
   passed=$((passed + ${n%%:*}))
   failed=$((failed + ${n##*:}))
