@@ -1,16 +1,17 @@
 //! The baseline for `make bench`: the same calls as `bench/call.lua`, made from Rust directly
-//! on wasmtime with the engine settings funcs uses, a fresh instance per call from an
-//! `InstancePre`; arguments are built once, outside the timed loop. Prints one `name ns/call` line per case.
+//! on wasmtime with the engine funcs uses (pooling allocator where it can be reserved), with a
+//! fresh instance per call from an `InstancePre` and with one warm instance called again.
+//! Arguments are built once, outside the timed loop. Prints `name fresh_ns warm_ns` lines.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use wasmtime::component::{self, Component};
+use wasmtime::component::{self, Component, Val};
 use wasmtime::{Linker, Module, Store};
 
+/// Cases and their iterations (fewer for the large transform-users calls).
 const ITERATIONS: u32 = 100_000;
-/// Fewer iterations for the larger transform-users calls, to keep the run short.
-const USER_ITERATIONS: [(usize, u32); 3] = [(10, 20_000), (100, 5_000), (1000, 500)];
+const USERS: [(usize, u32); 3] = [(10, 20_000), (100, 5_000), (1000, 500)];
 
 fn main() {
     let engine = funcs::engine::engine();
@@ -23,7 +24,7 @@ fn main() {
     )
     .unwrap();
     let pre = Linker::<()>::new(engine).instantiate_pre(&module).unwrap();
-    report("answer", || {
+    let fresh = measure(ITERATIONS, || {
         let mut store = new_store(engine);
         let instance = pre.instantiate(&mut store).unwrap();
         let f = instance
@@ -31,44 +32,64 @@ fn main() {
             .unwrap();
         assert_eq!(f.call(&mut store, ()).unwrap(), 42);
     });
-
-    // Component `compute(6, 7)`, dynamically typed with `Val`s as funcs calls it.
-    let (pre, index) = prepare(
-        engine,
-        &root.join("examples/app/wasm/minimal.wasm"),
-        "compute",
-    );
-    report("compute", || {
-        let mut store = new_store(engine);
-        let instance = pre.instantiate(&mut store).unwrap();
-        let f = instance.get_func(&mut store, index).unwrap();
-        let mut out = [component::Val::U32(0)];
-        f.call(
-            &mut store,
-            &[component::Val::U32(6), component::Val::U32(7)],
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out[0], component::Val::U32(42));
+    let mut store = new_store(engine);
+    let instance = pre.instantiate(&mut store).unwrap();
+    let f = instance.get_func(&mut store, "answer").unwrap();
+    let warm = measure(ITERATIONS * 10, || {
+        let mut out = [wasmtime::Val::I32(0)];
+        f.call(&mut store, &[], &mut out).unwrap();
+        assert_eq!(out[0].i32(), Some(42));
     });
+    println!("answer {fresh:.0} {warm:.0}");
 
-    // `transform-users` over n records, with the argument `Val`s built once, outside the loop.
-    let (pre, index) = prepare(
-        engine,
-        &root.join("examples/app/wasm/mapper.wasm"),
-        "transform-users",
-    );
-    for (n, iterations) in USER_ITERATIONS {
-        let users = component::Val::List((1..=n as u32).map(user).collect());
-        report_n(&format!("transform-users-{n}"), iterations, || {
+    // Components, dynamically typed with `Val`s as funcs calls them.
+    let kib = Val::String("x".repeat(1024));
+    let cases: Vec<(String, &str, &str, Vec<Val>, u32)> = [
+        (
+            "compute".to_string(),
+            "examples/app/wasm/minimal.wasm",
+            "compute",
+            vec![Val::U32(6), Val::U32(7)],
+            ITERATIONS,
+        ),
+        (
+            "echo-1k".to_string(),
+            "spec/fixtures/strings.wasm",
+            "echo",
+            vec![kib],
+            ITERATIONS,
+        ),
+    ]
+    .into_iter()
+    .chain(USERS.map(|(n, iterations)| {
+        (
+            format!("transform-users-{n}"),
+            "examples/app/wasm/mapper.wasm",
+            "transform-users",
+            vec![Val::List((1..=n as u32).map(user).collect())],
+            iterations,
+        )
+    }))
+    .collect();
+    for (name, path, export, args, iterations) in cases {
+        let (pre, index) = prepare(engine, &root.join(path), export);
+        let fresh = measure(iterations, || {
             let mut store = new_store(engine);
             let instance = pre.instantiate(&mut store).unwrap();
             let f = instance.get_func(&mut store, index).unwrap();
-            let mut out = [component::Val::Bool(false)];
-            f.call(&mut store, std::slice::from_ref(&users), &mut out)
-                .unwrap();
+            let mut out = [Val::Bool(false)];
+            f.call(&mut store, &args, &mut out).unwrap();
             black_box(out);
         });
+        let mut store = new_store(engine);
+        let instance = pre.instantiate(&mut store).unwrap();
+        let f = instance.get_func(&mut store, index).unwrap();
+        let warm = measure(iterations, || {
+            let mut out = [Val::Bool(false)];
+            f.call(&mut store, &args, &mut out).unwrap();
+            black_box(out);
+        });
+        println!("{name} {fresh:.0} {warm:.0}");
     }
 }
 
@@ -94,8 +115,7 @@ fn new_store(engine: &wasmtime::Engine) -> Store<()> {
 }
 
 /// The record `bench/call.lua` builds for user `i`.
-fn user(i: u32) -> component::Val {
-    use component::Val;
+fn user(i: u32) -> Val {
     Val::Record(vec![
         ("id".into(), Val::U32(i)),
         ("name".into(), Val::String(format!("user{i}"))),
@@ -107,19 +127,18 @@ fn user(i: u32) -> component::Val {
     ])
 }
 
-fn report(name: &str, f: impl FnMut()) {
-    report_n(name, ITERATIONS, f)
-}
-
-fn report_n(name: &str, iterations: u32, mut f: impl FnMut()) {
+/// Nanoseconds per call: the best of 3 timed rounds after a warm-up.
+fn measure(iterations: u32, mut f: impl FnMut()) -> f64 {
     for _ in 0..(iterations / 100).max(10) {
         f();
     }
-    let start = Instant::now();
-    for _ in 0..iterations {
-        f();
-        black_box(());
-    }
-    let ns = start.elapsed().as_nanos() as f64 / f64::from(iterations);
-    println!("{name} {ns:.0}");
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(iterations)
+        })
+        .fold(f64::INFINITY, f64::min)
 }
