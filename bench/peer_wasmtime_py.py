@@ -86,7 +86,7 @@ def main():
     f, w = component_case("examples/app/wasm/minimal.wasm", "compute", (6, 7), eq(42), 1000, 20000)
     print(f"compute {f:.0f} {w:.0f}")
     kib = "x" * 1024
-    f, w = component_case("build/bench/echo.wasm", "echo-string", (kib,), eq(kib), 1000, 20000)
+    f, w = component_case("spec/fixtures/strings.wasm", "echo", (kib,), eq(kib), 1000, 20000)
     print(f"echo-1k {f:.0f} {w:.0f}")
     for n, iters in ((10, 500), (100, 100), (1000, 10)):
         users = [User(i) for i in range(1, n + 1)]

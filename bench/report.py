@@ -1,0 +1,115 @@
+"""Writes BENCHMARKS.md (and benchmarks.png) from one `make bench` run's outputs.
+
+Usage: report.py <results dir>. The dir holds `funcs.txt`, `rust.txt`, `wasmtime-py.txt`,
+`jco.txt` (`name fresh_ns warm_ns` lines), `limits.txt`, `pools.txt`, `pools-on-demand.txt`,
+`cache.txt` (`name value unit` lines) and `machine.txt`.
+"""
+import os
+import sys
+
+results = sys.argv[1]
+root = os.path.join(os.path.dirname(__file__), "..")
+
+
+def rows(name):
+    table = {}
+    path = os.path.join(results, name)
+    if not os.path.exists(path):
+        return table
+    for line in open(path):
+        parts = line.split()
+        if len(parts) >= 3:
+            table[parts[0]] = [None if p == "-" else float(p) for p in parts[1:3]]
+    return table
+
+
+def lines(name):
+    path = os.path.join(results, name)
+    return open(path).read().strip().splitlines() if os.path.exists(path) else []
+
+
+funcs, rust, py, jco = rows("funcs.txt"), rows("rust.txt"), rows("wasmtime-py.txt"), rows("jco.txt")
+cases = ["answer", "compute", "echo-1k", "transform-users-10", "transform-users-100", "transform-users-1000"]
+
+
+def us(ns):
+    return "-" if ns is None else (f"{ns / 1000:.2f}" if ns < 100_000 else f"{ns / 1000:,.0f}")
+
+
+def ratio(a, b):
+    return "-" if a is None or b is None else f"{a / b:.2f}x"
+
+
+def get(table, case, i):
+    return table.get(case, [None, None])[i]
+
+
+out = []
+out.append("# Benchmarks\n")
+out.append("Written by `make bench` (`scripts/bench.sh`) from one run; do not edit by hand.\n")
+out.append("Machine: " + " ".join(lines("machine.txt")) + "\n")
+out.append("## Calls: funcs from Lua 5.4 vs the same work elsewhere (µs per call)\n")
+out.append("*Fresh*: a new instance per call (funcs: `pool: inline`; the pooling allocator where it "
+           "can be reserved). *Warm*: one instance called again (funcs: `pool.reuse`). Rust: "
+           "`benches/raw.rs`, wasmtime directly with dynamically typed `Val`s built once outside the "
+           "loop (no conversion from a scripting language). wasmtime-py: the `wasmtime` package from "
+           "PyPI. jco: the component transpiled by `jco transpile`, on Node.js (`answer`: Node's "
+           "built-in WebAssembly). Best of 3 rounds each.\n")
+out.append("| case | funcs fresh | Rust fresh | ratio | funcs warm | Rust warm | ratio | jco warm | jco fresh | wasmtime-py fresh | wasmtime-py warm |")
+out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+for c in cases:
+    ff, fw = get(funcs, c, 0), get(funcs, c, 1)
+    rf, rw = get(rust, c, 0), get(rust, c, 1)
+    out.append(f"| {c} | {us(ff)} | {us(rf)} | {ratio(ff, rf)} | {us(fw)} | {us(rw)} | {ratio(fw, rw)} | "
+               f"{us(get(jco, c, 1))} | {us(get(jco, c, 0))} | {us(get(py, c, 0))} | {us(get(py, c, 1))} |")
+out.append("")
+out.append("## Targets\n")
+targets = [
+    ("answer fresh within 1.5x of Rust", get(funcs, "answer", 0), get(rust, "answer", 0), 1.5),
+    ("compute fresh within 1.5x of Rust", get(funcs, "compute", 0), get(rust, "compute", 0), 1.5),
+    ("transform-users-1000 fresh within 1.3x of Rust", get(funcs, "transform-users-1000", 0), get(rust, "transform-users-1000", 0), 1.3),
+    ("compute warm faster than jco", get(funcs, "compute", 1), get(jco, "compute", 1), 1.0),
+    ("transform-users-1000 warm within 1.2x of jco", get(funcs, "transform-users-1000", 1), get(jco, "transform-users-1000", 1), 1.2),
+]
+for c in cases:
+    targets.append((f"{c} faster than wasmtime-py (fresh)", get(funcs, c, 0), get(py, c, 0), 1.0))
+out.append("| target | funcs | against | ratio | met |")
+out.append("|---|---|---|---|---|")
+for name, a, b, limit in targets:
+    met = "-" if a is None or b is None else ("yes" if a / b <= limit else "no")
+    out.append(f"| {name} | {us(a)} | {us(b)} | {ratio(a, b)} | {met} |")
+out.append("")
+out.append("## Artefact cache: the same registries loaded cold, then warm\n")
+out.append("```\n" + "\n".join(lines("cache.txt")) + "\n```\n")
+out.append("## Limits\n")
+out.append("```\n" + "\n".join(lines("limits.txt")) + "\n```\n")
+out.append("## Pools\n")
+out.append("```\n" + "\n".join(lines("pools.txt") + lines("pools-on-demand.txt")) + "\n```\n")
+
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = [("funcs fresh", funcs, 0), ("Rust fresh", rust, 0), ("funcs warm", funcs, 1),
+              ("Rust warm", rust, 1), ("jco warm", jco, 1), ("wasmtime-py fresh", py, 0)]
+    fig, ax = plt.subplots(figsize=(11, 5))
+    width = 0.13
+    for i, (label, table, col) in enumerate(series):
+        xs = [j + (i - len(series) / 2) * width for j in range(len(cases))]
+        ys = [(get(table, c, col) or 0) / 1000 for c in cases]
+        ax.bar(xs, ys, width, label=label)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(cases)))
+    ax.set_xticklabels(cases, rotation=15)
+    ax.set_ylabel("µs per call (log scale)")
+    ax.set_title("funcs from Lua vs Rust on wasmtime, jco and wasmtime-py")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(root, "benchmarks.png"), dpi=90)
+    out.insert(3, "![calls](benchmarks.png)\n")
+except ImportError:
+    out.append("(no chart: matplotlib is missing)\n")
+
+open(os.path.join(root, "BENCHMARKS.md"), "w").write("\n".join(out) + "\n")
+print("wrote BENCHMARKS.md")
