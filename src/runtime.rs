@@ -45,7 +45,14 @@ impl Runtime {
             registry.commit(prepared)
         };
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        pools.retain(|p| !p.finished());
+        // Pools drained after a reload: their workers have left their loops; join them.
+        pools.retain(|p| {
+            let finished = p.finished();
+            if finished {
+                p.join();
+            }
+            !finished
+        });
         for pool in new {
             pool.start();
             pools.push(pool);
