@@ -88,6 +88,14 @@ pub enum Args {
     Component(Vec<wasmtime::component::Val>),
 }
 
+/// How an HTTP response carries a function's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Text,
+    Bytes,
+    Json,
+}
+
 /// An instance of a function's module or component.
 enum Instance {
     Core(wasmtime::Instance),
@@ -113,6 +121,8 @@ pub struct Function {
     asynchronous: bool,
     /// Instances created, for `funcs.stats`.
     instances: AtomicU64,
+    /// `transport: wasi-http`: the function may serve HTTP endpoints.
+    http: bool,
     /// Calls one instance may serve (`pool.reuse`); 0 or 1: a fresh instance per call.
     reuse: usize,
     warm: Mutex<Vec<Warm>>,
@@ -191,10 +201,34 @@ impl Function {
             sandbox,
             asynchronous,
             instances: AtomicU64::new(0),
+            http: false,
             reuse,
             warm: Mutex::new(Vec::new()),
             _artefact: wrapped_artefact.unwrap_or(artefact),
         })
+    }
+
+    /// Marks the function as served over HTTP (`transport: wasi-http`).
+    pub fn with_http(mut self, http: bool) -> Self {
+        self.http = http;
+        self
+    }
+
+    pub fn is_http(&self) -> bool {
+        self.http
+    }
+
+    /// What an HTTP response body made from the result is: a WIT `string` is text, a
+    /// `list<u8>` bytes, anything else JSON.
+    pub fn body_kind(&self) -> BodyKind {
+        match &self.target {
+            Target::Component { results, .. } => match results.as_slice() {
+                [Type::String] => BodyKind::Text,
+                [Type::List(l)] if matches!(l.ty(), Type::U8) => BodyKind::Bytes,
+                _ => BodyKind::Json,
+            },
+            Target::Core { .. } => BodyKind::Json,
+        }
     }
 
     /// Whether calls must run on a Tokio runtime (WASI host calls may wait there).

@@ -10,6 +10,7 @@ pub mod compile;
 pub mod engine;
 pub mod error;
 pub mod function;
+pub mod http;
 pub mod limits;
 pub mod lua;
 pub mod pool;

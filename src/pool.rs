@@ -136,6 +136,8 @@ pub struct Stats {
 pub struct Completion {
     result: Mutex<Option<Result<Value, Error>>>,
     done: Condvar,
+    /// Wakes async waiters (the HTTP server).
+    notify: Notify,
     pub control: Arc<Control>,
 }
 
@@ -150,6 +152,20 @@ impl Completion {
             *slot = Some(result);
         }
         self.done.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once there is a result (for async waiters; threads use [`Completion::wait`]).
+    pub async fn finished(&self) {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_complete() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Interrupts the call if it runs, drops it if it waits, and completes with `error`

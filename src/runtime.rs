@@ -3,20 +3,26 @@
 //!
 //! Lua-free, so that it can be driven from Rust tests and benches as well.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::engine::TickerGuard;
 use crate::error::{Error, Kind, Result};
 use crate::function::{Args, CallOptions};
+use crate::http::{EndpointSpec, Server};
 use crate::pool::{Completion, Handle, Pool, Stats};
-use crate::registry::{Registry, Summary};
+use crate::registry::{Entry, Registry, Summary};
 use crate::value::Value;
 
 /// A registry and the operations on it.
 #[derive(Default)]
 pub struct Runtime {
-    registry: RwLock<Registry>,
+    /// Shared with the HTTP servers, which look functions up per request.
+    registry: Arc<RwLock<Registry>>,
+    /// Running HTTP services, by ID.
+    servers: Mutex<HashMap<String, Server>>,
     /// Every pool committed and not yet finished, to stop and join on shutdown.
     pools: Mutex<Vec<Arc<Pool>>>,
     /// Held from the first deadline or async call until the runtime is dropped.
@@ -44,6 +50,20 @@ impl Runtime {
             let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
             registry.commit(prepared)
         };
+        let auto: Vec<String> = {
+            let registry = self.registry();
+            summary
+                .entries
+                .iter()
+                .filter(|id| matches!(registry.get(id), Some(Entry::Service(s)) if s.auto_start))
+                .cloned()
+                .collect()
+        };
+        for id in auto {
+            if !self.servers().contains_key(&id) {
+                self.start_http(&id)?;
+            }
+        }
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         // Pools drained after a reload: their workers have left their loops; join them.
         pools.retain(|p| {
@@ -115,10 +135,74 @@ impl Runtime {
             .collect()
     }
 
+    /// Starts the `http.service` `id` with the endpoints loaded for it; its address.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` for an unknown service, `INVALID` if it already runs, `UNAVAILABLE` when
+    /// its address cannot be bound.
+    pub fn start_http(&self, id: &str) -> Result<SocketAddr> {
+        self.check_open()?;
+        let mut servers = self.servers();
+        if servers.contains_key(id) {
+            return Err(Error::invalid(format!(
+                "http.service `{id}` is already running"
+            )));
+        }
+        let (spec, endpoints) = {
+            let registry = self.registry();
+            let Some(Entry::Service(spec)) = registry.get(id) else {
+                return Err(Error::not_found(format!("http.service `{id}` not found")));
+            };
+            let endpoints: Vec<EndpointSpec> = registry
+                .entries()
+                .filter_map(|(_, e)| match e {
+                    Entry::Endpoint(ep) if ep.service == id => Some(ep.clone()),
+                    _ => None,
+                })
+                .collect();
+            (spec.clone(), endpoints)
+        };
+        self.ensure_ticker();
+        let server = Server::start(id, &spec, endpoints, self.registry.clone())?;
+        let addr = server.addr;
+        servers.insert(id.to_string(), server);
+        Ok(addr)
+    }
+
+    /// Stops the service `id`: no new connections, requests in flight finish.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` when it does not run.
+    pub fn stop_http(&self, id: &str) -> Result<()> {
+        let server = self.servers().remove(id);
+        match server {
+            Some(s) => {
+                s.stop();
+                Ok(())
+            }
+            None => Err(Error::not_found(format!(
+                "http.service `{id}` is not running"
+            ))),
+        }
+    }
+
+    /// The address the service `id` listens on, while it runs.
+    pub fn http_addr(&self, id: &str) -> Option<SocketAddr> {
+        self.servers().get(id).map(|s| s.addr)
+    }
+
+    fn servers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Server>> {
+        self.servers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Stops every pool: queued calls fail with `UNAVAILABLE`, running ones are interrupted,
     /// and every worker thread is joined. Loads and calls fail afterwards.
     pub fn shutdown(&self) {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let servers = std::mem::take(&mut *self.servers());
+        for (_, server) in servers {
+            server.stop();
+        }
         let pools = std::mem::take(&mut *self.pools.lock().unwrap_or_else(|e| e.into_inner()));
         for pool in &pools {
             pool.close(true);

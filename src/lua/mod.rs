@@ -96,6 +96,55 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
 
+    let http = lua.create_table()?;
+    let rt = runtime.clone();
+    http.set(
+        "start",
+        lua.create_function(move |lua, id: LuaValue| {
+            let id = string_arg(&id, 1, "start")?;
+            match rt.start_http(&id) {
+                Ok(addr) => addr.to_string().into_lua_multi(lua),
+                Err(e) => error::fail(lua, e),
+            }
+        })?,
+    )?;
+    let rt = runtime.clone();
+    http.set(
+        "stop",
+        lua.create_function(move |lua, id: LuaValue| {
+            let id = string_arg(&id, 1, "stop")?;
+            match rt.stop_http(&id) {
+                Ok(()) => true.into_lua_multi(lua),
+                Err(e) => error::fail(lua, e),
+            }
+        })?,
+    )?;
+    let rt = runtime.clone();
+    http.set(
+        "addr",
+        lua.create_function(move |_, id: LuaValue| {
+            let id = string_arg(&id, 1, "addr")?;
+            Ok(rt.http_addr(&id).map(|a| a.to_string()))
+        })?,
+    )?;
+    let rt = runtime.clone();
+    http.set(
+        "serve",
+        lua.create_function(move |lua, id: LuaValue| {
+            let id = string_arg(&id, 1, "serve")?;
+            if rt.http_addr(&id).is_none()
+                && let Err(e) = rt.start_http(&id)
+            {
+                return error::fail(lua, e);
+            }
+            // Serves until the process is stopped: this thread has nothing else to do.
+            loop {
+                std::thread::park();
+            }
+        })?,
+    )?;
+    funcs.set("http", http)?;
+
     funcs.set(
         "engine",
         lua.create_function(|lua, ()| {

@@ -21,6 +21,7 @@ use self::source::RawEntry;
 use crate::compile;
 use crate::error::{Error, Result};
 use crate::function::{Function, Sandbox};
+use crate::http;
 use crate::limits::Limits;
 use crate::pool::{Handle, Pool, PoolSpec};
 use crate::wasi::{self, EnvBinding, EnvSource, Mount, WasiSpec};
@@ -33,6 +34,15 @@ pub enum Entry {
     Variable(VariableConfig),
     /// `env.storage.*`: the kind and, for `static`, its values.
     Storage(String, StaticStorageConfig),
+    /// `http.service`: where it listens.
+    Service(http::ServiceSpec),
+    /// `http.router`: its service and prefix.
+    Router {
+        service: String,
+        prefix: String,
+    },
+    /// `http.endpoint`: its router, method, path and function.
+    Endpoint(http::EndpointSpec),
 }
 
 impl Entry {
@@ -42,6 +52,9 @@ impl Entry {
             Entry::Directory(_) => "fs.directory",
             Entry::Variable(_) => "env.variable",
             Entry::Storage(..) => "env.storage",
+            Entry::Service(_) => "http.service",
+            Entry::Router { .. } => "http.router",
+            Entry::Endpoint(_) => "http.endpoint",
         }
     }
 }
@@ -104,6 +117,29 @@ impl Registry {
         }
     }
 
+    /// The entry `id` of a load being prepared (`pending`) or of the registry.
+    pub(crate) fn lookup<'a>(
+        &'a self,
+        pending: &'a [(String, Entry)],
+        id: &str,
+    ) -> Option<&'a Entry> {
+        pending
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, e)| e)
+            .or_else(|| self.entries.get(id))
+    }
+
+    /// The entry `id`, if loaded.
+    pub fn get(&self, id: &str) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    /// Every loaded entry, by ID.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
+    }
+
     /// Every function's pool, by ID, sorted.
     pub fn pools(&self) -> impl Iterator<Item = (&str, &Arc<Pool>)> {
         let mut pools: Vec<_> = self
@@ -146,6 +182,7 @@ impl Registry {
         let mut entries: Vec<(String, Entry)> = Vec::new();
         // Directories first: functions in the same load refer to them.
         let mut functions = Vec::new();
+        let mut http_entries = Vec::new();
         for entry in &raw {
             let built = match entry.kind.as_str() {
                 "fs.directory" => {
@@ -176,7 +213,13 @@ impl Registry {
                     functions.push((entry, c));
                     continue;
                 }
-                // Kinds of other runtimes (`function.lua`), and ours not built yet (`http.*`).
+                "http.service" => Entry::Service(http::service(entry, parse(entry)?)?),
+                "http.router" | "http.endpoint" => {
+                    // They name each other and functions: checked once all are read.
+                    http_entries.push(entry);
+                    continue;
+                }
+                // Kinds of other runtimes (`function.lua`).
                 _ => {
                     summary.skipped.push((entry.id.clone(), entry.kind.clone()));
                     continue;
@@ -189,6 +232,17 @@ impl Registry {
             let pool = Pool::new(Arc::new(f), PoolSpec::from_config(config.pool.as_ref()));
             entries.push((entry.id.clone(), Entry::Function(Arc::new(Handle(pool)))));
         }
+        // Routers before endpoints: endpoints name routers.
+        http_entries.sort_by_key(|e| e.kind != "http.router");
+        for entry in http_entries {
+            let built = if entry.kind == "http.router" {
+                http::router(entry, parse(entry)?, |id| self.lookup(&entries, id))?
+            } else {
+                http::endpoint(entry, parse(entry)?, |id| self.lookup(&entries, id))?
+            };
+            entries.push((entry.id.clone(), built));
+        }
+        http::check_duplicates(&entries, |id| self.lookup(&entries, id))?;
         summary.entries = entries.iter().map(|(id, _)| id.clone()).collect();
         summary.entries.sort();
         Ok(Prepared {
@@ -242,6 +296,7 @@ impl Registry {
             sandbox,
             reuse,
         )
+        .map(|f| f.with_http(config.transport.as_deref() == Some("wasi-http")))
         .map_err(|e| entry.error(Error::invalid(e)))
     }
 

@@ -43,6 +43,44 @@ pub struct StaticStorageConfig {
     pub values: BTreeMap<String, String>,
 }
 
+/// `kind: http.service`: a listening address.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// `host:port`; port 0 picks a free one.
+    pub addr: Option<String>,
+    pub lifecycle: Option<LifecycleConfig>,
+    /// Request bodies above this many bytes get 413 (default 1 MiB).
+    pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Start with the load (default false: `funcs.http.start`).
+    #[serde(default)]
+    pub auto_start: bool,
+}
+
+/// `kind: http.router`: a path prefix on a service (`meta.server`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    pub prefix: Option<String>,
+}
+
+/// `kind: http.endpoint`: a method and path under a router (`meta.router`), served by a
+/// function.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    pub method: Option<String>,
+    /// `/greet`, `/users/{id}`, `/files/{rest...}`.
+    pub path: Option<String>,
+    /// The function entry (its `transport` must be `wasi-http`).
+    pub func: Option<String>,
+}
+
 /// `kind: function.wat` and `kind: function.wasm`; which fields belong to which kind is
 /// checked by [`validate`] (serde's `flatten` would lose `deny_unknown_fields`).
 #[derive(Debug, Clone, Default, Deserialize)]

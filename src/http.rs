@@ -1,0 +1,480 @@
+//! HTTP endpoints: the `http.service`, `http.router` and `http.endpoint` kinds, and a server
+//! (hyper on a Tokio runtime, on a background thread per service) that runs each request
+//! through its function's pool.
+//!
+//! This is the plain-function form of the `wasi-http` transport: the request body is the
+//! function's one string argument (none when empty) and its result is the response body.
+//! Routes are read when a service starts; the function behind a route is looked up per
+//! request, so a reload swaps code without a restart.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::watch;
+
+use crate::error::{Error, Kind, Result};
+use crate::function::{BodyKind, CallOptions};
+use crate::pool::Completion;
+use crate::registry::schema::{EndpointConfig, RouterConfig, ServiceConfig};
+use crate::registry::source::RawEntry;
+use crate::registry::{Entry, Registry};
+use crate::value::Value;
+
+/// Request bodies above this get 413 unless the service says otherwise.
+pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
+
+/// A validated `http.service`.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub addr: String,
+    pub auto_start: bool,
+    pub max_body: u64,
+}
+
+/// A validated `http.endpoint`, with its router's service and prefix resolved.
+#[derive(Debug, Clone)]
+pub struct EndpointSpec {
+    pub service: String,
+    pub method: Method,
+    /// Prefix and path: `/api/greet`, `/api/users/{id}`.
+    pub path: String,
+    pub func: String,
+}
+
+/// A string of the entry's `meta` map (`meta.server`, `meta.router`), or "".
+fn meta(entry: &RawEntry, key: &str) -> String {
+    entry
+        .meta
+        .as_ref()
+        .and_then(|m| m.get(key))
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn invalid(entry: &RawEntry, field: &str, message: String) -> Error {
+    let field = field.to_string();
+    entry.error(Error::invalid(message).with(|d| d.field = Some(field)))
+}
+
+pub(crate) fn service(entry: &RawEntry, c: ServiceConfig) -> Result<ServiceSpec> {
+    let addr = c.addr.unwrap_or_default();
+    if addr
+        .rsplit_once(':')
+        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+    {
+        return Err(invalid(
+            entry,
+            "addr",
+            format!("addr must be host:port, got `{addr}`"),
+        ));
+    }
+    Ok(ServiceSpec {
+        addr,
+        auto_start: c.lifecycle.is_some_and(|l| l.auto_start),
+        max_body: c.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+    })
+}
+
+pub(crate) fn router<'a>(
+    entry: &RawEntry,
+    c: RouterConfig,
+    lookup: impl Fn(&str) -> Option<&'a Entry>,
+) -> Result<Entry> {
+    let service = entry.resolve_id(&meta(entry, "server"));
+    if !matches!(lookup(&service), Some(Entry::Service(_))) {
+        return Err(invalid(
+            entry,
+            "meta.server",
+            format!("unknown http.service `{service}`"),
+        ));
+    }
+    let prefix = c
+        .prefix
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
+    if !prefix.is_empty() && !prefix.starts_with('/') {
+        return Err(invalid(
+            entry,
+            "prefix",
+            format!("prefix must start with `/`, got `{prefix}`"),
+        ));
+    }
+    Ok(Entry::Router { service, prefix })
+}
+
+pub(crate) fn endpoint<'a>(
+    entry: &RawEntry,
+    c: EndpointConfig,
+    lookup: impl Fn(&str) -> Option<&'a Entry>,
+) -> Result<Entry> {
+    let router = entry.resolve_id(&meta(entry, "router"));
+    let Some(Entry::Router { service, prefix }) = lookup(&router) else {
+        return Err(invalid(
+            entry,
+            "meta.router",
+            format!("unknown http.router `{router}`"),
+        ));
+    };
+    let method = c.method.unwrap_or_default().to_ascii_uppercase();
+    let method = Method::from_bytes(method.as_bytes())
+        .ok()
+        .filter(|_| !method.is_empty())
+        .ok_or_else(|| invalid(entry, "method", format!("invalid method `{method}`")))?;
+    let path = c.path.unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err(invalid(
+            entry,
+            "path",
+            format!("path must start with `/`, got `{path}`"),
+        ));
+    }
+    let func = entry.resolve_id(&c.func.unwrap_or_default());
+    match lookup(&func) {
+        Some(Entry::Function(h)) if h.0.function().is_http() => {}
+        Some(Entry::Function(_)) => {
+            return Err(invalid(
+                entry,
+                "func",
+                format!("function `{func}` does not have `transport: wasi-http`"),
+            ));
+        }
+        _ => return Err(invalid(entry, "func", format!("unknown function `{func}`"))),
+    }
+    Ok(Entry::Endpoint(EndpointSpec {
+        service: service.clone(),
+        method,
+        path: format!("{prefix}{path}"),
+        func,
+    }))
+}
+
+/// Two endpoints of one service with the same method and path fail the load.
+pub(crate) fn check_duplicates<'a>(
+    pending: &'a [(String, Entry)],
+    lookup: impl Fn(&str) -> Option<&'a Entry>,
+) -> Result<()> {
+    let mut seen: HashMap<(String, Method, String), &str> = HashMap::new();
+    for (id, e) in pending {
+        if let Entry::Endpoint(ep) = e {
+            let key = (ep.service.clone(), ep.method.clone(), ep.path.clone());
+            if let Some(other) = seen.insert(key, id) {
+                let _ = lookup(other);
+                return Err(Error::invalid(format!(
+                    "endpoints `{other}` and `{id}` both serve {} {}",
+                    ep.method, ep.path
+                ))
+                .with(|d| d.entry = Some(id.clone())));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A route of a running service.
+#[derive(Debug, Clone)]
+struct Route {
+    method: Method,
+    segments: Vec<Segment>,
+    func: String,
+}
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Literal(String),
+    Param,
+    Rest,
+}
+
+impl Route {
+    fn new(spec: &EndpointSpec) -> Route {
+        let segments = spec
+            .path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(p) if p.ends_with("...") => Segment::Rest,
+                    Some(_) => Segment::Param,
+                    None => Segment::Literal(s.to_string()),
+                },
+            )
+            .collect();
+        Route {
+            method: spec.method.clone(),
+            segments,
+            func: spec.func.clone(),
+        }
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let mut i = 0;
+        for seg in &self.segments {
+            match seg {
+                Segment::Rest => return true,
+                Segment::Param if i < parts.len() => i += 1,
+                Segment::Literal(l) if parts.get(i) == Some(&l.as_str()) => i += 1,
+                _ => return false,
+            }
+        }
+        i == parts.len()
+    }
+}
+
+/// A service listening on its background thread.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `spec.addr` and serves `endpoints`, looking functions up in `registry`.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` when the address cannot be bound.
+    pub fn start(
+        id: &str,
+        spec: &ServiceSpec,
+        endpoints: Vec<EndpointSpec>,
+        registry: Arc<RwLock<Registry>>,
+    ) -> Result<Server> {
+        let listener = std::net::TcpListener::bind(&spec.addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| {
+                Error::new(
+                    Kind::Unavailable,
+                    format!("http.service `{id}`: bind {}: {e}", spec.addr),
+                )
+            })?;
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let routes: Arc<Vec<Route>> = Arc::new(endpoints.iter().map(Route::new).collect());
+        let max_body = spec.max_body;
+        let (stop, stopped) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name(format!("funcs-http-{id}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a Tokio runtime");
+                rt.block_on(serve(listener, routes, registry, max_body, stopped));
+            })
+            .map_err(|e| Error::internal(format!("spawning the HTTP thread: {e}")))?;
+        Ok(Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops accepting, lets requests in flight finish, and joins the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    /// Blocks until the service stops (it does when [`Server::stop`] is called elsewhere).
+    fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    routes: Arc<Vec<Route>>,
+    registry: Arc<RwLock<Registry>>,
+    max_body: u64,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("inside a Tokio runtime");
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            _ = stopped.changed() => break,
+        };
+        let (routes, registry) = (routes.clone(), registry.clone());
+        let mut stop = stopped.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                handle(req, routes.clone(), registry.clone(), max_body)
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    // Graceful: the request in flight finishes, then the connection closes.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+fn response(
+    status: StatusCode,
+    content_type: Option<&str>,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::builder().status(status);
+    if let Some(ct) = content_type {
+        r = r.header(hyper::header::CONTENT_TYPE, ct);
+    }
+    r.body(Full::new(body.into())).expect("a valid response")
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    response(status, Some("text/plain; charset=utf-8"), body)
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    routes: Arc<Vec<Route>>,
+    registry: Arc<RwLock<Registry>>,
+    max_body: u64,
+) -> std::result::Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    let Some(route) = routes
+        .iter()
+        .find(|r| r.method == req.method() && r.matches(&path))
+    else {
+        let status = if routes.iter().any(|r| r.matches(&path)) {
+            StatusCode::METHOD_NOT_ALLOWED
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        return Ok(text(
+            status,
+            format!("no endpoint for {} {path}\n", req.method()),
+        ));
+    };
+    // The body, up to the limit; malformed requests never reach the guest.
+    let body = match Limited::new(req.into_body(), max_body as usize)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Ok(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {max_body} bytes\n"),
+            ));
+        }
+        Err(e) => {
+            return Ok(text(
+                StatusCode::BAD_REQUEST,
+                format!("bad request body: {e}\n"),
+            ));
+        }
+    };
+    let handle = registry
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .function(&route.func);
+    let handle = match handle {
+        Ok(h) => h,
+        Err(e) => return Ok(text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))),
+    };
+    let function = handle.0.function().clone();
+    let args = match function.arity() {
+        0 => vec![],
+        _ if body.is_empty() => vec![Value::Nil],
+        _ => vec![Value::Bytes(body.to_vec())],
+    };
+    let args = match function.lower(&args) {
+        Ok(a) => a,
+        Err(e) => return Ok(text(StatusCode::BAD_REQUEST, format!("{e}\n"))),
+    };
+    let done = Completion::new();
+    let pool = handle.0.clone();
+    let submitted = {
+        let done = done.clone();
+        // A full static queue blocks the submitter: backpressure, off the server's thread.
+        tokio::task::spawn_blocking(move || pool.submit(args, CallOptions::default(), done))
+            .await
+            .unwrap_or_else(|e| Err(Error::internal(format!("submitting: {e}"))))
+    };
+    if let Err(e) = submitted {
+        return Ok(text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")));
+    }
+    done.finished().await;
+    let result = done.with_result(|r| r.cloned().expect("finished"));
+    Ok(match result {
+        Ok(Value::Nil) => response(StatusCode::NO_CONTENT, None, Bytes::new()),
+        Ok(Value::Bytes(b)) if function.body_kind() == BodyKind::Text => {
+            response(StatusCode::OK, Some("text/plain; charset=utf-8"), b)
+        }
+        Ok(Value::Bytes(b)) if function.body_kind() == BodyKind::Bytes => {
+            response(StatusCode::OK, Some("application/octet-stream"), b)
+        }
+        Ok(v) => response(
+            StatusCode::OK,
+            Some("application/json"),
+            serde_json::to_vec(&to_json(&v)).expect("JSON of plain values"),
+        ),
+        Err(e) if e.kind() == Kind::Timeout => text(StatusCode::GATEWAY_TIMEOUT, format!("{e}\n")),
+        Err(e) if e.kind() == Kind::Unavailable => {
+            text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    })
+}
+
+/// A result as JSON: records are objects, lists arrays, bytes strings (lossy UTF-8).
+fn to_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Nil => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int(i) => J::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        Value::Bytes(b) => J::String(String::from_utf8_lossy(b).into_owned()),
+        Value::Array(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(fields) => J::Object(
+            fields
+                .iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                        Value::Int(i) => i.to_string(),
+                        other => other.type_name().to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        _ => J::Null,
+    }
+}
