@@ -48,3 +48,16 @@ show("aggregate-tags", funcs.call("examples:aggregate_tags", users))
 
 -- Errors are values: nil, err with a kind and a message that says where.
 show("compute(6, 'seven')", funcs.call("examples:compute", 6, "seven"))
+
+-- Many calls at once: futures on the entry's pool.
+local futures = {}
+for i = 1, 4 do futures[i] = funcs.async("examples:compute", i, 10) end
+for i = 1, 4 do show(("async compute(%d, 10)"):format(i), futures[i]:wait()) end
+
+-- The same functions over HTTP: start the service (port 0 picks a free one) and call it
+-- with curl on loopback.
+local addr = assert(funcs.http.start("examples:api"))
+local curl = io.popen(("curl -s -d World http://%s/api/greet"):format(addr))
+show(("POST http://%s/api/greet"):format(addr), curl:read("*a"))
+curl:close()
+funcs.http.stop("examples:api")

@@ -16,7 +16,8 @@ describe("funcs.load", function()
     local summary = assert(funcs.load("examples/app"))
     assert.are.same({
       "examples:aggregate_tags", "examples:answer", "examples:answer_file", "examples:answer_raw",
-      "examples:compute", "examples:filter_active", "examples:transform_users", "examples:wasm",
+      "examples:api", "examples:api_router", "examples:compute", "examples:filter_active",
+      "examples:greet", "examples:greet_endpoint", "examples:transform_users", "examples:wasm",
     }, summary.entries)
     assert.are.same({ { id = "examples:hello_lua", kind = "function.lua" } }, summary.skipped)
   end)

@@ -1,0 +1,132 @@
+-- HTTP endpoints (SPEC sections 1 and 8) on a real server, driven by curl on loopback: the
+-- plain-function form of the wasi-http transport, status codes, limits, validation, stop.
+local funcs = require("funcs")
+local h = require("spec.support.helpers")
+
+-- One request with curl: status, content type, body.
+local function request(method, url, body)
+  local cmd = ("curl -s -i -X %s"):format(method)
+  local file
+  if body then
+    file = os.tmpname()
+    local f = assert(io.open(file, "wb"))
+    f:write(body)
+    f:close()
+    cmd = cmd .. (" -H 'Content-Type: text/plain' --data-binary @%s"):format(file)
+  end
+  local p = assert(io.popen(cmd .. " " .. url))
+  local out = p:read("*a")
+  p:close()
+  if file then os.remove(file) end
+  local head, rest = out:match("^(.-)\r\n\r\n(.*)$")
+  assert(head, "no response: " .. out)
+  local status = tonumber(head:match("^HTTP/1.1 (%d+)"))
+  local content_type = head:lower():match("\ncontent%-type: ([^\r\n]+)")
+  return status, content_type, rest
+end
+
+describe("HTTP endpoints", function()
+  local base
+
+  setup(function()
+    assert(funcs.load("spec/fixtures/http"))
+    local addr = assert(funcs.http.start("web:service"))
+    assert.are.equal(addr, funcs.http.addr("web:service"))
+    base = "http://" .. addr .. "/api"
+  end)
+
+  teardown(function()
+    funcs.http.stop("web:service")
+  end)
+
+  it("POST /api/greet with body World answers 200 Hello, World!", function()
+    local status, ct, body = request("POST", base .. "/greet", "World")
+    assert.are.equal(200, status)
+    assert.are.equal("text/plain; charset=utf-8", ct)
+    assert.are.equal("Hello, World!", body)
+  end)
+
+  it("routes {param} and {rest...} paths", function()
+    assert.are.equal(200, (request("POST", base .. "/users/42/greet", "Ada")))
+    local status, _, body = request("PUT", base .. "/files/a/b/c.txt", "files")
+    assert.are.equal(200, status)
+    assert.are.equal("Hello, files!", body)
+    assert.are.equal(404, (request("POST", base .. "/users/42", "x")))
+  end)
+
+  it("answers JSON for other results and 204 for none", function()
+    local status, ct, body = request("GET", base .. "/pair")
+    assert.are.equal(200, status)
+    assert.are.equal("application/json", ct)
+    assert.are.equal("[4,2]", body)
+    assert.are.equal(204, (request("DELETE", base .. "/nothing")))
+  end)
+
+  it("gives 500 with the error for a trap, 504 for a timeout", function()
+    local status, _, body = request("GET", base .. "/boom")
+    assert.are.equal(500, status)
+    assert.truthy(body:find("unreachable", 1, true), body)
+    status, _, body = request("GET", base .. "/slow")
+    assert.are.equal(504, status)
+    assert.truthy(body:find("execution time limit of 50 ms exceeded", 1, true), body)
+  end)
+
+  it("refuses what must not reach the guest: 404, 405, 413, 400", function()
+    assert.are.equal(404, (request("GET", base .. "/nowhere")))
+    assert.are.equal(405, (request("GET", base .. "/greet")))
+    assert.are.equal(413, (request("POST", base .. "/greet", string.rep("x", 65))))
+    local status, _, body = request("POST", base .. "/greet", "\255\254")
+    assert.are.equal(400, status)
+    assert.truthy(body:find("invalid UTF-8", 1, true), body)
+    -- An empty body is no argument: the string parameter refuses nil.
+    assert.are.equal(400, (request("POST", base .. "/greet", "")))
+  end)
+
+  it("serves requests concurrently through the function's pool", function()
+    local before = funcs.stats("web:greet").calls
+    local p = assert(io.popen(("for i in 1 2 3 4 5 6 7 8; do curl -s -d n$i %s/greet & done; wait"):format(base)))
+    local out = p:read("*a")
+    p:close()
+    for i = 1, 8 do assert.truthy(out:find("Hello, n" .. i .. "!", 1, true), out) end
+    assert.are.equal(8, funcs.stats("web:greet").calls - before)
+  end)
+
+  it("stops gracefully: a request in flight still gets its answer", function()
+    local status, out = h.run_lua([[
+      local funcs = require("funcs")
+      assert(funcs.load("spec/fixtures/http"))
+      local addr = assert(funcs.http.start("web:service"))
+      local p = io.popen("curl -s -w ' %{http_code}' http://" .. addr .. "/api/spin")
+      while funcs.stats("web:spin").in_flight == 0 do end
+      assert(funcs.http.stop("web:service"))
+      print("stopped", p:read("*a"))
+      p:close()
+      print("after", os.execute("curl -s -m 2 http://" .. addr .. "/api/spin > /dev/null"))
+    ]])
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("stopped\t400000000 200", 1, true), out)
+    assert.truthy(out:find("after\tnil", 1, true), out)
+  end)
+end)
+
+describe("HTTP registry entries", function()
+  it("name an unknown router, function, or a function without the wasi-http transport", function()
+    h.assert_fails("INVALID", { "`bad:ep`", "unknown http.router `bad:nowhere`" },
+      funcs.load("spec/fixtures/bad/unknown_router"))
+    h.assert_fails("INVALID", { "`bad:ep`", "unknown function `bad:missing`" },
+      funcs.load("spec/fixtures/bad/unknown_func"))
+    h.assert_fails("INVALID", { "`bad:ep`", "function `bad:f` does not have `transport: wasi-http`" },
+      funcs.load("spec/fixtures/bad/not_http"))
+  end)
+
+  it("refuse two endpoints with the same method and path", function()
+    h.assert_fails("INVALID", { "endpoints `bad:one` and `bad:two` both serve GET /x/f" },
+      funcs.load("spec/fixtures/bad/duplicate_route"))
+  end)
+
+  it("report unknown services and double starts", function()
+    h.assert_fails("NOT_FOUND", { "http.service `web:nope` not found" }, funcs.http.start("web:nope"))
+    h.assert_fails("NOT_FOUND", { "is not running" }, funcs.http.stop("web:nope"))
+    assert.is_nil(funcs.http.addr("web:nope"))
+  end)
+end)
