@@ -9,6 +9,7 @@
 ---```
 ---@class funcs
 ---@field errors funcs.Errors Error kind constants.
+---@field http funcs.Http HTTP services.
 ---@field _VERSION string The module version.
 local funcs = {}
 
@@ -146,6 +147,33 @@ function Executor:async(id, ...) end
 ---@param options funcs.ExecutorOptions
 ---@return funcs.Executor
 function Executor:with_options(options) end
+
+---HTTP services declared in the registry (`http.service`, `http.router`, `http.endpoint`).
+---@class funcs.Http
+local Http = {}
+
+---Starts the service `id`; its bound address (`"127.0.0.1:40123"`).
+---@param id string
+---@return string? addr
+---@return funcs.Error? err
+function Http.start(id) end
+
+---Stops the service `id`: no new connections; requests in flight finish first.
+---@param id string
+---@return true? ok
+---@return funcs.Error? err
+function Http.stop(id) end
+
+---The address of the service `id` while it runs.
+---@param id string
+---@return string?
+function Http.addr(id) end
+
+---Starts the service `id` if needed and blocks the script while it serves.
+---@param id string
+---@return nil
+---@return funcs.Error? err
+function Http.serve(id) end
 
 ---@class funcs.Errors
 ---@field INVALID "INVALID" Bad input or configuration.
