@@ -109,6 +109,37 @@ describe("HTTP endpoints", function()
   end)
 end)
 
+describe("a wasi:http/incoming-handler component", function()
+  local base
+
+  setup(function()
+    assert(io.open("build/guests/python-http/handler.wasm"), "run scripts/guests.sh first (make test does)")
+    assert(funcs.load("build/guests/python-http"))
+    base = "http://" .. assert(funcs.http.start("hh:service")) .. "/h"
+  end)
+
+  teardown(function()
+    funcs.http.stop("hh:service")
+  end)
+
+  it("gets the whole request and answers with its own status, headers and body", function()
+    local p = assert(io.popen(("curl -s -i -d 'hello handler' '%s/a/b?x=1'"):format(base)))
+    local out = p:read("*a")
+    p:close()
+    assert.truthy(out:find("^HTTP/1.1 201"), out)
+    assert.truthy(out:lower():find("\nx%-handler: python"), out)
+    assert.truthy(out:find("POST /h/a/b?x=1: hello handler", 1, true), out)
+    local status, ct, body = request("GET", base .. "/c")
+    assert.are.equal(201, status)
+    assert.are.equal("text/plain; charset=utf-8", ct)
+    assert.are.equal("GET /h/c: ", body)
+  end)
+
+  it("is refused a body over the service's limit before it runs", function()
+    assert.are.equal(413, (request("POST", base .. "/big", string.rep("x", 2000))))
+  end)
+end)
+
 describe("HTTP registry entries", function()
   it("name an unknown router, function, or a function without the wasi-http transport", function()
     h.assert_fails("INVALID", { "`bad:ep`", "unknown http.router `bad:nowhere`" },

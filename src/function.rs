@@ -14,6 +14,10 @@ use wasmtime::component::{Component, ComponentExportIndex, ResourceTable, Resour
 use wasmtime::{ExternType, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::compile::{self, Artefact};
 use crate::engine::{engine, engine_for};
@@ -33,6 +37,33 @@ pub struct CallCtx {
     p1: Option<WasiP1Ctx>,
     /// This call's deadline in ms, for the error message.
     timeout: Option<u64>,
+    /// wasi:http, for `wasi:http/incoming-handler` components.
+    http: WasiHttpCtx,
+    hooks: NoOutgoingRequests,
+}
+
+/// Outgoing requests are not linked (`wasi:http/outgoing-handler` is a stub), so this is
+/// never asked; it refuses if it is.
+struct NoOutgoingRequests;
+
+type OutgoingDone = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+impl wasmtime_wasi_http::WasiHttpHooks for NoOutgoingRequests {
+    fn send_request(
+        &mut self,
+        _request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _done: OutgoingDone,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    hyper::Response<wasmtime_wasi_http::WasiBody>,
+                    OutgoingDone,
+                )>,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
 }
 
 impl CallCtx {
@@ -44,6 +75,16 @@ impl CallCtx {
         self.p1
             .as_mut()
             .expect("WASIp1 is linked only with its context")
+    }
+}
+
+impl WasiHttpView for CallCtx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
@@ -63,6 +104,9 @@ impl WasiView for CallCtx {
 #[derive(Debug, Clone, Default)]
 pub struct Sandbox {
     pub granted: Vec<&'static str>,
+    /// `transport: wasi-http`: a component exporting `wasi:http/incoming-handler` gets
+    /// `wasi:http/types` and serves requests whole.
+    pub http: bool,
     pub wasi: WasiSpec,
 }
 
@@ -144,6 +188,8 @@ enum Target {
         export: ComponentExportIndex,
         params: Vec<(String, Type)>,
         results: Vec<Type>,
+        /// Set for `wasi:http/incoming-handler` components with the wasi-http transport.
+        handler: Option<ProxyPre<CallCtx>>,
     },
 }
 
@@ -170,7 +216,7 @@ impl Function {
         let granted = &sandbox.granted;
         let target = match (&*artefact, wit) {
             (Artefact::Component(component), _) => {
-                component_target(component, method, fuel, granted)?
+                component_target(component, method, fuel, granted, sandbox.http)?
             }
             (Artefact::Module(module), None) => core_target(module, method, None, fuel, granted)?,
             (Artefact::Module(module), Some(wit)) => {
@@ -182,7 +228,7 @@ impl Function {
                         let Artefact::Component(component) = &*wrapped else {
                             unreachable!("componentize makes components")
                         };
-                        let target = component_target(component, method, fuel, granted)?;
+                        let target = component_target(component, method, fuel, granted, false)?;
                         wrapped_artefact = Some(wrapped.clone());
                         target
                     }
@@ -191,7 +237,7 @@ impl Function {
         };
         let asynchronous = match &target {
             Target::Core { p1, .. } => *p1,
-            Target::Component { .. } => !sandbox.granted.is_empty(),
+            Target::Component { handler, .. } => !sandbox.granted.is_empty() || handler.is_some(),
         };
         Ok(Function {
             id: id.to_string(),
@@ -341,6 +387,73 @@ impl Function {
                 .push(warm);
         }
         result
+    }
+
+    /// Whether this is a `wasi:http/incoming-handler` served whole over HTTP.
+    pub fn is_handler(&self) -> bool {
+        matches!(
+            &self.target,
+            Target::Component {
+                handler: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Runs the incoming-handler on `request`; its response goes to `respond` as soon as
+    /// the guest sets it (the body streams while the guest writes it).
+    ///
+    /// # Errors
+    /// As [`Function::run`]; the request is answered by the caller then.
+    pub async fn handle_http(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+        respond: tokio::sync::oneshot::Sender<
+            Result<hyper::Response<HyperOutgoingBody>, ErrorCode>,
+        >,
+        options: &CallOptions,
+    ) -> Result<Value, Error> {
+        let Target::Component {
+            handler: Some(handler),
+            ..
+        } = &self.target
+        else {
+            unreachable!("checked by is_handler")
+        };
+        let timeout = options.timeout(&self.limits);
+        let control = options.control.as_ref();
+        let mut store = self.store(timeout, control)?;
+        let call = async {
+            self.instances.fetch_add(1, Ordering::Relaxed);
+            let proxy = handler
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| self.trap(e, &store))?;
+            let http = |e: wasmtime::Error| self.fail(Error::internal(format!("{e:#}")));
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, request)
+                .map_err(http)?;
+            let out = store
+                .data_mut()
+                .http()
+                .new_response_outparam(respond)
+                .map_err(http)?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+                .map_err(|e| self.trap(e, &store))?;
+            Ok(Value::Nil)
+        };
+        tokio::select! {
+            result = call => result,
+            () = sleep_for(timeout) => Err(self.fail(self.timeout_error(timeout))),
+            () = async { match control { Some(c) => c.canceled().await, None => std::future::pending().await } } => {
+                Err(self.fail(Error::new(Kind::Canceled, "call canceled")))
+            }
+        }
     }
 
     /// Converts Lua-side values to this function's parameter types (on the caller's
@@ -504,6 +617,8 @@ impl Function {
             wasi,
             p1,
             timeout,
+            http: WasiHttpCtx::new(),
+            hooks: NoOutgoingRequests,
         };
         let mut store = Store::new(engine_for(self.limits.max_fuel.is_some()), ctx);
         store.limiter(|ctx| &mut ctx.limiter);
@@ -706,20 +821,38 @@ fn component_target(
     component: &Component,
     method: &str,
     fuel: bool,
-    granted: &[&str],
+    granted: &[&'static str],
+    http: bool,
 ) -> Result<Target, String> {
     let (func, export) = find_export(component, method)?;
     let mut linker = wasmtime::component::Linker::new(engine_for(fuel));
     wasi::link(&mut linker, granted).map_err(|e| format!("{e:#}"))?;
-    stub_imports(&mut linker, component, granted).map_err(|e| format!("{e:#}"))?;
+    let handler = http
+        && component
+            .component_type()
+            .exports(engine())
+            .any(|(name, _)| name.starts_with("wasi:http/incoming-handler@"));
+    let mut granted = granted.to_vec();
+    if handler {
+        wasi::link_http(&mut linker, &mut granted).map_err(|e| format!("{e:#}"))?;
+    }
+    stub_imports(&mut linker, component, &granted).map_err(|e| format!("{e:#}"))?;
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| format!("failed to prepare instances: {e:#}"))?;
+    let handler = match handler {
+        true => Some(
+            ProxyPre::new(pre.clone())
+                .map_err(|e| format!("not a wasi:http/proxy component: {e:#}"))?,
+        ),
+        false => None,
+    };
     Ok(Target::Component {
         pre,
         export,
         params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
         results: func.results().collect(),
+        handler,
     })
 }
 

@@ -21,11 +21,12 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Kind, Result};
 use crate::function::{BodyKind, CallOptions};
-use crate::pool::Completion;
+use crate::pool::{Completion, Handle};
 use crate::registry::schema::{EndpointConfig, RouterConfig, ServiceConfig};
 use crate::registry::source::RawEntry;
 use crate::registry::{Entry, Registry};
 use crate::value::Value;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// Request bodies above this get 413 unless the service says otherwise.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -340,19 +341,25 @@ async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
+/// Every response's body: ours are whole, an incoming-handler's streams from the guest.
+type Body = HyperOutgoingBody;
+
 fn response(
     status: StatusCode,
     content_type: Option<&str>,
     body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let mut r = Response::builder().status(status);
     if let Some(ct) = content_type {
         r = r.header(hyper::header::CONTENT_TYPE, ct);
     }
-    r.body(Full::new(body.into())).expect("a valid response")
+    let body = Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    r.body(body).expect("a valid response")
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, body: String) -> Response<Body> {
     response(status, Some("text/plain; charset=utf-8"), body)
 }
 
@@ -361,7 +368,7 @@ async fn handle(
     routes: Arc<Vec<Route>>,
     registry: Arc<RwLock<Registry>>,
     max_body: u64,
-) -> std::result::Result<Response<Full<Bytes>>, Infallible> {
+) -> std::result::Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let Some(route) = routes
         .iter()
@@ -377,6 +384,17 @@ async fn handle(
             format!("no endpoint for {} {path}\n", req.method()),
         ));
     };
+    let handle = registry
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .function(&route.func);
+    let handle = match handle {
+        Ok(h) => h,
+        Err(e) => return Ok(text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))),
+    };
+    if handle.0.function().is_handler() {
+        return Ok(incoming_handler(req, handle, max_body).await);
+    }
     // The body, up to the limit; malformed requests never reach the guest.
     let body = match Limited::new(req.into_body(), max_body as usize)
         .collect()
@@ -398,14 +416,6 @@ async fn handle(
                 format!("bad request body: {e}\n"),
             ));
         }
-    };
-    let handle = registry
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .function(&route.func);
-    let handle = match handle {
-        Ok(h) => h,
-        Err(e) => return Ok(text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))),
     };
     let function = handle.0.function().clone();
     let args = match function.arity() {
@@ -450,6 +460,56 @@ async fn handle(
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     })
+}
+
+/// The whole request to a `wasi:http/incoming-handler` component, its response back as the
+/// guest writes it.
+async fn incoming_handler(
+    req: Request<Incoming>,
+    handle: Arc<Handle>,
+    max_body: u64,
+) -> Response<Body> {
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {max_body} bytes\n"),
+        );
+    }
+    let (respond, response) = tokio::sync::oneshot::channel();
+    let done = Completion::new();
+    let pool = handle.0.clone();
+    let submitted = {
+        let done = done.clone();
+        tokio::task::spawn_blocking(move || pool.submit_http(req, respond, done))
+            .await
+            .unwrap_or_else(|e| Err(Error::internal(format!("submitting: {e}"))))
+    };
+    if let Err(e) = submitted {
+        return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+    }
+    match response.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(code)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{code:?}\n")),
+        // The guest ended without a response: its error says why.
+        Err(_) => {
+            done.finished().await;
+            match done.with_result(|r| r.cloned().expect("finished")) {
+                Err(e) if e.kind() == Kind::Timeout => {
+                    text(StatusCode::GATEWAY_TIMEOUT, format!("{e}\n"))
+                }
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+                Ok(_) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the handler returned without a response\n".to_string(),
+                ),
+            }
+        }
+    }
 }
 
 /// A result as JSON: records are objects, lists arrays, bytes strings (lossy UTF-8).

@@ -222,10 +222,26 @@ impl Completion {
 }
 
 struct Job {
-    args: Args,
+    work: Work,
     options: CallOptions,
     done: Arc<Completion>,
 }
+
+/// What a queued call does.
+enum Work {
+    /// Call the function with these arguments.
+    Call(Args),
+    /// Let a `wasi:http/incoming-handler` answer a request.
+    Http(hyper::Request<hyper::body::Incoming>, Responder),
+}
+
+/// Where an incoming-handler's response goes.
+pub type Responder = tokio::sync::oneshot::Sender<
+    Result<
+        hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
+        wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
+    >,
+>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Closing {
@@ -357,6 +373,16 @@ impl Pool {
             done.complete(self.run_inline(&args, &options));
             return Ok(());
         }
+        self.enqueue(Job {
+            work: Work::Call(args),
+            options,
+            done,
+        })
+    }
+
+    /// Queues a job for the workers, waiting for room in a full queue; adds a worker when
+    /// none is free and the pool may grow.
+    fn enqueue(self: &Arc<Self>, job: Job) -> Result<(), Error> {
         let mut st = self.lock();
         loop {
             if st.closing.is_some() {
@@ -367,17 +393,35 @@ impl Pool {
             }
             st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        st.queue.push_back(Job {
-            args,
-            options,
-            done,
-        });
+        st.queue.push_back(job);
         if st.waiting == 0 && st.workers < self.spec.size {
             self.spawn_worker(&mut st);
         }
         drop(st);
         self.work.notify_waiters();
         Ok(())
+    }
+
+    /// Queues an HTTP request for an incoming-handler entry (always on a worker); the
+    /// response goes to `respond`, the end of the call to `done`.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` when the pool was shut down.
+    pub fn submit_http(
+        self: &Arc<Self>,
+        request: hyper::Request<hyper::body::Incoming>,
+        respond: Responder,
+        done: Arc<Completion>,
+    ) -> Result<(), Error> {
+        let options = CallOptions {
+            control: Some(done.control.clone()),
+            ..CallOptions::default()
+        };
+        self.enqueue(Job {
+            work: Work::Http(request, respond),
+            options,
+            done,
+        })
     }
 
     /// Counters now.
@@ -586,7 +630,14 @@ impl Pool {
             Err(Error::new(Kind::Canceled, "call canceled"))
         } else {
             self.in_flight.fetch_add(1, Ordering::Relaxed);
-            let result = self.function.run(&job.args, &job.options).await;
+            let result = match job.work {
+                Work::Call(args) => self.function.run(&args, &job.options).await,
+                Work::Http(request, respond) => {
+                    self.function
+                        .handle_http(request, respond, &job.options)
+                        .await
+                }
+            };
             self.count(&result);
             result
         };

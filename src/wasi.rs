@@ -186,9 +186,26 @@ pub fn link<T: WasiView>(linker: &mut Linker<T>, granted: &[&str]) -> wasmtime::
     Ok(())
 }
 
+/// Links `wasi:http/types` for an incoming-handler component, and records it as granted
+/// (outgoing requests are not linked yet: `wasi:http/outgoing-handler` stays a stub).
+///
+/// # Errors
+/// wasmtime's, for a name defined twice (not expected).
+pub fn link_http<T: wasmtime_wasi_http::WasiHttpView + 'static>(
+    linker: &mut Linker<T>,
+    granted: &mut Vec<&'static str>,
+) -> wasmtime::Result<()> {
+    use wasmtime_wasi_http::WasiHttp;
+    use wasmtime_wasi_http::p2::bindings::http;
+    http::types::add_to_linker::<_, WasiHttp>(linker, &Default::default(), T::http)?;
+    granted.push("wasi:http/types");
+    Ok(())
+}
+
 /// The host type of a granted interface's resource (`wasi:io/poll.pollable`), for stubs of
 /// interfaces that use it; `None` for those whose type wasmtime-wasi keeps private.
 pub fn host_resource(name: &str) -> Option<ResourceType> {
+    use wasmtime_wasi_http::p2::types as http;
     use wasmtime_wasi_io::{poll, streams};
     Some(match name {
         "wasi:io/poll.pollable" => ResourceType::host::<poll::DynPollable>(),
@@ -202,6 +219,15 @@ pub fn host_resource(name: &str) -> Option<ResourceType> {
         "wasi:filesystem/types.directory-entry-stream" => {
             ResourceType::host::<wasmtime_wasi::p2::ReaddirIterator>()
         }
+        // Used by `wasi:http/outgoing-handler`, a stub while `wasi:http/types` is linked.
+        "wasi:http/types.outgoing-request" => ResourceType::host::<http::HostOutgoingRequest>(),
+        "wasi:http/types.request-options" => {
+            ResourceType::host::<wasmtime_wasi_http::RequestOptions>()
+        }
+        "wasi:http/types.future-incoming-response" => {
+            ResourceType::host::<http::HostFutureIncomingResponse>()
+        }
+        "wasi:http/types.fields" => ResourceType::host::<wasmtime_wasi_http::FieldMap>(),
         _ => return None,
     })
 }

@@ -309,9 +309,11 @@ impl Registry {
     ) -> Result<Sandbox> {
         let granted = wasi::grants(config.imports.as_deref().unwrap_or_default())
             .map_err(|e| entry.error(field_error("imports", &e)))?;
+        let http = config.transport.as_deref() == Some("wasi-http");
         let Some(w) = &config.wasi else {
             return Ok(Sandbox {
                 granted,
+                http,
                 wasi: WasiSpec::default(),
             });
         };
@@ -377,6 +379,7 @@ impl Registry {
         }
         Ok(Sandbox {
             granted,
+            http,
             wasi: WasiSpec {
                 args: w.args.clone(),
                 cwd: w.cwd.clone(),
