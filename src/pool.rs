@@ -232,7 +232,7 @@ enum Work {
     /// Call the function with these arguments.
     Call(Args),
     /// Let a `wasi:http/incoming-handler` answer a request.
-    Http(hyper::Request<hyper::body::Incoming>, Responder),
+    Http(Box<hyper::Request<hyper::body::Incoming>>, Responder),
 }
 
 /// Where an incoming-handler's response goes.
@@ -418,7 +418,7 @@ impl Pool {
             ..CallOptions::default()
         };
         self.enqueue(Job {
-            work: Work::Http(request, respond),
+            work: Work::Http(Box::new(request), respond),
             options,
             done,
         })
