@@ -634,7 +634,7 @@ impl Pool {
                 Work::Call(args) => self.function.run(&args, &job.options).await,
                 Work::Http(request, respond) => {
                     self.function
-                        .handle_http(request, respond, &job.options)
+                        .handle_http(*request, respond, &job.options)
                         .await
                 }
             };
