@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: demo test build bench clean rock rock-install
+.PHONY: demo test build bench bench-http clean rock rock-install
 
 demo:
 	scripts/demo.sh
@@ -12,6 +12,10 @@ build:
 
 bench:
 	scripts/bench.sh
+
+# wrk against funcs' two HTTP forms and `wasmtime serve` (builds wasmtime-cli once).
+bench-http:
+	scripts/bench-http.sh
 
 clean:
 	rm -rf build target
