@@ -158,17 +158,13 @@ pub(crate) fn endpoint<'a>(
     }))
 }
 
-/// Two endpoints of one service with the same method and path fail the load.
-pub(crate) fn check_duplicates<'a>(
-    pending: &'a [(String, Entry)],
-    lookup: impl Fn(&str) -> Option<&'a Entry>,
-) -> Result<()> {
+/// Two endpoints of one service with the same method and path in one load fail it.
+pub(crate) fn check_duplicates(pending: &[(String, Entry)]) -> Result<()> {
     let mut seen: HashMap<(String, Method, String), &str> = HashMap::new();
     for (id, e) in pending {
         if let Entry::Endpoint(ep) = e {
             let key = (ep.service.clone(), ep.method.clone(), ep.path.clone());
             if let Some(other) = seen.insert(key, id) {
-                let _ = lookup(other);
                 return Err(Error::invalid(format!(
                     "endpoints `{other}` and `{id}` both serve {} {}",
                     ep.method, ep.path

@@ -242,7 +242,7 @@ impl Registry {
             };
             entries.push((entry.id.clone(), built));
         }
-        http::check_duplicates(&entries, |id| self.lookup(&entries, id))?;
+        http::check_duplicates(&entries)?;
         summary.entries = entries.iter().map(|(id, _)| id.clone()).collect();
         summary.entries.sort();
         Ok(Prepared {
