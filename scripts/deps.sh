@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the demo and the tests need, when they are missing.
 set -euo pipefail
-packages=(lua5.4 lua5.1 luajit lua-busted luarocks)
+# curl: the demo and the HTTP specs call the endpoints with it.
+packages=(lua5.4 lua5.1 luajit lua-busted luarocks curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,15 +1,7 @@
 -- The real funcs.so, loaded by a stock interpreter: loading registries, calling functions,
 -- and the error object. Run from the repository root (paths below are relative to it).
 local funcs = require("funcs")
-
-local function assert_fails(kind, fragments, value, err)
-  assert.is_nil(value)
-  assert.is_not_nil(err, "expected an error")
-  assert.are.equal(kind, err:kind())
-  for _, f in ipairs(fragments) do
-    assert.truthy(tostring(err):find(f, 1, true), ("`%s` not in: %s"):format(f, tostring(err)))
-  end
-end
+local assert_fails = require("spec.support.helpers").assert_fails
 
 describe("funcs.load", function()
   it("loads a folder and reports entries and skipped kinds", function()

@@ -317,13 +317,7 @@ impl Registry {
                 wasi: WasiSpec::default(),
             });
         };
-        let lookup = |id: &str| {
-            pending
-                .iter()
-                .find(|(i, _)| i == id)
-                .map(|(_, e)| e)
-                .or_else(|| self.entries.get(id))
-        };
+        let lookup = |id: &str| self.lookup(pending, id);
         let mut env = Vec::new();
         for (i, item) in w.env.iter().enumerate() {
             let field = format!("wasi.env[{}].id", i + 1);
@@ -397,12 +391,7 @@ impl Registry {
         pending: &[(String, Entry)],
     ) -> Result<Vec<u8>> {
         let fs_id = entry.resolve_id(config.fs.as_deref().unwrap_or_default());
-        let found = pending
-            .iter()
-            .find(|(id, _)| *id == fs_id)
-            .map(|(_, e)| e)
-            .or_else(|| self.entries.get(&fs_id));
-        let dir = match found {
+        let dir = match self.lookup(pending, &fs_id) {
             Some(Entry::Directory(dir)) => dir,
             Some(other) => {
                 return Err(entry.error(field_error(
