@@ -70,6 +70,7 @@ function funcs.new() end
 ---@field queued integer Calls waiting for a worker.
 ---@field workers integer Worker threads now.
 ---@field instances integer Instances created (fewer than calls with `pool.reuse`).
+---@field direct boolean Whether `funcs.call` takes the direct path: Lua values written straight into guest memory (components without WASI whose types it knows; see the README).
 
 ---Counters of function `id`, or of every function by ID.
 ---@param id string?

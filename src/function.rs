@@ -24,6 +24,7 @@ use crate::engine::{engine, engine_for};
 use crate::error::{Error, Kind, expected_args};
 use crate::limits::{Canceled, Control, Limits, MemoryLimiter};
 use crate::signature::{ScalarSig, Signature};
+use crate::value::direct::{self, FlatResult, LuaArgs, MemoryResult, Mismatch, Shape, Tape};
 use crate::value::{self, ConvError, CoreType, Value};
 use crate::wasi::{self, WasiSpec};
 
@@ -163,6 +164,8 @@ pub struct Function {
     sandbox: Sandbox,
     /// Whether calls go through wasmtime's async support (WASI host calls may wait).
     asynchronous: bool,
+    /// Set when blocking calls may take the direct path (`value::direct`).
+    direct: Option<Shape>,
     /// Instances created, for `funcs.stats`.
     instances: AtomicU64,
     /// `transport: wasi-http`: the function may serve HTTP endpoints.
@@ -239,6 +242,15 @@ impl Function {
             Target::Core { p1, .. } => *p1,
             Target::Component { handler, .. } => !sandbox.granted.is_empty() || handler.is_some(),
         };
+        let direct = match &target {
+            Target::Component {
+                params, results, ..
+            } if !asynchronous => {
+                let params: Vec<Type> = params.iter().map(|(_, ty)| ty.clone()).collect();
+                direct::plan(&params, results)
+            }
+            _ => None,
+        };
         Ok(Function {
             id: id.to_string(),
             method: method.to_string(),
@@ -246,6 +258,7 @@ impl Function {
             limits,
             sandbox,
             asynchronous,
+            direct,
             instances: AtomicU64::new(0),
             http: false,
             reuse,
@@ -320,12 +333,7 @@ impl Function {
     /// See [`Function::run`].
     pub fn call(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
         assert!(!self.asynchronous, "async entries run on a Tokio runtime");
-        // Nothing awaits without WASI: the future is done after one poll, no runtime needed.
-        let mut run = std::pin::pin!(self.run(args, options));
-        match run.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(result) => result,
-            Poll::Pending => unreachable!("a call without async host functions never waits"),
-        }
+        now(self.run(args, options))
     }
 
     /// Calls the function in a fresh instance; async entries must be polled on a Tokio
@@ -340,23 +348,7 @@ impl Function {
     pub async fn run(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
         let timeout = options.timeout(&self.limits);
         let control = options.control.as_ref();
-        let warm = match self.reuse {
-            0 | 1 => None,
-            _ => self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop(),
-        };
-        let (mut store, instance, uses) = match warm {
-            Some(Warm {
-                mut store,
-                instance,
-                uses,
-            }) => {
-                store.data_mut().limiter.refused = false;
-                store.data_mut().timeout = timeout;
-                self.limits.arm(&mut store, timeout, control);
-                (store, Some(instance), uses)
-            }
-            None => (self.store(timeout, control)?, None, 0),
-        };
+        let (mut store, instance, uses) = self.checkout(options)?;
         let (instance, result) = if self.asynchronous {
             // A guest waiting on the host does not tick: the deadline and cancellation also
             // stop the wait itself.
@@ -370,12 +362,112 @@ impl Function {
         } else {
             self.invoke(&mut store, instance, args).await
         };
-        // A warm instance goes back only after a call that ended well (a trap may leave
-        // it broken) and while it has uses left.
         if let Some(instance) = instance
             && result.is_ok()
-            && uses + 1 < self.reuse
         {
+            self.checkin(store, instance, uses);
+        }
+        result
+    }
+
+    /// Whether blocking calls may take the direct path ([`Function::call_direct`]).
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Calls on the Lua thread, reading the arguments from `state`'s stack at `first..` and
+    /// lifting the result onto a [`Tape`] (see `value::direct`).
+    ///
+    /// `Ok(None)`: an argument the direct path does not take, or a wrong count. Nothing of the
+    /// call ran (the instance it may have started is dropped): make it on the general path.
+    ///
+    /// # Safety
+    /// `state` is the running Lua thread, with `count` arguments at `first..`, and this
+    /// function [is direct](Function::is_direct).
+    ///
+    /// # Errors
+    /// As [`Function::run`], but for argument errors (above).
+    pub unsafe fn call_direct(
+        &self,
+        state: *mut mlua::ffi::lua_State,
+        first: std::ffi::c_int,
+        count: usize,
+        options: &CallOptions,
+    ) -> Result<Option<Tape>, Error> {
+        let (Some(shape), Target::Component { export, .. }) = (self.direct, &self.target) else {
+            unreachable!("checked by is_direct")
+        };
+        if count != self.arity() {
+            return Ok(None);
+        }
+        let (mut store, instance, uses) = self.checkout(options)?;
+        let instance = match instance {
+            Some(instance) => instance,
+            None => now(self.instantiate(&mut store))?,
+        };
+        let Instance::Component(component) = &instance else {
+            unreachable!("components make component instances")
+        };
+        let func = component
+            .get_func(&mut store, export)
+            .expect("export checked at load");
+        // SAFETY: the caller's promise, passed on.
+        let args = unsafe { LuaArgs::new(state, first) };
+        let result = match shape {
+            Shape::Unit => func
+                .typed::<LuaArgs, ()>(&store)
+                .and_then(|f| f.call(&mut store, args))
+                .map(|()| Tape::default()),
+            Shape::Flat => func
+                .typed::<LuaArgs, FlatResult>(&store)
+                .and_then(|f| f.call(&mut store, args))
+                .map(|r| r.0),
+            Shape::Memory => func
+                .typed::<LuaArgs, MemoryResult>(&store)
+                .and_then(|f| f.call(&mut store, args))
+                .map(|r| r.0),
+        };
+        match result {
+            Ok(tape) => {
+                self.checkin(store, instance, uses);
+                Ok(Some(tape))
+            }
+            Err(e) if e.is::<Mismatch>() => Ok(None),
+            Err(e) => Err(self.trap(e, &store)),
+        }
+    }
+
+    /// A warm instance with its store, limits armed again, or a new store and no instance;
+    /// with the calls the instance served.
+    fn checkout(
+        &self,
+        options: &CallOptions,
+    ) -> Result<(Store<CallCtx>, Option<Instance>, usize), Error> {
+        let timeout = options.timeout(&self.limits);
+        let control = options.control.as_ref();
+        let warm = match self.reuse {
+            0 | 1 => None,
+            _ => self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop(),
+        };
+        Ok(match warm {
+            Some(Warm {
+                mut store,
+                instance,
+                uses,
+            }) => {
+                store.data_mut().limiter.refused = false;
+                store.data_mut().timeout = timeout;
+                self.limits.arm(&mut store, timeout, control);
+                (store, Some(instance), uses)
+            }
+            None => (self.store(timeout, control)?, None, 0),
+        })
+    }
+
+    /// Keeps an instance after a call that ended well (a trap may leave it broken) while it
+    /// has uses left.
+    fn checkin(&self, store: Store<CallCtx>, instance: Instance, uses: usize) {
+        if uses + 1 < self.reuse {
             let warm = Warm {
                 store,
                 instance,
@@ -386,7 +478,6 @@ impl Function {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(warm);
         }
-        result
     }
 
     /// Whether this is a `wasi:http/incoming-handler` served whole over HTTP.
@@ -695,6 +786,15 @@ impl Function {
             d.trap = code;
             d.backtrace = backtrace;
         }))
+    }
+}
+
+/// The output of a future of a function that is not async: without WASI nothing awaits, so
+/// it is done after one poll, with no runtime.
+fn now<F: Future>(future: F) -> F::Output {
+    match std::pin::pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("a call without async host functions never waits"),
     }
 }
 

@@ -129,6 +129,8 @@ pub struct Stats {
     pub queued: usize,
     pub workers: usize,
     pub instances: u64,
+    /// Blocking calls take the direct path (`value::direct`).
+    pub direct: bool,
 }
 
 /// The result of a call made with [`Pool::submit`], filled in by whoever runs it.
@@ -326,32 +328,63 @@ impl Pool {
     /// # Errors
     /// The call's, or `UNAVAILABLE` when the pool was shut down.
     pub fn call(self: &Arc<Self>, args: Args, options: CallOptions) -> Result<Value, Error> {
-        if self.spec.kind == PoolKind::Inline {
-            return self.run_inline(&args, &options);
-        }
-        if !self.function.is_async() {
-            // Runs here, holding one of the pool's slots.
-            {
-                let mut st = self.lock();
-                loop {
-                    if st.closing.is_some() {
-                        return Err(self.unavailable());
-                    }
-                    if st.busy < self.spec.size {
-                        break;
-                    }
-                    st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
-                }
-                st.busy += 1;
-            }
-            let result = self.tracked(|| self.function.call(&args, &options));
-            self.release_slot();
-            return result;
+        if self.runs_here() {
+            return self
+                .here(|_| self.run_here(&args, &options).map(Some))
+                .map(|v| v.expect("a call that ran"));
         }
         let done = Completion::new();
         self.submit(args, options, done.clone())?;
         done.wait(None);
         done.with_result(|r| r.cloned().expect("waited for it"))
+    }
+
+    /// Whether blocking calls run on the caller's thread: in inline pools, and for entries
+    /// without async host calls (holding one of the pool's slots, so the size still bounds
+    /// them).
+    pub fn runs_here(&self) -> bool {
+        self.spec.kind == PoolKind::Inline || !self.function.is_async()
+    }
+
+    /// Runs `f` on this thread as one call of the pool ([`Pool::runs_here`]): one at a time
+    /// inline, otherwise holding a slot. `Ok(None)`, a call `f` did not make, is not counted.
+    ///
+    /// # Errors
+    /// `f`'s, or `UNAVAILABLE` when the pool was shut down.
+    pub fn here<T>(
+        &self,
+        f: impl FnOnce(&Function) -> Result<Option<T>, Error>,
+    ) -> Result<Option<T>, Error> {
+        let inline = self.spec.kind == PoolKind::Inline;
+        let _one = if inline {
+            if self.lock().closing == Some(Closing::Cancel) {
+                return Err(self.unavailable());
+            }
+            Some(self.inline.lock().unwrap_or_else(|e| e.into_inner()))
+        } else {
+            let mut st = self.lock();
+            loop {
+                if st.closing.is_some() {
+                    return Err(self.unavailable());
+                }
+                if st.busy < self.spec.size {
+                    break;
+                }
+                st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            st.busy += 1;
+            None
+        };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = f(&self.function);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !matches!(result, Ok(None)) {
+            self.count(result.is_err());
+        }
+        if !inline {
+            self.release_slot();
+        }
+        result
     }
 
     /// Queues a call (waiting for room in a full static queue); its result goes to `done`.
@@ -370,7 +403,8 @@ impl Pool {
             ..options
         };
         if self.spec.kind == PoolKind::Inline {
-            done.complete(self.run_inline(&args, &options));
+            let result = self.here(|_| self.run_here(&args, &options).map(Some));
+            done.complete(result.map(|v| v.expect("a call that ran")));
             return Ok(());
         }
         self.enqueue(Job {
@@ -435,6 +469,7 @@ impl Pool {
             queued: st.queue.len(),
             workers: st.workers,
             instances: self.function.instances(),
+            direct: self.function.is_direct(),
         }
     }
 
@@ -502,40 +537,27 @@ impl Pool {
         self.work.notify_waiters();
     }
 
-    /// Counts a call around `f`.
-    fn tracked(&self, f: impl FnOnce() -> Result<Value, Error>) -> Result<Value, Error> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = f();
-        self.count(&result);
-        result
-    }
-
-    fn count(&self, result: &Result<Value, Error>) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    /// Counts a call that ended.
+    fn count(&self, failed: bool) {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        if result.is_err() {
+        if failed {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn run_inline(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
-        if self.lock().closing == Some(Closing::Cancel) {
-            return Err(self.unavailable());
+    /// Makes a call on this thread; an async entry (inline) on the pool's own runtime.
+    fn run_here(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
+        if self.function.is_async() {
+            let rt = self.local.get_or_init(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a Tokio runtime")
+            });
+            rt.block_on(self.function.run(args, options))
+        } else {
+            self.function.call(args, options)
         }
-        let _one = self.inline.lock().unwrap_or_else(|e| e.into_inner());
-        self.tracked(|| {
-            if self.function.is_async() {
-                let rt = self.local.get_or_init(|| {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("a Tokio runtime")
-                });
-                rt.block_on(self.function.run(args, options))
-            } else {
-                self.function.call(args, options)
-            }
-        })
     }
 
     fn spawn_worker(self: &Arc<Self>, st: &mut State) {
@@ -638,7 +660,8 @@ impl Pool {
                         .await
                 }
             };
-            self.count(&result);
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.count(result.is_err());
             result
         };
         {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::engine::TickerGuard;
 use crate::error::{Error, Kind, Result};
-use crate::function::{Args, CallOptions};
+use crate::function::{Args, CallOptions, Function};
 use crate::http::{EndpointSpec, Server};
 use crate::pool::{Completion, Handle, Pool, Stats};
 use crate::registry::{Entry, Registry, Summary};
@@ -108,6 +108,23 @@ impl Runtime {
             self.ensure_ticker();
         }
         handle.0.call(args, options)
+    }
+
+    /// Runs `f` as a call of `handle`'s pool on this thread (see [`Pool::here`]); the pool
+    /// must [run calls here](Pool::runs_here).
+    ///
+    /// # Errors
+    /// `f`'s, or `UNAVAILABLE` when the pool was closed.
+    pub fn call_here<T>(
+        &self,
+        handle: &Handle,
+        options: &CallOptions,
+        f: impl FnOnce(&Function) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        if options.timeout_ms.is_some() {
+            self.ensure_ticker();
+        }
+        handle.0.here(f)
     }
 
     /// Starts a call; its result goes to the returned completion.

@@ -182,8 +182,19 @@ struct Executor {
 
 impl Executor {
     /// `call(id, ...)`: `value` or `nil, err`.
-    fn call(&self, lua: &Lua, args: LuaMultiValue, name: &str) -> LuaResult<LuaMultiValue> {
-        let result = self.prepare(args, name)?.and_then(|(handle, values)| {
+    fn call(&self, lua: &Lua, mut args: LuaMultiValue, name: &str) -> LuaResult<LuaMultiValue> {
+        let id = args.pop_front().unwrap_or(LuaValue::Nil);
+        let id = string_arg(&id, 1, name)?;
+        let handle = match self.runtime.function(&id) {
+            Ok(handle) => handle,
+            Err(e) => return error::fail(lua, e),
+        };
+        if handle.0.function().is_direct()
+            && let Some(done) = self.call_direct(lua, &handle, &args)?
+        {
+            return done;
+        }
+        let result = self.convert(&handle, &args).and_then(|values| {
             self.runtime
                 .call_with(&handle, values, self.options.clone())
         });
@@ -193,9 +204,43 @@ impl Executor {
         }
     }
 
+    /// A call on the direct path (`value::direct`), on this thread with the arguments on the
+    /// Lua stack; `None` when an argument makes it give up (the general path then names it).
+    fn call_direct(
+        &self,
+        lua: &Lua,
+        handle: &Handle,
+        args: &LuaMultiValue,
+    ) -> LuaResult<Option<LuaResult<LuaMultiValue>>> {
+        let mut outcome = None;
+        // SAFETY: the arguments are at 1..=n of the protected frame `exec_raw` runs this in,
+        // for the whole synchronous call; the result is pushed in protected mode.
+        let pushed: LuaMultiValue = unsafe {
+            lua.exec_raw(args.clone(), |state| {
+                let count = mlua::ffi::lua_gettop(state) as usize;
+                let result = self.runtime.call_here(handle, &self.options, |function| {
+                    function.call_direct(state, 1, count, &self.options)
+                });
+                mlua::ffi::lua_settop(state, 0);
+                if let Ok(Some(tape)) = &result {
+                    value::direct::push(state, tape);
+                }
+                outcome = Some(result.map(|tape| tape.is_some()));
+            })?
+        };
+        Ok(match outcome.expect("exec_raw ran the call") {
+            Ok(true) => Some(Ok(pushed)),
+            Ok(false) => None,
+            Err(e) => Some(error::fail(lua, e)),
+        })
+    }
+
     /// `async(id, ...)`: a Future or `nil, err`.
-    fn start(&self, lua: &Lua, args: LuaMultiValue, name: &str) -> LuaResult<LuaMultiValue> {
-        let result = self.prepare(args, name)?.and_then(|(handle, values)| {
+    fn start(&self, lua: &Lua, mut args: LuaMultiValue, name: &str) -> LuaResult<LuaMultiValue> {
+        let id = args.pop_front().unwrap_or(LuaValue::Nil);
+        let id = string_arg(&id, 1, name)?;
+        let result = self.runtime.function(&id).and_then(|handle| {
+            let values = self.convert(&handle, &args)?;
             let id = handle.0.function().id().to_string();
             self.runtime
                 .submit(&handle, values, self.options.clone())
@@ -207,24 +252,14 @@ impl Executor {
         }
     }
 
-    /// The ID checked (a Lua error if it is not a string), the function found and the
-    /// arguments converted on this thread.
-    fn prepare(
-        &self,
-        mut args: LuaMultiValue,
-        name: &str,
-    ) -> LuaResult<Result<(Arc<Handle>, Args), Error>> {
-        let id = args.pop_front().unwrap_or(LuaValue::Nil);
-        let id = string_arg(&id, 1, name)?;
-        Ok(self.runtime.function(&id).and_then(|handle| {
-            let function = handle.0.function();
-            let mut values = Vec::with_capacity(args.len());
-            for (i, arg) in args.iter().enumerate() {
-                values.push(value::from_lua(arg).map_err(|e| function.arg_error(i, e))?);
-            }
-            let args = function.lower(&values)?;
-            Ok((handle, args))
-        }))
+    /// The arguments converted to the function's parameter types on this thread.
+    fn convert(&self, handle: &Handle, args: &LuaMultiValue) -> Result<Args, Error> {
+        let function = handle.0.function();
+        let mut values = Vec::with_capacity(args.len());
+        for (i, arg) in args.iter().enumerate() {
+            values.push(value::from_lua(arg).map_err(|e| function.arg_error(i, e))?);
+        }
+        function.lower(&values)
     }
 }
 
@@ -347,6 +382,7 @@ fn stats_table(lua: &Lua, s: &Stats) -> LuaResult<LuaTable> {
     t.set("queued", s.queued)?;
     t.set("workers", s.workers)?;
     t.set("instances", s.instances)?;
+    t.set("direct", s.direct)?;
     Ok(t)
 }
 

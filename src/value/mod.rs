@@ -7,6 +7,7 @@
 //! transport carry.
 
 mod core;
+pub mod direct;
 mod from_lua;
 mod from_wit;
 mod to_lua;

@@ -1,0 +1,257 @@
+-- The direct path of funcs.call (Lua values written straight into guest memory, results read
+-- straight out) against the general path funcs.async takes: for every type the direct path
+-- knows, good values and bad ones, both paths must give the same value or the same error.
+local funcs = require("funcs")
+
+local INTEGERS = math.type ~= nil
+
+-- funcs.call and funcs.async on the same arguments agree; returns what funcs.call gave.
+local function agree(id, ...)
+  local direct, direct_err = funcs.call(id, ...)
+  local future, general_err = funcs.async(id, ...)
+  local general
+  if future then
+    general, general_err = future:wait()
+  end
+  if general_err then
+    assert.is_nil(direct)
+    assert.is_not_nil(direct_err, ("%s took what the general path refused: %s")
+      :format(id, tostring(general_err)))
+    assert.are.equal(general_err:kind(), direct_err:kind())
+    assert.are.equal(general_err:message(), direct_err:message())
+    assert.are.same(general_err:details(), direct_err:details())
+  else
+    assert.is_nil(direct_err, direct_err and tostring(direct_err))
+    assert.are.same(general, direct)
+  end
+  return direct, direct_err
+end
+
+local function ok(id, ...)
+  local value, err = agree(id, ...)
+  assert.is_nil(err)
+  return value
+end
+
+local function refused(id, ...)
+  local value, err = agree(id, ...)
+  assert.is_nil(value)
+  assert.is_not_nil(err, "expected an error")
+  return err
+end
+
+describe("the direct path", function()
+  setup(function()
+    assert(funcs.load("spec/fixtures/echo"))
+    assert(funcs.load("spec/fixtures/complex"))
+    assert(funcs.load("spec/fixtures/good"))
+  end)
+
+  it("is taken by components without WASI whose types it knows, and only by them", function()
+    for _, id in ipairs({ "echo:bool", "echo:u64", "echo:f32", "echo:char", "echo:color",
+      "echo:permissions", "echo:option_u32", "echo:string", "echo:bytes", "echo:list_string",
+      "echo:shapes", "echo:users", "echo:sink", "echo:pair", "complex:echo_point",
+      "complex:echo_rectangle", "complex:maybe_point", "complex:triple", "complex:try_divide",
+      "complex:echo_permissions", "spec:transform_users" }) do
+      assert.is_true(funcs.stats(id).direct, id)
+    end
+    -- A variant at the top of the parameters; a core module.
+    assert.is_false(funcs.stats("complex:echo_shape").direct)
+    assert.is_false(funcs.stats("spec:answer").direct)
+  end)
+
+  it("agrees on scalars at their edges and beyond", function()
+    local edges = {
+      s8 = { -128, 127, 128, -129 }, u8 = { 0, 255, 256, -1 },
+      s16 = { -32768, 32767, 32768 }, u16 = { 0, 65535, 65536, -1 },
+      s32 = { -2147483648, 2147483647, 2147483648 }, u32 = { 0, 4294967295, 4294967296, -1 },
+    }
+    for ty, values in pairs(edges) do
+      for _, v in ipairs(values) do
+        agree("echo:" .. ty, v)
+        agree("echo:" .. ty, v + 0.0)
+      end
+      refused("echo:" .. ty, 1.5)
+      refused("echo:" .. ty, "1")
+      refused("echo:" .. ty, nil)
+      refused("echo:" .. ty, math.huge)
+      refused("echo:" .. ty, 0 / 0)
+    end
+    for _, v in ipairs({ 0, 1, -1, 2 ^ 53, -(2 ^ 53), 1e300 }) do
+      agree("echo:s64", v)
+      agree("echo:u64", v)
+      agree("echo:f32", v)
+      agree("echo:f64", v)
+    end
+    if INTEGERS then
+      agree("echo:s64", math.maxinteger)
+      agree("echo:s64", math.mininteger)
+      agree("echo:u64", -1)
+      agree("echo:u64", math.mininteger)
+    end
+    agree("echo:f64", 0.1)
+    agree("echo:f32", 0.1)
+    agree("echo:f64", 1 / 0)
+    refused("echo:f64", "0.5")
+    assert.is_true(ok("echo:bool", true))
+    assert.is_false(ok("echo:bool", false))
+    refused("echo:bool", 0)
+    refused("echo:bool", nil)
+    for _, c in ipairs({ "a", "é", "😀", 97, 0x1F600 }) do agree("echo:char", c) end
+    for _, c in ipairs({ "", "ab", 0xD800, 0x110000, -1, true, "\255" }) do
+      refused("echo:char", c)
+    end
+  end)
+
+  it("agrees on strings and bytes", function()
+    assert.are.equal("", ok("echo:string", ""))
+    assert.are.equal(string.rep("x", 70000), ok("echo:string", string.rep("x", 70000)))
+    assert.are.equal("héllo\0wörld", ok("echo:string", "héllo\0wörld"))
+    refused("echo:string", "\255\254")
+    refused("echo:string", 5)
+    refused("echo:string", {})
+    assert.are.equal("\0\1\255", ok("echo:bytes", "\0\1\255"))
+    assert.are.equal("", ok("echo:bytes", ""))
+    assert.are.equal("\1\2\3", ok("echo:bytes", { 1, 2, 3 }))
+    assert.are.equal("", ok("echo:bytes", {}))
+    refused("echo:bytes", { 1, 256 })
+    refused("echo:bytes", { 1, x = 2 })
+  end)
+
+  it("agrees on lists, in any key order and not with holes or other keys", function()
+    assert.are.same({ 1, 2, 3 }, ok("echo:list_u32", { 1, 2, 3 }))
+    local backwards = {}
+    for i = 5, 1, -1 do backwards[i] = i * 10 end
+    assert.are.same({ 10, 20, 30, 40, 50 }, ok("echo:list_u32", backwards))
+    local big = {}
+    for i = 1, 5000 do big[i] = i end
+    assert.are.same(big, ok("echo:list_u32", big))
+    assert.are.same({}, ok("echo:list_u32", {}))
+    refused("echo:list_u32", { 1, nil, 3 })
+    refused("echo:list_u32", { [2] = 1 })
+    refused("echo:list_u32", { 1, 2, x = 3 })
+    refused("echo:list_u32", { 1, "2" })
+    refused("echo:list_u32", 7)
+    assert.are.same({ "a", "", "ccc" }, ok("echo:list_string", { "a", "", "ccc" }))
+    refused("echo:list_string", { "a", 1 })
+    assert.are.same({ 0.5, -1, 1e300 }, ok("echo:list_f64", { 0.5, -1, 1e300 }))
+  end)
+
+  it("agrees on records: snake-case keys, the WIT name winning, missing and extra keys", function()
+    local p = { x = 3, y = -4 }
+    assert.are.same(p, ok("complex:echo_point", p))
+    assert.are.same(p, ok("complex:echo_point", { x = 3, y = -4, z = "ignored" }))
+    refused("complex:echo_point", { x = 3 })
+    refused("complex:echo_point", { x = 3, y = "4" })
+    refused("complex:echo_point", { 3, -4 })
+    refused("complex:echo_point", {})
+    refused("complex:echo_point", "point")
+    local r = ok("complex:echo_rectangle", { top_left = p, ["bottom-right"] = { x = 9, y = 9 } })
+    assert.are.same({ ["top-left"] = p, ["bottom-right"] = { x = 9, y = 9 } }, r)
+    r = ok("complex:echo_rectangle", { top_left = { x = 1, y = 1 }, ["top-left"] = p,
+      bottom_right = p })
+    assert.are.same(p, r["top-left"])
+    refused("complex:echo_rectangle", { top_left = p, bottom_right = { x = 1 } })
+    assert.are.same({ { x = 1, y = 2 } }, ok("complex:echo_list_point", { { x = 1, y = 2 } }))
+    refused("complex:echo_list_point", { { x = 1, y = 2 }, { x = 1 } })
+    assert.are.same({ name = "Ann", age = 41 }, ok("complex:echo_person", { name = "Ann", age = 41 }))
+    refused("complex:echo_person", { name = "Ann", age = -1 })
+  end)
+
+  it("agrees on tuples, options, enums, flags, variants and results", function()
+    assert.are.same({ 2, 1 }, ok("complex:swap_pair", 1, 2))
+    assert.are.same({ 5, 10, 15 }, ok("complex:triple", 5))
+    assert.are.same({ x = 42, y = 24 }, ok("complex:maybe_point", true))
+    assert.is_nil(ok("complex:maybe_point", false))
+    agree("complex:maybe_string", true)
+    agree("complex:maybe_string", false)
+    assert.are.equal(7, ok("echo:option_u32", 7))
+    assert.is_nil(ok("echo:option_u32", nil))
+    refused("echo:option_u32", "7")
+    for _, c in ipairs({ "red", "green", "blue", 0, 2 }) do agree("echo:color", c) end
+    for _, c in ipairs({ "purple", "RED", 3, -1, true, {} }) do refused("echo:color", c) end
+    for _, f in ipairs({ 0, 5, 7, {}, { "read" }, { "write", "execute" }, { 0, 2 },
+      { read = true, write = false }, { execute = true } }) do
+      agree("echo:permissions", f)
+    end
+    for _, f in ipairs({ 8, -1, { "admin" }, { read = 1 }, { admin = true }, "read" }) do
+      refused("echo:permissions", f)
+    end
+    local shapes = { { circle = 1 }, { square = 2 }, { at = { x = 1, y = 2 } }, "none",
+      { none = true } }
+    assert.are.same({ { circle = 1 }, { square = 2 }, { at = { x = 1, y = 2 } },
+      { none = true }, { none = true } }, ok("echo:shapes", shapes))
+    for _, bad in ipairs({ { "circle" }, { { circle = 1, square = 2 } }, { { oval = 1 } },
+      { "at" }, { { at = { x = 1 } } }, { {} }, { 5 } }) do
+      refused("echo:shapes", bad)
+    end
+    assert.are.same({ ok = 3 }, ok("complex:try_divide", 7, 2))
+    agree("complex:try_divide", 7, 0)
+    assert.are.same({ circle = 7 }, ok("complex:echo_shape", { circle = 7 }))
+  end)
+
+  it("agrees on a record of every kind, in a list", function()
+    local user = {
+      id = 1, name = "ann", tags = { "a", "b" }, nick = "annie", color = "blue",
+      perms = { "read" }, home = { x = 1, y = -1 }, shapes = { { circle = 3 }, "none" },
+      score = { ok = 0.5 }, raw = "\0\1", pair = { -1, 65535 }, initial = "é",
+    }
+    local bare = {
+      id = 2, name = "bob", tags = {}, color = 0, perms = 0, shapes = {},
+      score = { err = "none yet" }, raw = {}, pair = { 0, 0 }, initial = 65,
+    }
+    local got = ok("echo:users", { user, bare })
+    assert.are.equal("annie", got[1].nick)
+    assert.is_nil(got[2].nick)
+    assert.are.same({ err = "none yet" }, got[2].score)
+    local bad = {}
+    for k, v in pairs(user) do bad[k] = v end
+    bad.pair = { -1, 65536 }
+    local err = refused("echo:users", { user, bad })
+    assert.are.equal("[2].pair[2]", err:details().path)
+    bad.pair, bad.score = user.pair, { maybe = 1 }
+    refused("echo:users", { bad })
+    bad.score, bad.shapes = user.score, { { circle = -1 } }
+    refused("echo:users", { bad })
+  end)
+
+  it("agrees on the argument count and on results of no value", function()
+    refused("complex:echo_point")
+    refused("complex:echo_point", { x = 1, y = 1 }, 2)
+    refused("complex:swap_pair", 1)
+    assert.is_nil(ok("echo:sink", 5))
+    assert.are.same({ 3, -1 }, ok("echo:pair", 1, 2))
+  end)
+
+  it("transforms users as the mapper component does", function()
+    local users = {}
+    for i = 1, 100 do
+      users[i] = { id = i, name = "user" .. i, tags = { "admin", "dev" }, active = i % 2 == 0 }
+    end
+    local out = ok("spec:transform_users", users)
+    assert.are.equal(100, #out)
+    assert.are.equal(2, out[7]["tag-count"])
+    assert.are.equal(7, out[7].id)
+  end)
+
+  it("reads only the keys a record's type names", function()
+    -- The general path copies the whole table first and refuses the cycle; the direct path
+    -- never looks at `self` (documented in the README).
+    local p = { x = 1, y = 2 }
+    p.self = p
+    assert.are.same({ x = 1, y = 2 }, funcs.call("complex:echo_point", p))
+    local future, err = funcs.async("complex:echo_point", p)
+    assert.is_nil(future)
+    assert.truthy(tostring(err):find("cyclic table", 1, true))
+  end)
+
+  it("counts calls as the general path does: a refused argument is no call", function()
+    local before = funcs.stats("complex:echo_point")
+    refused("complex:echo_point", { x = 1 })
+    assert.truthy(ok("complex:echo_point", { x = 1, y = 1 }))
+    local after = funcs.stats("complex:echo_point")
+    -- ok() made one funcs.call and one funcs.async call.
+    assert.are.equal(before.calls + 2, after.calls)
+    assert.are.equal(before.failures, after.failures)
+  end)
+end)

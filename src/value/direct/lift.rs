@@ -1,0 +1,434 @@
+//! Results out of guest memory: wasmtime's `Lift` onto a [`Tape`], then Lua values.
+
+use std::ffi::c_int;
+
+use mlua::ffi;
+use wasmtime::component::__internal::{
+    CanonicalAbiInfo, ComponentTypes, InstanceType, InterfaceType, LiftContext,
+};
+use wasmtime::component::{ComponentNamedList, ComponentType, Lift};
+use wasmtime::{Result, ValRaw, bail};
+
+/// A result, lifted out of guest memory as a flat list of items that [`push`] turns into Lua
+/// values; strings and field names are in one buffer.
+#[derive(Debug, Default)]
+pub struct Tape {
+    items: Vec<Item>,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// `bytes[start..start + len]`.
+    Str(u32, u32),
+    /// A list of the next `n` values.
+    Array(u32),
+    /// `n` pairs of a `Str` key and a value.
+    Map(u32),
+}
+
+impl Tape {
+    fn str(&mut self, s: &[u8]) {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(s);
+        self.items.push(Item::Str(start, s.len() as u32));
+    }
+
+    /// `{name = true, ...}` for the names whose bit is set.
+    fn flags<'n>(&mut self, names: impl Iterator<Item = &'n String>, bits: u64) {
+        let at = self.items.len();
+        self.items.push(Item::Map(0));
+        let mut n = 0;
+        for (i, name) in names.enumerate() {
+            if bits & (1 << i) != 0 {
+                self.str(name.as_bytes());
+                self.items.push(Item::Bool(true));
+                n += 1;
+            }
+        }
+        self.items[at] = Item::Map(n);
+    }
+}
+
+/// A result in one core value ([`Shape::Flat`]).
+pub struct FlatResult(pub Tape);
+
+/// A result in memory ([`Shape::Memory`]).
+pub struct MemoryResult(pub Tape);
+
+/// The one type of a result list.
+fn only_result(ty: &InterfaceType, types: &ComponentTypes) -> Result<InterfaceType> {
+    match ty {
+        InterfaceType::Tuple(i) if types[*i].types.len() == 1 => Ok(types[*i].types[0]),
+        _ => bail!("expected one result"),
+    }
+}
+
+// SAFETY: `Lower` is one `ValRaw` and `typecheck` accepts one result of one core value.
+unsafe impl ComponentType for FlatResult {
+    type Lower = ValRaw;
+
+    const ABI: CanonicalAbiInfo = CanonicalAbiInfo::SCALAR8;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> Result<()> {
+        match types
+            .types
+            .canonical_abi(&only_result(ty, types.types)?)
+            .flat_count
+        {
+            Some(1) => Ok(()),
+            _ => bail!("expected a result of one core value"),
+        }
+    }
+}
+
+// SAFETY: a result list, as wasmtime's tuples are.
+unsafe impl ComponentNamedList for FlatResult {}
+
+// SAFETY: reads guest memory only through `LiftContext`.
+unsafe impl Lift for FlatResult {
+    fn linear_lift_from_flat(
+        cx: &mut LiftContext<'_>,
+        ty: InterfaceType,
+        src: &Self::Lower,
+    ) -> Result<Self> {
+        let ty = only_result(&ty, cx.types)?;
+        let mut tape = Tape::default();
+        let item = match ty {
+            InterfaceType::Bool => Item::Bool(bool::linear_lift_from_flat(cx, ty, src)?),
+            InterfaceType::S8 => Item::Int(i8::linear_lift_from_flat(cx, ty, src)?.into()),
+            InterfaceType::U8 => Item::Int(u8::linear_lift_from_flat(cx, ty, src)?.into()),
+            InterfaceType::S16 => Item::Int(i16::linear_lift_from_flat(cx, ty, src)?.into()),
+            InterfaceType::U16 => Item::Int(u16::linear_lift_from_flat(cx, ty, src)?.into()),
+            InterfaceType::S32 => Item::Int(i32::linear_lift_from_flat(cx, ty, src)?.into()),
+            InterfaceType::U32 => Item::Int(u32::linear_lift_from_flat(cx, ty, src)?.into()),
+            InterfaceType::S64 => Item::Int(i64::linear_lift_from_flat(cx, ty, src)?),
+            InterfaceType::U64 => Item::Int(u64::linear_lift_from_flat(cx, ty, src)? as i64),
+            InterfaceType::Float32 => Item::Float(f32::linear_lift_from_flat(cx, ty, src)?.into()),
+            InterfaceType::Float64 => Item::Float(f64::linear_lift_from_flat(cx, ty, src)?),
+            InterfaceType::Char => {
+                let c = char::linear_lift_from_flat(cx, ty, src)?;
+                tape.str(c.encode_utf8(&mut [0; 4]).as_bytes());
+                return Ok(FlatResult(tape));
+            }
+            InterfaceType::Enum(i) => {
+                let names = &cx.types[i].names;
+                let case = src.get_u32() as usize;
+                if case >= names.len() {
+                    bail!("enum discriminant out of range");
+                }
+                tape.str(names[case].as_bytes());
+                return Ok(FlatResult(tape));
+            }
+            InterfaceType::Flags(i) => {
+                let names = &cx.types[i].names;
+                tape.flags(names.iter(), src.get_u32().into());
+                return Ok(FlatResult(tape));
+            }
+            _ => bail!("the direct path lifts only scalars from one core value"),
+        };
+        tape.items.push(item);
+        Ok(FlatResult(tape))
+    }
+
+    fn linear_lift_from_memory(
+        _cx: &mut LiftContext<'_>,
+        _ty: InterfaceType,
+        _bytes: &[u8],
+    ) -> Result<Self> {
+        bail!("a result of one core value is not in memory")
+    }
+}
+
+// SAFETY: `Lower` is two `ValRaw`s, so that wasmtime reads the result through the pointer the
+// guest returns (results of more than one core value are in memory). `ABI` says the result is
+// 0 bytes with alignment 1: wasmtime then hands `linear_lift_from_memory` an empty slice at
+// that pointer, and the real size and alignment, which depend on the type, are checked there.
+unsafe impl ComponentType for MemoryResult {
+    type Lower = [ValRaw; 2];
+
+    const ABI: CanonicalAbiInfo = CanonicalAbiInfo {
+        size32: 0,
+        align32: 1,
+        size64: 0,
+        align64: 1,
+        flat_count: Some(2),
+    };
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> Result<()> {
+        match types
+            .types
+            .canonical_abi(&only_result(ty, types.types)?)
+            .flat_count
+        {
+            Some(0 | 1) => bail!("expected a result in memory"),
+            _ => Ok(()),
+        }
+    }
+}
+
+// SAFETY: a result list, as wasmtime's tuples are.
+unsafe impl ComponentNamedList for MemoryResult {}
+
+// SAFETY: reads guest memory only through `LiftContext`, bounds-checked.
+unsafe impl Lift for MemoryResult {
+    fn linear_lift_from_flat(
+        _cx: &mut LiftContext<'_>,
+        _ty: InterfaceType,
+        _src: &Self::Lower,
+    ) -> Result<Self> {
+        bail!("a result in memory is not flat")
+    }
+
+    fn linear_lift_from_memory(
+        cx: &mut LiftContext<'_>,
+        ty: InterfaceType,
+        bytes: &[u8],
+    ) -> Result<Self> {
+        let ty = only_result(&ty, cx.types)?;
+        let memory = cx.memory();
+        // `bytes` is the empty slice at the returned pointer (see `ABI`).
+        let ptr = (bytes.as_ptr() as usize).wrapping_sub(memory.as_ptr() as usize);
+        let abi = cx.types.canonical_abi(&ty);
+        if !ptr.is_multiple_of(abi.align32 as usize) {
+            bail!("return pointer not aligned");
+        }
+        let Some(bytes) = memory.get(ptr..).and_then(|m| m.get(..abi.size32 as usize)) else {
+            bail!("return pointer out of bounds of memory");
+        };
+        let mut tape = Tape::default();
+        load(cx, ty, bytes, &mut tape)?;
+        Ok(MemoryResult(tape))
+    }
+}
+
+/// Lifts the value of type `ty` in `bytes` (its size) onto the tape.
+fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Tape) -> Result<()> {
+    let types: &ComponentTypes = cx.types;
+    let item = match ty {
+        InterfaceType::Bool => Item::Bool(bool::linear_lift_from_memory(cx, ty, bytes)?),
+        InterfaceType::S8 => Item::Int(i8::from_le_bytes([bytes[0]]).into()),
+        InterfaceType::U8 => Item::Int(bytes[0].into()),
+        InterfaceType::S16 => Item::Int(i16::from_le_bytes(array(bytes)).into()),
+        InterfaceType::U16 => Item::Int(u16::from_le_bytes(array(bytes)).into()),
+        InterfaceType::S32 => Item::Int(i32::from_le_bytes(array(bytes)).into()),
+        InterfaceType::U32 => Item::Int(u32::from_le_bytes(array(bytes)).into()),
+        InterfaceType::S64 => Item::Int(i64::from_le_bytes(array(bytes))),
+        InterfaceType::U64 => Item::Int(u64::from_le_bytes(array(bytes)) as i64),
+        InterfaceType::Float32 => Item::Float(f32::from_le_bytes(array(bytes)).into()),
+        InterfaceType::Float64 => Item::Float(f64::from_le_bytes(array(bytes))),
+        InterfaceType::Char => {
+            let c = char::linear_lift_from_memory(cx, ty, bytes)?;
+            tape.str(c.encode_utf8(&mut [0; 4]).as_bytes());
+            return Ok(());
+        }
+        InterfaceType::String => {
+            let s = String::linear_lift_from_memory(cx, ty, bytes)?;
+            tape.str(s.as_bytes());
+            return Ok(());
+        }
+        InterfaceType::Enum(i) => {
+            let case = discriminant(bytes, types[i].info.size.into());
+            let names = &types[i].names;
+            if case as usize >= names.len() {
+                bail!("enum discriminant out of range");
+            }
+            tape.str(names[case as usize].as_bytes());
+            return Ok(());
+        }
+        InterfaceType::Flags(i) => {
+            let names = &types[i].names;
+            let bits = match names.len() {
+                0 => 0,
+                1..=8 => bytes[0].into(),
+                9..=16 => u16::from_le_bytes(array(bytes)).into(),
+                n => (0..n.div_ceil(32)).fold(0u64, |bits, word| {
+                    bits | u64::from(u32::from_le_bytes(array(&bytes[4 * word..]))) << (32 * word)
+                }),
+            };
+            tape.flags(names.iter(), bits);
+            return Ok(());
+        }
+        InterfaceType::Variant(i) => {
+            let (cases, info) = (&types[i].cases, &types[i].info);
+            let case = discriminant(bytes, info.size.into());
+            let Some((name, ty)) = cases.get_index(case as usize) else {
+                bail!("variant discriminant out of range");
+            };
+            tape.items.push(Item::Map(1));
+            tape.str(name.as_bytes());
+            return load_payload(cx, *ty, &bytes[info.payload_offset32 as usize..], tape);
+        }
+        InterfaceType::Result(i) => {
+            let (ty, name) = match bytes[0] {
+                0 => (types[i].ok, "ok"),
+                1 => (types[i].err, "err"),
+                _ => bail!("invalid result discriminant"),
+            };
+            tape.items.push(Item::Map(1));
+            tape.str(name.as_bytes());
+            let at = types[i].info.payload_offset32 as usize;
+            return load_payload(cx, ty, &bytes[at..], tape);
+        }
+        InterfaceType::Option(i) => {
+            match bytes[0] {
+                0 => tape.items.push(Item::Nil),
+                1 => {
+                    let payload = types[i].ty;
+                    let at = types[i].info.payload_offset32 as usize;
+                    let size = types.canonical_abi(&payload).size32 as usize;
+                    load(cx, payload, &bytes[at..][..size], tape)?;
+                }
+                _ => bail!("invalid option discriminant"),
+            }
+            return Ok(());
+        }
+        InterfaceType::List(i) => {
+            let elem = types[i].element;
+            let ptr = u32::from_le_bytes(array(bytes)) as usize;
+            let len = u32::from_le_bytes(array(&bytes[4..])) as usize;
+            let abi = types.canonical_abi(&elem);
+            let size = abi.size32 as usize;
+            if !ptr.is_multiple_of(abi.align32 as usize) {
+                bail!("list pointer is not aligned");
+            }
+            let memory = cx.memory();
+            let Some(items) = len
+                .checked_mul(size)
+                .and_then(|n| memory.get(ptr..)?.get(..n))
+            else {
+                bail!("list pointer/length out of bounds of memory");
+            };
+            if elem == InterfaceType::U8 {
+                tape.str(items);
+                return Ok(());
+            }
+            // Host memory grows with the guest's list, as for wasmtime's own lifting.
+            cx.consume_fuel_array(len, size_of::<Item>())?;
+            tape.items.push(Item::Array(len as u32));
+            for k in 0..len {
+                load(cx, elem, &items[k * size..][..size], tape)?;
+            }
+            return Ok(());
+        }
+        InterfaceType::Record(i) => {
+            let fields = &types[i].fields;
+            tape.items.push(Item::Map(fields.len() as u32));
+            let mut at = 0;
+            for field in fields.iter() {
+                let abi = types.canonical_abi(&field.ty);
+                let field_at = abi.next_field32(&mut at) as usize;
+                tape.str(field.name.as_bytes());
+                load(
+                    cx,
+                    field.ty,
+                    &bytes[field_at..][..abi.size32 as usize],
+                    tape,
+                )?;
+            }
+            return Ok(());
+        }
+        InterfaceType::Tuple(i) => {
+            let tys = &types[i].types;
+            tape.items.push(Item::Array(tys.len() as u32));
+            let mut at = 0;
+            for ty in tys.iter() {
+                let abi = types.canonical_abi(ty);
+                let item_at = abi.next_field32(&mut at) as usize;
+                load(cx, *ty, &bytes[item_at..][..abi.size32 as usize], tape)?;
+            }
+            return Ok(());
+        }
+        _ => bail!("the direct path does not lift this type"),
+    };
+    tape.items.push(item);
+    Ok(())
+}
+
+/// A variant case's or result arm's payload (`true` for none) at the start of `bytes`.
+fn load_payload(
+    cx: &mut LiftContext<'_>,
+    ty: Option<InterfaceType>,
+    bytes: &[u8],
+    tape: &mut Tape,
+) -> Result<()> {
+    match ty {
+        Some(ty) => {
+            let size = cx.types.canonical_abi(&ty).size32 as usize;
+            load(cx, ty, &bytes[..size], tape)
+        }
+        None => {
+            tape.items.push(Item::Bool(true));
+            Ok(())
+        }
+    }
+}
+
+/// A case number of `size` bytes.
+fn discriminant(bytes: &[u8], size: u32) -> u32 {
+    match size {
+        1 => bytes[0].into(),
+        2 => u16::from_le_bytes(array(bytes)).into(),
+        _ => u32::from_le_bytes(array(bytes)),
+    }
+}
+
+/// The first `N` bytes.
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    bytes[..N].try_into().expect("N bytes")
+}
+
+/// Pushes the value on `tape` (nil for an empty one) onto the Lua stack.
+///
+/// # Safety
+/// `state` is the running Lua thread; this runs in protected mode (Lua raises an error on
+/// running out of memory).
+pub unsafe fn push(state: *mut ffi::lua_State, tape: &Tape) {
+    let mut next = 0;
+    unsafe {
+        ffi::luaL_checkstack(state, 4, std::ptr::null());
+        if tape.items.is_empty() {
+            ffi::lua_pushnil(state);
+        } else {
+            push_item(state, tape, &mut next);
+        }
+    }
+}
+
+unsafe fn push_item(state: *mut ffi::lua_State, tape: &Tape, next: &mut usize) {
+    let item = tape.items[*next];
+    *next += 1;
+    unsafe {
+        match item {
+            Item::Nil => ffi::lua_pushnil(state),
+            Item::Bool(b) => ffi::lua_pushboolean(state, b.into()),
+            Item::Int(i) => ffi::lua_pushinteger(state, i as ffi::lua_Integer),
+            Item::Float(f) => ffi::lua_pushnumber(state, f),
+            Item::Str(start, len) => {
+                let s = &tape.bytes[start as usize..][..len as usize];
+                ffi::lua_pushlstring(state, s.as_ptr().cast(), s.len());
+            }
+            Item::Array(n) => {
+                ffi::luaL_checkstack(state, 4, std::ptr::null());
+                ffi::lua_createtable(state, n as c_int, 0);
+                for k in 1..=n {
+                    push_item(state, tape, next);
+                    ffi::lua_rawseti(state, -2, k.into());
+                }
+            }
+            Item::Map(n) => {
+                ffi::luaL_checkstack(state, 4, std::ptr::null());
+                ffi::lua_createtable(state, 0, n as c_int);
+                for _ in 0..n {
+                    push_item(state, tape, next);
+                    push_item(state, tape, next);
+                    ffi::lua_rawset(state, -3);
+                }
+            }
+        }
+    }
+}
