@@ -32,10 +32,11 @@ use crate::wasi::{self, WasiSpec};
 pub struct CallCtx {
     table: ResourceTable,
     limiter: MemoryLimiter,
-    /// WASIp2, for components with granted interfaces.
-    wasi: Option<WasiCtx>,
+    /// WASIp2, for components with granted interfaces (boxed: a store without WASI is made
+    /// faster when it is small).
+    wasi: Option<Box<WasiCtx>>,
     /// WASIp1, for core modules importing `wasi_snapshot_preview1`.
-    p1: Option<WasiP1Ctx>,
+    p1: Option<Box<WasiP1Ctx>>,
     /// This call's deadline in ms, for the error message.
     timeout: Option<u64>,
     /// wasi:http, for `wasi:http/incoming-handler` components.
@@ -180,7 +181,7 @@ pub struct Function {
 enum Target {
     Core {
         pre: wasmtime::InstancePre<CallCtx>,
-        export: String,
+        export: wasmtime::ModuleExport,
         params: Vec<(String, CoreType)>,
         results: Vec<CoreType>,
         /// Links WASIp1 (async).
@@ -333,7 +334,14 @@ impl Function {
     /// See [`Function::run`].
     pub fn call(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
         assert!(!self.asynchronous, "async entries run on a Tokio runtime");
-        now(self.run(args, options))
+        let (mut store, instance, uses) = self.checkout(options)?;
+        let (instance, result) = now(self.invoke(&mut store, instance, args));
+        if let Some(instance) = instance
+            && result.is_ok()
+        {
+            self.checkin(store, instance, uses);
+        }
+        result
     }
 
     /// Calls the function in a fresh instance; async entries must be polled on a Tokio
@@ -629,7 +637,8 @@ impl Function {
                 Args::Core(vals),
             ) => {
                 let func = instance
-                    .get_func(&mut *store, export)
+                    .get_module_export(&mut *store, export)
+                    .and_then(wasmtime::Extern::into_func)
                     .expect("export checked at load");
                 let mut out = vec![wasmtime::Val::I32(0); results.len()];
                 if asynchronous {
@@ -684,21 +693,21 @@ impl Function {
         let (mut wasi, mut p1) = (None, None);
         match &self.target {
             Target::Core { p1: true, .. } => {
-                p1 = Some(
+                p1 = Some(Box::new(
                     self.sandbox
                         .wasi
                         .builder(&self.id)
                         .map_err(|e| self.fail(e))?
                         .build_p1(),
-                )
+                ))
             }
             Target::Component { .. } if self.asynchronous => {
-                wasi = Some(
+                wasi = Some(Box::new(
                     self.sandbox
                         .wasi
                         .context(&self.id)
                         .map_err(|e| self.fail(e))?,
-                )
+                ))
             }
             _ => {}
         }
@@ -910,7 +919,9 @@ fn core_target(
         .map_err(|e| format!("failed to prepare instances: {e:#}"))?;
     Ok(Target::Core {
         pre,
-        export: method.to_string(),
+        export: module
+            .get_export_index(method)
+            .ok_or_else(|| format!("no export `{method}`"))?,
         params,
         results,
         p1,

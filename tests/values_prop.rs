@@ -351,7 +351,9 @@ fn direct(f: &Function, lua: &Lua, arg: &Value) -> Result<Option<Value>, String>
     }
     .expect("exec_raw");
     match outcome.expect("ran") {
-        Ok(true) => Ok(Some(canonical(value::from_lua(&pushed[0]).expect("a value")))),
+        Ok(true) => Ok(Some(canonical(
+            value::from_lua(&pushed[0]).expect("a value"),
+        ))),
         Ok(false) => Ok(None),
         Err(e) => Err(e.to_string()),
     }

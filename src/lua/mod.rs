@@ -184,8 +184,7 @@ impl Executor {
     /// `call(id, ...)`: `value` or `nil, err`.
     fn call(&self, lua: &Lua, mut args: LuaMultiValue, name: &str) -> LuaResult<LuaMultiValue> {
         let id = args.pop_front().unwrap_or(LuaValue::Nil);
-        let id = string_arg(&id, 1, name)?;
-        let handle = match self.runtime.function(&id) {
+        let handle = match self.function(&id, name)? {
             Ok(handle) => handle,
             Err(e) => return error::fail(lua, e),
         };
@@ -238,8 +237,7 @@ impl Executor {
     /// `async(id, ...)`: a Future or `nil, err`.
     fn start(&self, lua: &Lua, mut args: LuaMultiValue, name: &str) -> LuaResult<LuaMultiValue> {
         let id = args.pop_front().unwrap_or(LuaValue::Nil);
-        let id = string_arg(&id, 1, name)?;
-        let result = self.runtime.function(&id).and_then(|handle| {
+        let result = self.function(&id, name)?.and_then(|handle| {
             let values = self.convert(&handle, &args)?;
             let id = handle.0.function().id().to_string();
             self.runtime
@@ -250,6 +248,16 @@ impl Executor {
             Ok(f) => f.into_lua_multi(lua),
             Err(e) => error::fail(lua, e),
         }
+    }
+
+    /// The function the ID argument names (a Lua error if it is not a string).
+    fn function(&self, id: &LuaValue, name: &str) -> LuaResult<Result<Arc<Handle>, Error>> {
+        if let LuaValue::String(s) = id
+            && let Ok(s) = s.to_str()
+        {
+            return Ok(self.runtime.function(&s));
+        }
+        Ok(self.runtime.function(&string_arg(id, 1, name)?))
     }
 
     /// The arguments converted to the function's parameter types on this thread.
