@@ -142,10 +142,10 @@ pub enum BodyKind {
     Json,
 }
 
-/// An instance of a function's module or component.
+/// An instance of a function's module or component, by the export called.
 enum Instance {
-    Core(wasmtime::Instance),
-    Component(wasmtime::component::Instance),
+    Core(wasmtime::Func),
+    Component(wasmtime::component::Func),
 }
 
 /// An instance kept for more calls (`pool.reuse`), with its store.
@@ -402,7 +402,7 @@ impl Function {
         count: usize,
         options: &CallOptions,
     ) -> Result<Option<Tape>, Error> {
-        let (Some(shape), Target::Component { export, .. }) = (self.direct, &self.target) else {
+        let Some(shape) = self.direct else {
             unreachable!("checked by is_direct")
         };
         if count != self.arity() {
@@ -413,12 +413,9 @@ impl Function {
             Some(instance) => instance,
             None => now(self.instantiate(&mut store))?,
         };
-        let Instance::Component(component) = &instance else {
+        let Instance::Component(func) = instance else {
             unreachable!("components make component instances")
         };
-        let func = component
-            .get_func(&mut store, export)
-            .expect("export checked at load");
         // SAFETY: the caller's promise, passed on.
         let args = unsafe { LuaArgs::new(state, first) };
         let result = match shape {
@@ -604,19 +601,39 @@ impl Function {
         (Some(instance), result)
     }
 
+    /// A new instance, with its export looked up.
     async fn instantiate(&self, store: &mut Store<CallCtx>) -> Result<Instance, Error> {
         self.instances.fetch_add(1, Ordering::Relaxed);
         let asynchronous = self.asynchronous;
         let instance = match &self.target {
-            Target::Core { pre, .. } if asynchronous => {
-                pre.instantiate_async(&mut *store).await.map(Instance::Core)
+            Target::Core { pre, export, .. } => {
+                let instance = if asynchronous {
+                    pre.instantiate_async(&mut *store).await
+                } else {
+                    pre.instantiate(&mut *store)
+                };
+                instance.map(|i| {
+                    let export = i.get_module_export(&mut *store, export);
+                    Instance::Core(
+                        export
+                            .and_then(wasmtime::Extern::into_func)
+                            .expect("export checked at load"),
+                    )
+                })
             }
-            Target::Core { pre, .. } => pre.instantiate(&mut *store).map(Instance::Core),
-            Target::Component { pre, .. } if asynchronous => pre
-                .instantiate_async(&mut *store)
-                .await
-                .map(Instance::Component),
-            Target::Component { pre, .. } => pre.instantiate(&mut *store).map(Instance::Component),
+            Target::Component { pre, export, .. } => {
+                let instance = if asynchronous {
+                    pre.instantiate_async(&mut *store).await
+                } else {
+                    pre.instantiate(&mut *store)
+                };
+                instance.map(|i| {
+                    Instance::Component(
+                        i.get_func(&mut *store, export)
+                            .expect("export checked at load"),
+                    )
+                })
+            }
         };
         instance.map_err(|e| self.trap(e, store))
     }
@@ -629,42 +646,34 @@ impl Function {
     ) -> Result<Value, Error> {
         let asynchronous = self.asynchronous;
         match (&self.target, instance, args) {
-            (
-                Target::Core {
-                    export, results, ..
-                },
-                Instance::Core(instance),
-                Args::Core(vals),
-            ) => {
-                let func = instance
-                    .get_module_export(&mut *store, export)
-                    .and_then(wasmtime::Extern::into_func)
-                    .expect("export checked at load");
-                let mut out = vec![wasmtime::Val::I32(0); results.len()];
+            (Target::Core { results, .. }, Instance::Core(func), Args::Core(vals)) => {
+                // Core functions have a result or two: no allocation for them.
+                let mut buf = [wasmtime::Val::I32(0); 2];
+                let mut vec;
+                let out = match buf.get_mut(..results.len()) {
+                    Some(out) => out,
+                    None => {
+                        vec = vec![wasmtime::Val::I32(0); results.len()];
+                        &mut vec[..]
+                    }
+                };
                 if asynchronous {
-                    func.call_async(&mut *store, vals, &mut out).await
+                    func.call_async(&mut *store, vals, out).await
                 } else {
-                    func.call(&mut *store, vals, &mut out)
+                    func.call(&mut *store, vals, out)
                 }
                 .map_err(|e| self.trap(e, store))?;
                 let values = out
                     .iter()
                     .zip(results)
-                    .map(|(v, ty)| value::from_core(v, *ty))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| self.result_error(e))?;
-                Ok(collect_results(values))
+                    .map(|(v, ty)| value::from_core(v, *ty));
+                collect_results(values).map_err(|e| self.result_error(e))
             }
             (
-                Target::Component {
-                    export, results, ..
-                },
-                Instance::Component(instance),
+                Target::Component { results, .. },
+                Instance::Component(func),
                 Args::Component(vals),
             ) => {
-                let func = instance
-                    .get_func(&mut *store, export)
-                    .expect("export checked at load");
                 let mut out = vec![wasmtime::component::Val::Bool(false); results.len()];
                 if asynchronous {
                     func.call_async(&mut *store, vals, &mut out).await
@@ -675,10 +684,8 @@ impl Function {
                 let values = out
                     .into_iter()
                     .zip(results)
-                    .map(|(v, ty)| value::from_wit(v, ty))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| self.result_error(e))?;
-                Ok(collect_results(values))
+                    .map(|(v, ty)| value::from_wit(v, ty));
+                collect_results(values).map_err(|e| self.result_error(e))
             }
             _ => unreachable!("arguments and instances made by this function"),
         }
@@ -816,11 +823,13 @@ async fn sleep_for(ms: Option<u64>) {
 }
 
 /// No result is `nil`, one result is itself, several are one array.
-fn collect_results(mut values: Vec<Value>) -> Value {
+fn collect_results(
+    mut values: impl ExactSizeIterator<Item = Result<Value, ConvError>>,
+) -> Result<Value, ConvError> {
     match values.len() {
-        0 => Value::Nil,
-        1 => values.pop().expect("one value"),
-        _ => Value::Array(values),
+        0 => Ok(Value::Nil),
+        1 => values.next().expect("one value"),
+        _ => values.collect::<Result<_, _>>().map(Value::Array),
     }
 }
 

@@ -221,10 +221,13 @@ impl Executor {
                     function.call_direct(state, 1, count, &self.options)
                 });
                 mlua::ffi::lua_settop(state, 0);
-                if let Ok(Some(tape)) = &result {
-                    value::direct::push(state, tape);
-                }
-                outcome = Some(result.map(|tape| tape.is_some()));
+                outcome = Some(result.map(|tape| {
+                    tape.map(|tape| {
+                        value::direct::push(state, &tape);
+                        tape.recycle();
+                    })
+                    .is_some()
+                }));
             })?
         };
         Ok(match outcome.expect("exec_raw ran the call") {

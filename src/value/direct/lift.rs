@@ -3,6 +3,7 @@
 use std::ffi::c_int;
 
 use mlua::ffi;
+use wasmtime::component::__internal::wasmtime_environ::component::StringEncoding;
 use wasmtime::component::__internal::{
     CanonicalAbiInfo, ComponentTypes, InstanceType, InterfaceType, LiftContext,
 };
@@ -10,11 +11,14 @@ use wasmtime::component::{ComponentNamedList, ComponentType, Lift};
 use wasmtime::{Result, ValRaw, bail};
 
 /// A result, lifted out of guest memory as a flat list of items that [`push`] turns into Lua
-/// values; strings and field names are in one buffer.
+/// values; strings are in one buffer.
 #[derive(Debug, Default)]
 pub struct Tape {
     items: Vec<Item>,
     bytes: Vec<u8>,
+    /// Distinct field, case and flag names, by the address of the name in the component's
+    /// types: Lua gets each one once per result, however many records use it.
+    keys: Vec<(usize, u32, u32)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -25,17 +29,61 @@ enum Item {
     Float(f64),
     /// `bytes[start..start + len]`.
     Str(u32, u32),
+    /// `keys[n]`.
+    Key(u32),
     /// A list of the next `n` values.
     Array(u32),
-    /// `n` pairs of a `Str` key and a value.
+    /// `n` pairs of a `Key` and a value.
     Map(u32),
 }
 
+thread_local! {
+    /// A used tape kept for the next result on this thread, so that a call of a large result
+    /// does not grow a new one.
+    static SPARE: std::cell::Cell<Tape> = std::cell::Cell::new(Tape::default());
+}
+
+/// Tapes with room for more items or bytes than this are not kept (at most 1 MiB each).
+const KEEP: usize = 1 << 16;
+
 impl Tape {
+    /// An empty tape, with the room of the last one [recycled](Tape::recycle) on this thread.
+    pub fn new() -> Tape {
+        SPARE.take()
+    }
+
+    /// Keeps this tape's room for the next result on this thread.
+    pub fn recycle(mut self) {
+        if self.items.capacity() <= KEEP && self.bytes.capacity() <= 16 * KEEP {
+            self.items.clear();
+            self.bytes.clear();
+            self.keys.clear();
+            SPARE.set(self);
+        }
+    }
+
     fn str(&mut self, s: &[u8]) {
+        let (start, len) = self.copy(s);
+        self.items.push(Item::Str(start, len));
+    }
+
+    fn copy(&mut self, s: &[u8]) -> (u32, u32) {
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(s);
-        self.items.push(Item::Str(start, s.len() as u32));
+        (start, s.len() as u32)
+    }
+
+    fn key(&mut self, name: &str) {
+        let id = name.as_ptr() as usize;
+        let k = match self.keys.iter().position(|(key, _, _)| *key == id) {
+            Some(k) => k,
+            None => {
+                let (start, len) = self.copy(name.as_bytes());
+                self.keys.push((id, start, len));
+                self.keys.len() - 1
+            }
+        };
+        self.items.push(Item::Key(k as u32));
     }
 
     /// `{name = true, ...}` for the names whose bit is set.
@@ -45,12 +93,18 @@ impl Tape {
         let mut n = 0;
         for (i, name) in names.enumerate() {
             if bits & (1 << i) != 0 {
-                self.str(name.as_bytes());
+                self.key(name);
                 self.items.push(Item::Bool(true));
                 n += 1;
             }
         }
         self.items[at] = Item::Map(n);
+    }
+
+    /// `{name = payload}` follows.
+    fn arm(&mut self, name: &str) {
+        self.items.push(Item::Map(1));
+        self.key(name);
     }
 }
 
@@ -97,7 +151,7 @@ unsafe impl Lift for FlatResult {
         src: &Self::Lower,
     ) -> Result<Self> {
         let ty = only_result(&ty, cx.types)?;
-        let mut tape = Tape::default();
+        let mut tape = Tape::new();
         let item = match ty {
             InterfaceType::Bool => Item::Bool(bool::linear_lift_from_flat(cx, ty, src)?),
             InterfaceType::S8 => Item::Int(i8::linear_lift_from_flat(cx, ty, src)?.into()),
@@ -121,7 +175,7 @@ unsafe impl Lift for FlatResult {
                 if case >= names.len() {
                     bail!("enum discriminant out of range");
                 }
-                tape.str(names[case].as_bytes());
+                tape.key(&names[case]);
                 return Ok(FlatResult(tape));
             }
             InterfaceType::Flags(i) => {
@@ -200,7 +254,7 @@ unsafe impl Lift for MemoryResult {
         let Some(bytes) = memory.get(ptr..).and_then(|m| m.get(..abi.size32 as usize)) else {
             bail!("return pointer out of bounds of memory");
         };
-        let mut tape = Tape::default();
+        let mut tape = Tape::new();
         load(cx, ty, bytes, &mut tape)?;
         Ok(MemoryResult(tape))
     }
@@ -226,6 +280,21 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
             tape.str(c.encode_utf8(&mut [0; 4]).as_bytes());
             return Ok(());
         }
+        InterfaceType::String if cx.options().string_encoding == StringEncoding::Utf8 => {
+            // Validated and copied straight onto the tape, without a `String` in between.
+            let ptr = u32::from_le_bytes(array(bytes)) as usize;
+            let len = u32::from_le_bytes(array(&bytes[4..])) as usize;
+            let memory = cx.memory();
+            let Some(s) = memory.get(ptr..).and_then(|m| m.get(..len)) else {
+                bail!("string pointer/length out of bounds of memory");
+            };
+            cx.consume_fuel(len)?;
+            if std::str::from_utf8(s).is_err() {
+                bail!("invalid utf-8 in a string from the guest");
+            }
+            tape.str(s);
+            return Ok(());
+        }
         InterfaceType::String => {
             let s = String::linear_lift_from_memory(cx, ty, bytes)?;
             tape.str(s.as_bytes());
@@ -237,7 +306,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
             if case as usize >= names.len() {
                 bail!("enum discriminant out of range");
             }
-            tape.str(names[case as usize].as_bytes());
+            tape.key(&names[case as usize]);
             return Ok(());
         }
         InterfaceType::Flags(i) => {
@@ -259,8 +328,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
             let Some((name, ty)) = cases.get_index(case as usize) else {
                 bail!("variant discriminant out of range");
             };
-            tape.items.push(Item::Map(1));
-            tape.str(name.as_bytes());
+            tape.arm(name);
             return load_payload(cx, *ty, &bytes[info.payload_offset32 as usize..], tape);
         }
         InterfaceType::Result(i) => {
@@ -269,8 +337,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
                 1 => (types[i].err, "err"),
                 _ => bail!("invalid result discriminant"),
             };
-            tape.items.push(Item::Map(1));
-            tape.str(name.as_bytes());
+            tape.arm(name);
             let at = types[i].info.payload_offset32 as usize;
             return load_payload(cx, ty, &bytes[at..], tape);
         }
@@ -322,7 +389,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
             for field in fields.iter() {
                 let abi = types.canonical_abi(&field.ty);
                 let field_at = abi.next_field32(&mut at) as usize;
-                tape.str(field.name.as_bytes());
+                tape.key(&field.name);
                 load(
                     cx,
                     field.ty,
@@ -388,18 +455,29 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 /// `state` is the running Lua thread; this runs in protected mode (Lua raises an error on
 /// running out of memory).
 pub unsafe fn push(state: *mut ffi::lua_State, tape: &Tape) {
-    let mut next = 0;
     unsafe {
-        ffi::luaL_checkstack(state, 4, std::ptr::null());
         if tape.items.is_empty() {
+            ffi::luaL_checkstack(state, 1, std::ptr::null());
             ffi::lua_pushnil(state);
-        } else {
-            push_item(state, tape, &mut next);
+            return;
+        }
+        // The keys first, under the value, pushed again by copying their stack slots.
+        ffi::luaL_checkstack(state, tape.keys.len() as c_int + 8, std::ptr::null());
+        let base = ffi::lua_gettop(state) + 1;
+        for &(_, start, len) in &tape.keys {
+            let key = &tape.bytes[start as usize..][..len as usize];
+            ffi::lua_pushlstring(state, key.as_ptr().cast(), key.len());
+        }
+        let mut next = 0;
+        push_item(state, tape, base, &mut next);
+        if !tape.keys.is_empty() {
+            ffi::lua_replace(state, base);
+            ffi::lua_settop(state, base);
         }
     }
 }
 
-unsafe fn push_item(state: *mut ffi::lua_State, tape: &Tape, next: &mut usize) {
+unsafe fn push_item(state: *mut ffi::lua_State, tape: &Tape, keys: c_int, next: &mut usize) {
     let item = tape.items[*next];
     *next += 1;
     unsafe {
@@ -412,11 +490,12 @@ unsafe fn push_item(state: *mut ffi::lua_State, tape: &Tape, next: &mut usize) {
                 let s = &tape.bytes[start as usize..][..len as usize];
                 ffi::lua_pushlstring(state, s.as_ptr().cast(), s.len());
             }
+            Item::Key(k) => ffi::lua_pushvalue(state, keys + k as c_int),
             Item::Array(n) => {
                 ffi::luaL_checkstack(state, 4, std::ptr::null());
                 ffi::lua_createtable(state, n as c_int, 0);
                 for k in 1..=n {
-                    push_item(state, tape, next);
+                    push_item(state, tape, keys, next);
                     ffi::lua_rawseti(state, -2, k.into());
                 }
             }
@@ -424,8 +503,8 @@ unsafe fn push_item(state: *mut ffi::lua_State, tape: &Tape, next: &mut usize) {
                 ffi::luaL_checkstack(state, 4, std::ptr::null());
                 ffi::lua_createtable(state, 0, n as c_int);
                 for _ in 0..n {
-                    push_item(state, tape, next);
-                    push_item(state, tape, next);
+                    push_item(state, tape, keys, next);
+                    push_item(state, tape, keys, next);
                     ffi::lua_rawset(state, -3);
                 }
             }
