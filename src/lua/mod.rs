@@ -216,17 +216,27 @@ impl Executor {
         // for the whole synchronous call; the result is pushed in protected mode.
         let pushed: LuaMultiValue = unsafe {
             lua.exec_raw(args.clone(), |state| {
-                let count = mlua::ffi::lua_gettop(state) as usize;
-                let result = self.runtime.call_here(handle, &self.options, |function| {
-                    function.call_direct(state, 1, count, &self.options)
-                });
-                mlua::ffi::lua_settop(state, 0);
-                outcome = Some(result.map(|tape| {
-                    tape.map(|tape| {
-                        value::direct::push(state, &tape);
-                        tape.recycle();
+                // A panic must not unwind through Lua's C frames: it becomes an error.
+                let call = std::panic::AssertUnwindSafe(|| {
+                    let count = mlua::ffi::lua_gettop(state) as usize;
+                    let result = self.runtime.call_here(handle, &self.options, |function| {
+                        function.call_direct(state, 1, count, &self.options)
+                    });
+                    mlua::ffi::lua_settop(state, 0);
+                    result.map(|tape| {
+                        tape.map(|tape| {
+                            value::direct::push(state, &tape);
+                            tape.recycle();
+                        })
+                        .is_some()
                     })
-                    .is_some()
+                });
+                outcome = Some(std::panic::catch_unwind(call).unwrap_or_else(|_| {
+                    mlua::ffi::lua_settop(state, 0);
+                    Err(Error::internal(format!(
+                        "internal error in the call of `{}` (a bug: please report it)",
+                        handle.0.function().id()
+                    )))
                 }));
             })?
         };
