@@ -728,7 +728,9 @@ impl Function {
             hooks: NoOutgoingRequests,
         };
         let mut store = Store::new(engine_for(self.limits.max_fuel.is_some()), ctx);
-        store.limiter(|ctx| &mut ctx.limiter);
+        if self.limits.max_memory_bytes.is_some() {
+            store.limiter(|ctx| &mut ctx.limiter);
+        }
         self.limits.arm(&mut store, timeout, control);
         Ok(store)
     }

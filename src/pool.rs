@@ -17,7 +17,7 @@
 //! [`PER_WORKER`] of them while they wait, so sleeping calls do not hold threads.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -283,6 +283,8 @@ pub struct Pool {
     local: OnceLock<tokio::runtime::Runtime>,
     /// Inline: one call at a time.
     inline: Mutex<()>,
+    /// Shut down (`Closing::Cancel`), readable without the state lock.
+    canceled: AtomicBool,
 }
 
 impl Pool {
@@ -299,6 +301,7 @@ impl Pool {
             in_flight: AtomicUsize::new(0),
             local: OnceLock::new(),
             inline: Mutex::new(()),
+            canceled: AtomicBool::new(false),
         })
     }
 
@@ -357,7 +360,7 @@ impl Pool {
     ) -> Result<Option<T>, Error> {
         let inline = self.spec.kind == PoolKind::Inline;
         let _one = if inline {
-            if self.lock().closing == Some(Closing::Cancel) {
+            if self.canceled.load(Ordering::Acquire) {
                 return Err(self.unavailable());
             }
             Some(self.inline.lock().unwrap_or_else(|e| e.into_inner()))
@@ -480,6 +483,7 @@ impl Pool {
             let mut st = self.lock();
             if cancel {
                 st.closing = Some(Closing::Cancel);
+                self.canceled.store(true, Ordering::Release);
                 for c in &st.running {
                     c.cancel();
                 }

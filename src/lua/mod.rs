@@ -48,12 +48,16 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let executor = default.clone();
     funcs.set(
         "call",
-        lua.create_function(move |lua, args: LuaMultiValue| executor.call(lua, args, "call"))?,
+        lua.create_function(move |lua, (id, args): (LuaValue, LuaVariadic<LuaValue>)| {
+            executor.call(lua, &id, args, "call")
+        })?,
     )?;
     let executor = default.clone();
     funcs.set(
         "async",
-        lua.create_function(move |lua, args: LuaMultiValue| executor.start(lua, args, "async"))?,
+        lua.create_function(move |lua, (id, args): (LuaValue, LuaVariadic<LuaValue>)| {
+            executor.start(lua, &id, &args, "async")
+        })?,
     )?;
     let executor = default.clone();
     funcs.set(
@@ -182,9 +186,14 @@ struct Executor {
 
 impl Executor {
     /// `call(id, ...)`: `value` or `nil, err`.
-    fn call(&self, lua: &Lua, mut args: LuaMultiValue, name: &str) -> LuaResult<LuaMultiValue> {
-        let id = args.pop_front().unwrap_or(LuaValue::Nil);
-        let handle = match self.function(&id, name)? {
+    fn call(
+        &self,
+        lua: &Lua,
+        id: &LuaValue,
+        args: LuaVariadic<LuaValue>,
+        name: &str,
+    ) -> LuaResult<LuaMultiValue> {
+        let handle = match self.function(id, name)? {
             Ok(handle) => handle,
             Err(e) => return error::fail(lua, e),
         };
@@ -209,12 +218,12 @@ impl Executor {
         &self,
         lua: &Lua,
         handle: &Handle,
-        args: &LuaMultiValue,
+        args: &LuaVariadic<LuaValue>,
     ) -> LuaResult<Option<LuaResult<LuaMultiValue>>> {
         let mut outcome = None;
         // SAFETY: the arguments are at 1..=n of the protected frame `exec_raw` runs this in,
         // for the whole synchronous call; the result is pushed in protected mode.
-        let pushed: LuaMultiValue = unsafe {
+        let pushed: LuaValue = unsafe {
             lua.exec_raw(args.clone(), |state| {
                 // A panic must not unwind through Lua's C frames: it becomes an error.
                 let call = std::panic::AssertUnwindSafe(|| {
@@ -241,17 +250,22 @@ impl Executor {
             })?
         };
         Ok(match outcome.expect("exec_raw ran the call") {
-            Ok(true) => Some(Ok(pushed)),
+            Ok(true) => Some(pushed.into_lua_multi(lua)),
             Ok(false) => None,
             Err(e) => Some(error::fail(lua, e)),
         })
     }
 
     /// `async(id, ...)`: a Future or `nil, err`.
-    fn start(&self, lua: &Lua, mut args: LuaMultiValue, name: &str) -> LuaResult<LuaMultiValue> {
-        let id = args.pop_front().unwrap_or(LuaValue::Nil);
-        let result = self.function(&id, name)?.and_then(|handle| {
-            let values = self.convert(&handle, &args)?;
+    fn start(
+        &self,
+        lua: &Lua,
+        id: &LuaValue,
+        args: &[LuaValue],
+        name: &str,
+    ) -> LuaResult<LuaMultiValue> {
+        let result = self.function(id, name)?.and_then(|handle| {
+            let values = self.convert(&handle, args)?;
             let id = handle.0.function().id().to_string();
             self.runtime
                 .submit(&handle, values, self.options.clone())
@@ -274,7 +288,7 @@ impl Executor {
     }
 
     /// The arguments converted to the function's parameter types on this thread.
-    fn convert(&self, handle: &Handle, args: &LuaMultiValue) -> Result<Args, Error> {
+    fn convert(&self, handle: &Handle, args: &[LuaValue]) -> Result<Args, Error> {
         let function = handle.0.function();
         let mut values = Vec::with_capacity(args.len());
         for (i, arg) in args.iter().enumerate() {
@@ -286,12 +300,18 @@ impl Executor {
 
 impl LuaUserData for Executor {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("call", |lua, this, args: LuaMultiValue| {
-            this.call(lua, args, "call")
-        });
-        methods.add_method("async", |lua, this, args: LuaMultiValue| {
-            this.start(lua, args, "async")
-        });
+        methods.add_method(
+            "call",
+            |lua, this, (id, args): (LuaValue, LuaVariadic<LuaValue>)| {
+                this.call(lua, &id, args, "call")
+            },
+        );
+        methods.add_method(
+            "async",
+            |lua, this, (id, args): (LuaValue, LuaVariadic<LuaValue>)| {
+                this.start(lua, &id, &args, "async")
+            },
+        );
         methods.add_method("with_options", |_, this, options: LuaValue| {
             let LuaValue::Table(t) = &options else {
                 return Err(LuaError::runtime(format!(
