@@ -3,7 +3,7 @@
 //! `require("funcs")` gives a table with `load`, `call` and `errors`; see the README for the
 //! API and `SPEC.md` for the behaviour. This file only assembles the module: the registry,
 //! compilation, values and calls live in their own modules, and only `lua` and `value` touch
-//! mlua.
+//! mlua (`function.rs` hands a Lua stack through to `value::direct`).
 
 pub mod cache;
 pub mod compile;

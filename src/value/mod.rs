@@ -5,6 +5,9 @@
 //! (`to_wit`, `core`); results come back the same way (`from_wit`, then `to_lua`). One direction
 //! per file. [`Value`] is the dynamic shape a Go host would use, and what futures and the HTTP
 //! transport carry.
+//!
+//! A blocking call of a component without WASI skips both steps: [`direct`] writes the Lua
+//! stack into guest memory and reads results back onto it.
 
 mod core;
 pub mod direct;

@@ -108,10 +108,10 @@ impl Tape {
     }
 }
 
-/// A result in one core value ([`Shape::Flat`]).
+/// A result in one core value ([`Shape::Flat`](super::Shape::Flat)).
 pub struct FlatResult(pub Tape);
 
-/// A result in memory ([`Shape::Memory`]).
+/// A result in memory ([`Shape::Memory`](super::Shape::Memory)).
 pub struct MemoryResult(pub Tape);
 
 /// The one type of a result list.

@@ -56,23 +56,9 @@ pub fn plan(params: &[Type], results: &[Type]) -> Option<Shape> {
         [] => Some(Shape::Unit),
         [ty] if !known(ty) => None,
         [ty] => match (flat(ty), ty) {
-            (
-                1,
-                Type::Bool
-                | Type::S8
-                | Type::U8
-                | Type::S16
-                | Type::U16
-                | Type::S32
-                | Type::U32
-                | Type::S64
-                | Type::U64
-                | Type::Float32
-                | Type::Float64
-                | Type::Char
-                | Type::Enum(_)
-                | Type::Flags(_),
-            ) => Some(Shape::Flat),
+            (1, ty) if scalar(ty) || matches!(ty, Type::Enum(_) | Type::Flags(_)) => {
+                Some(Shape::Flat)
+            }
             (0 | 1, _) => None,
             _ => Some(Shape::Memory),
         },
@@ -83,20 +69,8 @@ pub fn plan(params: &[Type], results: &[Type]) -> Option<Shape> {
 /// Whether the direct path knows `ty`, wherever it is.
 fn known(ty: &Type) -> bool {
     match ty {
-        Type::Bool
-        | Type::S8
-        | Type::U8
-        | Type::S16
-        | Type::U16
-        | Type::S32
-        | Type::U32
-        | Type::S64
-        | Type::U64
-        | Type::Float32
-        | Type::Float64
-        | Type::Char
-        | Type::String
-        | Type::Enum(_) => true,
+        ty if scalar(ty) => true,
+        Type::String | Type::Enum(_) => true,
         Type::Flags(flags) => flags.names().len() <= MAX_FIELDS,
         Type::List(list) => known(&list.ty()),
         Type::Option(option) => known(&option.ty()),
@@ -110,6 +84,25 @@ fn known(ty: &Type) -> bool {
         }
         _ => false,
     }
+}
+
+/// Booleans, integers, floats and chars.
+fn scalar(ty: &Type) -> bool {
+    matches!(
+        ty,
+        Type::Bool
+            | Type::S8
+            | Type::U8
+            | Type::S16
+            | Type::U16
+            | Type::S32
+            | Type::U32
+            | Type::S64
+            | Type::U64
+            | Type::Float32
+            | Type::Float64
+            | Type::Char
+    )
 }
 
 /// Whether the direct path passes a parameter of type `ty` as core values: a known type
