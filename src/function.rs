@@ -358,15 +358,9 @@ impl Function {
         let control = options.control.as_ref();
         let (mut store, instance, uses) = self.checkout(options)?;
         let (instance, result) = if self.asynchronous {
-            // A guest waiting on the host does not tick: the deadline and cancellation also
-            // stop the wait itself.
-            tokio::select! {
-                done = self.invoke(&mut store, instance, args) => done,
-                () = sleep_for(timeout) => (None, Err(self.fail(self.timeout_error(timeout)))),
-                () = async { match control { Some(c) => c.canceled().await, None => std::future::pending().await } } => {
-                    (None, Err(self.fail(Error::new(Kind::Canceled, "call canceled"))))
-                }
-            }
+            let call = self.invoke(&mut store, instance, args);
+            self.bounded(call, timeout, control, |e| (None, Err(e)))
+                .await
         } else {
             self.invoke(&mut store, instance, args).await
         };
@@ -543,12 +537,29 @@ impl Function {
                 .map_err(|e| self.trap(e, &store))?;
             Ok(Value::Nil)
         };
-        tokio::select! {
-            result = call => result,
-            () = sleep_for(timeout) => Err(self.fail(self.timeout_error(timeout))),
-            () = async { match control { Some(c) => c.canceled().await, None => std::future::pending().await } } => {
-                Err(self.fail(Error::new(Kind::Canceled, "call canceled")))
+        self.bounded(call, timeout, control, Err).await
+    }
+
+    /// Runs `call` until it ends, its deadline passes or it is cancelled: a guest waiting on
+    /// the host does not tick, so the deadline and cancellation also stop the wait itself.
+    /// `stopped` makes the output for the error of a call stopped that way.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = T>,
+        timeout: Option<u64>,
+        control: Option<&Arc<Control>>,
+        stopped: impl FnOnce(Error) -> T,
+    ) -> T {
+        let canceled = async {
+            match control {
+                Some(c) => c.canceled().await,
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            done = call => done,
+            () = sleep_for(timeout) => stopped(self.fail(self.timeout_error(timeout))),
+            () = canceled => stopped(self.fail(Error::new(Kind::Canceled, "call canceled"))),
         }
     }
 

@@ -93,10 +93,18 @@ impl Control {
 
     /// Resolves once [`Control::cancel`] was called.
     pub async fn canceled(&self) {
-        let notified = self.notify.notified();
+        notified_until(&self.notify, || self.is_canceled()).await;
+    }
+}
+
+/// Resolves once `done()` holds, checked again each time `notify` wakes its waiters (the
+/// waiter is registered before the check, so a wake-up in between is not lost).
+pub async fn notified_until(notify: &Notify, done: impl Fn() -> bool) {
+    loop {
+        let notified = notify.notified();
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
-        if self.is_canceled() {
+        if done() {
             return;
         }
         notified.await;

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::error::{Error, Kind};
 use crate::function::{Args, CallOptions, Function};
-use crate::limits::Control;
+use crate::limits::{Control, notified_until};
 use crate::registry::schema::PoolConfig;
 use crate::value::Value;
 
@@ -159,15 +159,7 @@ impl Completion {
 
     /// Resolves once there is a result (for async waiters; threads use [`Completion::wait`]).
     pub async fn finished(&self) {
-        loop {
-            let notified = self.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_complete() {
-                return;
-            }
-            notified.await;
-        }
+        notified_until(&self.notify, || self.is_complete()).await;
     }
 
     /// Interrupts the call if it runs, drops it if it waits, and completes with `error`
@@ -332,9 +324,7 @@ impl Pool {
     /// The call's, or `UNAVAILABLE` when the pool was shut down.
     pub fn call(self: &Arc<Self>, args: Args, options: CallOptions) -> Result<Value, Error> {
         if self.runs_here() {
-            return self
-                .here(|_| self.run_here(&args, &options).map(Some))
-                .map(|v| v.expect("a call that ran"));
+            return self.run_here(&args, &options);
         }
         let done = Completion::new();
         self.submit(args, options, done.clone())?;
@@ -406,8 +396,7 @@ impl Pool {
             ..options
         };
         if self.spec.kind == PoolKind::Inline {
-            let result = self.here(|_| self.run_here(&args, &options).map(Some));
-            done.complete(result.map(|v| v.expect("a call that ran")));
+            done.complete(self.run_here(&args, &options));
             return Ok(());
         }
         self.enqueue(Job {
@@ -549,19 +538,23 @@ impl Pool {
         }
     }
 
-    /// Makes a call on this thread; an async entry (inline) on the pool's own runtime.
+    /// Makes a call on this thread ([`Pool::here`]); an async entry (inline) on the pool's
+    /// own runtime.
     fn run_here(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
-        if self.function.is_async() {
-            let rt = self.local.get_or_init(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a Tokio runtime")
-            });
-            rt.block_on(self.function.run(args, options))
-        } else {
-            self.function.call(args, options)
-        }
+        let result = self.here(|function| {
+            if function.is_async() {
+                let rt = self.local.get_or_init(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a Tokio runtime")
+                });
+                rt.block_on(function.run(args, options)).map(Some)
+            } else {
+                function.call(args, options).map(Some)
+            }
+        });
+        result.map(|value| value.expect("a call that ran"))
     }
 
     fn spawn_worker(self: &Arc<Self>, st: &mut State) {

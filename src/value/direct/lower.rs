@@ -328,7 +328,7 @@ impl Stack {
                 Ok(mask)
             }
             ffi::LUA_TTABLE => {
-                let list = self.is_list(idx)?;
+                let list = self.list_len(idx)?.is_some();
                 let mut bits = 0u64;
                 unsafe {
                     ffi::lua_pushnil(self.0);
@@ -351,8 +351,8 @@ impl Stack {
         }
     }
 
-    /// Whether a table's keys are exactly `1..=n` (the empty table too).
-    fn is_list(self, idx: c_int) -> Result<bool> {
+    /// `n` when a table's keys are exactly `1..=n` (0 for the empty table).
+    fn list_len(self, idx: c_int) -> Result<Option<i64>> {
         self.room(2)?;
         let (mut keys, mut ints, mut max) = (0i64, 0i64, 0i64);
         unsafe {
@@ -368,7 +368,7 @@ impl Stack {
                 ffi::lua_pop(self.0, 1);
             }
         }
-        Ok(ints == keys && max == keys)
+        Ok((ints == keys && max == keys).then_some(keys))
     }
 
     /// The values of a record table by field, pushed on the stack (0: absent). The record's
@@ -381,52 +381,38 @@ impl Stack {
         self.room(names.len())?;
         let mut slots = [0; MAX_FIELDS];
         let mut exact = 0u64;
-        let (mut keys, mut ints, mut max) = (0i64, 0i64, 0i64);
         unsafe {
             ffi::lua_pushnil(self.0);
             while ffi::lua_next(self.0, idx) != 0 {
-                keys += 1;
-                match self.kind(-2) {
-                    ffi::LUA_TSTRING => {
-                        let key = self.bytes(-2).unwrap_or_default();
-                        let found = match names.iter().position(|n| n.name.as_bytes() == key) {
-                            Some(j) => Some((j, true)),
-                            None => names
-                                .iter()
-                                .position(|n| snake_eq(&n.name, key))
-                                .map(|j| (j, false)),
-                        };
-                        match found {
-                            Some((j, is_exact)) if is_exact || exact & (1 << j) == 0 => {
-                                if is_exact {
-                                    exact |= 1 << j;
-                                }
-                                if slots[j] == 0 {
-                                    // Under the key, which `lua_next` needs on top.
-                                    ffi::lua_insert(self.0, -2);
-                                    slots[j] = self.top() - 1;
-                                } else {
-                                    ffi::lua_replace(self.0, slots[j]);
-                                }
-                                continue;
-                            }
-                            _ => {}
-                        }
+                let found = self.bytes(-2).and_then(|key| {
+                    match names.iter().position(|n| n.name.as_bytes() == key) {
+                        Some(j) => Some((j, true)),
+                        None => names
+                            .iter()
+                            .position(|n| snake_eq(&n.name, key))
+                            .map(|j| (j, false)),
                     }
-                    ffi::LUA_TNUMBER => {
-                        if let Some(Number::Int(k)) = self.number(-2)
-                            && k >= 1
-                        {
-                            ints += 1;
-                            max = max.max(k);
-                        }
+                });
+                if let Some((j, is_exact)) = found
+                    && (is_exact || exact & (1 << j) == 0)
+                {
+                    if is_exact {
+                        exact |= 1 << j;
                     }
-                    _ => {}
+                    if slots[j] == 0 {
+                        // Under the key, which `lua_next` needs on top.
+                        ffi::lua_insert(self.0, -2);
+                        slots[j] = self.top() - 1;
+                    } else {
+                        ffi::lua_replace(self.0, slots[j]);
+                    }
+                    continue;
                 }
                 ffi::lua_pop(self.0, 1);
             }
         }
-        if keys > 0 && ints == keys && max == keys {
+        // No field found: the table may be a list, which the general path refuses.
+        if slots.iter().all(|s| *s == 0) && self.list_len(idx)?.is_some_and(|n| n > 0) {
             return mismatch();
         }
         Ok(slots)
