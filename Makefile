@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: demo test build bench bench-http clean rock rock-install
+.PHONY: demo test build bench bench-http clean rock rock-install clean-room
 
 demo:
 	scripts/demo.sh
@@ -19,6 +19,12 @@ bench-http:
 
 clean:
 	rm -rf build target
+
+# Not part of `make test`: `make demo` and `make test` of the committed HEAD in a fresh Debian
+# bookworm chroot (needs root; the base is kept in build/clean-room, see the script's header).
+# make clean-room CLEAN_ROOM_FLAGS=--fresh   (or --prepare-only)
+clean-room:
+	scripts/clean-room.sh $(CLEAN_ROOM_FLAGS)
 
 # For `luarocks make` (funcs-0.1.0-1.rockspec): LUA is the interpreter luarocks builds for.
 LUA ?= lua5.4

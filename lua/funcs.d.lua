@@ -16,6 +16,7 @@ local funcs = {}
 ---@class funcs.Summary
 ---@field entries string[] IDs (`ns:name`) loaded, sorted.
 ---@field skipped {id: string, kind: string}[] Entries of kinds this module does not run.
+---@field bound table<string, string> Per function ID, the export its `method` bound (`test:dep/test@0.2.0#z`): a method naming an interface without a version binds the highest version that has the function.
 
 ---Loads every `*.yaml`/`*.yml` under `path` (a folder, recursively, or one file).
 ---The load is atomic: on any error nothing is applied. Loading the same path again replaces
@@ -113,6 +114,7 @@ function Future:is_canceled() end
 function Future:result() end
 
 ---Blocks until the call is done, at most `timeout_ms` (then a `TIMEOUT` err; the call goes on).
+---`math.huge` (or any wait too long for a clock) means no limit; NaN or a negative number raises.
 ---@param timeout_ms number?
 ---@return any value
 ---@return funcs.Error? err
@@ -124,7 +126,7 @@ function Future:wait(timeout_ms) end
 function Future:cancel() end
 
 ---@class funcs.ExecutorOptions
----@field timeout integer? Deadline in ms for each call, replacing the entry's `max_execution_ms`.
+---@field timeout integer? Deadline in ms for each call, replacing the entry's `max_execution_ms`; a positive integer (deadlines above 2^40 ms, about 34 years, are cut to that).
 
 ---Calls with options of their own.
 ---@class funcs.Executor

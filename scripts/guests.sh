@@ -8,11 +8,16 @@ cd "$(dirname "$0")/.."
 
 COMPONENTIZE_PY_VERSION=0.25.1
 
+# componentize-py lives in a venv under build/ (Debian's own Python refuses a system-wide
+# `pip install`), made on first use.
+VENV=build/tools/venv
 ensure_componentize_py() {
-    if ! componentize-py --version 2>/dev/null | grep -q "$COMPONENTIZE_PY_VERSION"; then
-        echo "guests.sh: installing componentize-py $COMPONENTIZE_PY_VERSION from PyPI" >&2
-        python3 -m pip install --quiet "componentize-py==$COMPONENTIZE_PY_VERSION"
+    if ! "$VENV/bin/componentize-py" --version 2>/dev/null | grep -q "$COMPONENTIZE_PY_VERSION"; then
+        echo "guests.sh: installing componentize-py $COMPONENTIZE_PY_VERSION from PyPI into $VENV" >&2
+        [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+        "$VENV/bin/python" -m pip install --quiet "componentize-py==$COMPONENTIZE_PY_VERSION"
     fi
+    export PATH="$PWD/$VENV/bin:$PATH"
 }
 
 # build <src> <out> <wasm name> <wit dir> <world> [files to copy...]

@@ -278,4 +278,25 @@ describe("the direct path", function()
     assert.truthy(err:message():find("refused", 1, true), err:message())
     assert.are.equal(3, ok("direct:len", "abc"))
   end)
+  it("words a result that does not fit its type as the general path does", function()
+    local expected = {
+      ["bad-variant"] = "discriminant 7 out of range [0..2)",
+      ["bad-option"] = "discriminant 3 out of range [0..2)",
+      ["bad-result"] = "discriminant 2 out of range [0..2)",
+      ["bad-variant-in-list"] = "discriminant 5 out of range [0..2)",
+      ["bad-enum"] = "discriminant 9 out of range [0..2)",
+      ["bad-utf8"] = "invalid utf-8",
+      ["string-outside"] = "out of bounds of memory",
+      ["misaligned"] = "not aligned",
+      ["pointer-outside"] = "out of bounds of memory",
+      ["bad-char"] = "char",
+    }
+    for name, fragment in pairs(expected) do
+      local id = "direct:" .. name
+      assert.is_true(funcs.stats(id).direct, id)
+      local err = refused(id)
+      assert.are.equal("INTERNAL", err:kind(), id)
+      assert.truthy(err:message():find(fragment, 1, true), id .. ": " .. err:message())
+    end
+  end)
 end)

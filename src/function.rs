@@ -123,7 +123,9 @@ pub struct CallOptions {
 
 impl CallOptions {
     fn timeout(&self, limits: &Limits) -> Option<u64> {
-        self.timeout_ms.or(limits.max_execution_ms)
+        self.timeout_ms
+            .or(limits.max_execution_ms)
+            .map(|ms| ms.min(crate::limits::MAX_TIMEOUT_MS))
     }
 }
 
@@ -160,6 +162,8 @@ struct Warm {
 pub struct Function {
     id: String,
     method: String,
+    /// The export `method` bound: `ns:pkg/iface@0.2.0#func`, or the method itself.
+    bound: String,
     target: Target,
     limits: Limits,
     sandbox: Sandbox,
@@ -194,6 +198,8 @@ enum Target {
         results: Vec<Type>,
         /// Set for `wasi:http/incoming-handler` components with the wasi-http transport.
         handler: Option<ProxyPre<CallCtx>>,
+        /// The full name of the export `method` bound.
+        bound: String,
     },
 }
 
@@ -252,9 +258,14 @@ impl Function {
             }
             _ => None,
         };
+        let bound = match &target {
+            Target::Component { bound, .. } => bound.clone(),
+            Target::Core { .. } => method.to_string(),
+        };
         Ok(Function {
             id: id.to_string(),
             method: method.to_string(),
+            bound,
             target,
             limits,
             sandbox,
@@ -294,6 +305,11 @@ impl Function {
     /// Whether calls must run on a Tokio runtime (WASI host calls may wait there).
     pub fn is_async(&self) -> bool {
         self.asynchronous
+    }
+
+    /// The export the method bound (`ns:pkg/iface@0.2.0#func`, or the method itself).
+    pub fn bound(&self) -> &str {
+        &self.bound
     }
 
     /// Instances created so far.
@@ -571,6 +587,14 @@ impl Function {
     pub fn lower(&self, args: &[Value]) -> Result<Args, Error> {
         if args.len() != self.arity() {
             return Err(self.fail(Error::invalid(expected_args(self.arity(), args.len()))));
+        }
+        // Refused before the guest runs: a constructor must not run for nothing.
+        if let Target::Component { results, .. } = &self.target
+            && results.iter().any(value::holds_resource)
+        {
+            return Err(self.fail(Error::invalid(
+                "result: resources cannot be returned to Lua",
+            )));
         }
         Ok(match &self.target {
             Target::Core { params, .. } => Args::Core(
@@ -957,7 +981,7 @@ fn component_target(
     granted: &[&'static str],
     http: bool,
 ) -> Result<Target, String> {
-    let (func, export) = find_export(component, method)?;
+    let (func, export, bound) = find_export(component, method)?;
     let mut linker = wasmtime::component::Linker::new(engine_for(fuel));
     wasi::link(&mut linker, granted).map_err(|e| format!("{e:#}"))?;
     let handler = http
@@ -986,6 +1010,7 @@ fn component_target(
         params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
         results: func.results().collect(),
         handler,
+        bound,
     })
 }
 
@@ -1066,41 +1091,60 @@ fn stub_imports(
 /// The host type of resources in imports nobody provides.
 struct Stub;
 
-/// Finds `func` or `iface#func` among a component's exports. An interface may be named in
-/// full (`ns:pkg/iface@1.0.0`), without its version, or by its last segment (`iface`).
+/// Finds `func` or `iface#func` among a component's exports, and the name it bound
+/// (`ns:pkg/iface@1.0.0#func`). An interface may be named in full (`ns:pkg/iface@1.0.0`),
+/// without its version, or by its last segment (`iface`); a name without a version that
+/// matches several exported versions binds the highest version that has the function.
 fn find_export(
     component: &Component,
     method: &str,
-) -> Result<(ComponentFunc, ComponentExportIndex), String> {
+) -> Result<(ComponentFunc, ComponentExportIndex, String), String> {
     let not_found = || {
         format!(
             "method `{method}` is not exported (functions: {})",
             export_names(component).join(", ")
         )
     };
-    let (parent, name) = match method.split_once('#') {
-        None => (None, method),
-        Some((iface, func)) => {
-            let full = component
-                .component_type()
-                .exports(engine())
-                .map(|(n, _)| n.to_string())
-                .find(|n| {
-                    n == iface
-                        || n.split('@').next() == Some(iface)
-                        || n.split('@').next().and_then(|n| n.rsplit('/').next()) == Some(iface)
-                })
-                .ok_or_else(not_found)?;
-            match component.get_export(None, full.as_str()) {
-                Some((ComponentItem::ComponentInstance(_), index)) => (Some(index), func),
-                _ => return Err(not_found()),
+    let Some((iface, name)) = method.split_once('#') else {
+        return match component.get_export(None, method) {
+            Some((ComponentItem::ComponentFunc(func), index)) => {
+                Ok((func, index, method.to_string()))
             }
-        }
+            _ => Err(not_found()),
+        };
     };
-    match component.get_export(parent.as_ref(), name) {
-        Some((ComponentItem::ComponentFunc(func), index)) => Ok((func, index)),
-        _ => Err(not_found()),
+    let matches = |n: &str| {
+        let unversioned = n.split('@').next().unwrap_or_default();
+        n == iface || unversioned == iface || unversioned.rsplit('/').next() == Some(iface)
+    };
+    let mut best: Option<(
+        Option<semver::Version>,
+        ComponentFunc,
+        ComponentExportIndex,
+        String,
+    )> = None;
+    for (full, _) in component.component_type().exports(engine()) {
+        if !matches(full) {
+            continue;
+        }
+        let Some((ComponentItem::ComponentInstance(_), parent)) = component.get_export(None, full)
+        else {
+            continue;
+        };
+        let Some((ComponentItem::ComponentFunc(func), index)) =
+            component.get_export(Some(&parent), name)
+        else {
+            continue;
+        };
+        let version = full
+            .split_once('@')
+            .and_then(|(_, v)| semver::Version::parse(v).ok());
+        if best.as_ref().is_none_or(|(v, ..)| version > *v) {
+            best = Some((version, func, index, format!("{full}#{name}")));
+        }
     }
+    best.map(|(_, func, index, bound)| (func, index, bound))
+        .ok_or_else(not_found)
 }
 
 /// Every exported function, `iface#func` for those inside exported instances.

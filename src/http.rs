@@ -42,7 +42,9 @@ pub struct ServiceSpec {
 /// A validated `http.endpoint`, with its router's service and prefix resolved.
 #[derive(Debug, Clone)]
 pub struct EndpointSpec {
-    pub service: String,
+    /// The service of its router; none for an endpoint without `meta.router` (as the
+    /// reference's page writes one), which every service serves.
+    pub service: Option<String>,
     pub method: Method,
     /// Prefix and path: `/api/greet`, `/api/users/{id}`.
     pub path: String,
@@ -117,13 +119,19 @@ pub(crate) fn endpoint<'a>(
     c: EndpointConfig,
     lookup: impl Fn(&str) -> Option<&'a Entry>,
 ) -> Result<Entry> {
-    let router = entry.resolve_id(&meta(entry, "router"));
-    let Some(Entry::Router { service, prefix }) = lookup(&router) else {
-        return Err(invalid(
-            entry,
-            "meta.router",
-            format!("unknown http.router `{router}`"),
-        ));
+    let router = meta(entry, "router");
+    let (service, prefix) = if router.is_empty() {
+        (None, "")
+    } else {
+        let router = entry.resolve_id(&router);
+        let Some(Entry::Router { service, prefix }) = lookup(&router) else {
+            return Err(invalid(
+                entry,
+                "meta.router",
+                format!("unknown http.router `{router}`"),
+            ));
+        };
+        (Some(service.clone()), prefix.as_str())
     };
     let method = c.method.unwrap_or_default().to_ascii_uppercase();
     let method = Method::from_bytes(method.as_bytes())
@@ -151,7 +159,7 @@ pub(crate) fn endpoint<'a>(
         _ => return Err(invalid(entry, "func", format!("unknown function `{func}`"))),
     }
     Ok(Entry::Endpoint(EndpointSpec {
-        service: service.clone(),
+        service,
         method,
         path: format!("{prefix}{path}"),
         func,
@@ -160,7 +168,7 @@ pub(crate) fn endpoint<'a>(
 
 /// Two endpoints of one service with the same method and path in one load fail it.
 pub(crate) fn check_duplicates(pending: &[(String, Entry)]) -> Result<()> {
-    let mut seen: HashMap<(String, Method, String), &str> = HashMap::new();
+    let mut seen: HashMap<(Option<String>, Method, String), &str> = HashMap::new();
     for (id, e) in pending {
         if let Entry::Endpoint(ep) = e {
             let key = (ep.service.clone(), ep.method.clone(), ep.path.clone());

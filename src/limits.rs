@@ -13,6 +13,10 @@ use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use crate::engine::TICK;
 use crate::registry::schema::LimitsConfig;
 
+/// Deadlines longer than this (2^40 ms, about 34 years) are cut to it, so that no clock or
+/// epoch arithmetic can overflow, whatever number a registry or an executor gives.
+pub const MAX_TIMEOUT_MS: u64 = 1 << 40;
+
 /// The limits of one entry; `None` means unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -44,11 +48,20 @@ impl Limits {
         timeout_ms: Option<u64>,
         control: Option<&Arc<Control>>,
     ) {
+        let timeout_ms = timeout_ms.map(|ms| ms.min(MAX_TIMEOUT_MS));
         match (timeout_ms, control) {
+            // A store kept for more calls (`pool.reuse`) may still hold the callback of a
+            // cancellable call: back to trapping at the deadline.
             // Never, in practice (wasmtime adds this to the current epoch, so not u64::MAX).
-            (None, None) => store.set_epoch_deadline(1 << 62),
+            (None, None) => {
+                store.epoch_deadline_trap();
+                store.set_epoch_deadline(1 << 62);
+            }
             // One more tick than the limit: the current tick is already partly over.
-            (Some(ms), None) => store.set_epoch_deadline(ms.div_ceil(TICK.as_millis() as u64) + 1),
+            (Some(ms), None) => {
+                store.epoch_deadline_trap();
+                store.set_epoch_deadline(ms.div_ceil(TICK.as_millis() as u64) + 1);
+            }
             (timeout, Some(control)) => {
                 let deadline = timeout.map(|ms| Instant::now() + Duration::from_millis(ms));
                 let control = control.clone();

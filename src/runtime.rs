@@ -173,7 +173,9 @@ impl Runtime {
             let endpoints: Vec<EndpointSpec> = registry
                 .entries()
                 .filter_map(|(_, e)| match e {
-                    Entry::Endpoint(ep) if ep.service == id => Some(ep.clone()),
+                    Entry::Endpoint(ep) if ep.service.as_deref().is_none_or(|s| s == id) => {
+                        Some(ep.clone())
+                    }
                     _ => None,
                 })
                 .collect();

@@ -554,3 +554,90 @@ entries:
         &["argument 1 (r): missing field `height`"],
     );
 }
+
+/// A component exporting two versions of one interface; only the newer has `z`, and both
+/// have `x` (returning their minor version).
+const VERSIONS: &str = r#"
+(component
+  (core module $m
+    (func (export "one") (result i32) (i32.const 1))
+    (func (export "two") (result i32) (i32.const 2)))
+  (core instance $i (instantiate $m))
+  (func $x1 (result u32) (canon lift (core func $i "one")))
+  (func $x2 (result u32) (canon lift (core func $i "two")))
+  (func $z2 (result u32) (canon lift (core func $i "two")))
+  (instance $old (export "x" (func $x1)))
+  (instance $new (export "x" (func $x2)) (export "z" (func $z2)))
+  (export "test:dep/test@0.1.0" (instance $old))
+  (export "test:dep/test@0.2.0" (instance $new)))
+"#;
+
+#[test]
+fn a_method_without_version_binds_the_highest_version_that_has_it() {
+    let mut yaml = String::from("namespace: v\nentries:\n");
+    for (name, method) in [
+        ("z", "test:dep/test#z"),
+        ("x", "test#x"),
+        ("x_old", "test:dep/test@0.1.0#x"),
+    ] {
+        yaml.push_str(&format!(
+            "  - {{name: {name}, kind: function.wat, method: \"{method}\", source: file://versions.wat}}\n"
+        ));
+    }
+    let dir = registry(&yaml, &[]);
+    std::fs::write(dir.join("versions.wat"), VERSIONS).unwrap();
+    let rt = Runtime::default();
+    let summary = rt.load(&dir).unwrap();
+    assert_eq!(rt.call("v:z", &[]).unwrap(), int(2));
+    assert_eq!(rt.call("v:x", &[]).unwrap(), int(2));
+    assert_eq!(rt.call("v:x_old", &[]).unwrap(), int(1));
+    let bound: Vec<(&str, &str)> = summary
+        .bound
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(
+        bound,
+        [
+            ("v:x", "test:dep/test@0.2.0#x"),
+            ("v:x_old", "test:dep/test@0.1.0#x"),
+            ("v:z", "test:dep/test@0.2.0#z"),
+        ]
+    );
+}
+
+#[test]
+fn functions_with_resources_in_their_results_are_refused_before_the_guest_runs() {
+    // The constructor would trap if it ran: the refusal must come first, as INVALID.
+    let yaml = r#"
+namespace: res
+entries:
+  - name: make
+    kind: function.wat
+    method: make
+    source: |
+      (component
+        (type $r (resource (rep i32)))
+        (core module $m (func (export "make") (result i32) unreachable))
+        (core instance $i (instantiate $m))
+        (export $re "r" (type $r))
+        (func (export "make") (result (own $re)) (canon lift (core func $i "make"))))
+"#;
+    let rt = runtime(yaml, &[]);
+    let e = rt.call("res:make", &[]).unwrap_err();
+    assert_error(
+        &e,
+        Kind::Invalid,
+        &[
+            "failed to call `res:make`",
+            "resources cannot be returned to Lua",
+        ],
+    );
+    let stats = rt
+        .stats()
+        .into_iter()
+        .find(|(id, _)| id == "res:make")
+        .unwrap()
+        .1;
+    assert_eq!(stats.instances, 0);
+}

@@ -364,3 +364,110 @@ fn unknown_methods_list_the_exports() {
     );
     assert_error(&e, Kind::Invalid, &["compute, compute-using-host"]);
 }
+
+#[test]
+fn wasm_paths_are_rooted_at_their_directory_as_the_reference_writes_them() {
+    let hash = sha256(&fixture("minimal.wasm"));
+    for path in [
+        "/minimal.wasm",
+        "minimal.wasm",
+        "./minimal.wasm",
+        "//minimal.wasm",
+        "sub/../minimal.wasm",
+    ] {
+        let yaml = wasm_entry(&hash).replace("path: minimal.wasm", &format!("path: {path}"));
+        let dir = registry(&yaml, &["minimal.wasm"]);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let rt = Runtime::default();
+        rt.load(&dir).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(
+            rt.call("app:compute", &[int(6), int(7)]).unwrap(),
+            int(42),
+            "{path}"
+        );
+    }
+    // The host's root is never read: `/etc/passwd` is a file inside the directory.
+    let e = load_error(
+        &wasm_entry(&hash).replace("path: minimal.wasm", "path: /etc/passwd"),
+        &[],
+    );
+    assert_error(&e, Kind::NotFound, &["`app:compute`", "/etc/passwd"]);
+    // `..` may not climb out, even where the folder exists.
+    for path in [
+        "../minimal.wasm",
+        "/../minimal.wasm",
+        "sub/../../minimal.wasm",
+    ] {
+        let yaml = wasm_entry(&hash).replace("path: minimal.wasm", &format!("path: {path}"));
+        let dir = registry(&yaml, &["minimal.wasm"]);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::copy(
+            fixture("minimal.wasm"),
+            dir.parent().unwrap().join("minimal.wasm"),
+        )
+        .unwrap();
+        let e = Runtime::default().load(&dir).unwrap_err();
+        assert_error(
+            &e,
+            Kind::Invalid,
+            &["`app:compute`", "escapes the directory of `app:files`"],
+        );
+    }
+}
+
+#[test]
+fn env_variables_may_leave_out_their_public_name() {
+    // A private variable is found by its entry ID and read from its storage under its name;
+    // a public one by ID or by its public name.
+    let yaml = r#"
+namespace: app
+entries:
+  - name: vals
+    kind: env.storage.static
+    values: { secret: s3cr3t, PUBLIC_NAME: pub }
+  - name: secret
+    kind: env.variable
+    storage: vals
+  - name: public
+    kind: env.variable
+    variable: PUBLIC_NAME
+    storage: vals
+  - name: answer
+    kind: function.wat
+    source: '(module (func (export "answer") (result i32) i32.const 42))'
+    method: answer
+    wasi:
+      env:
+        - { id: app:secret, name: SECRET, required: true }
+        - { id: PUBLIC_NAME, name: PUB, required: true }
+"#;
+    let rt = runtime(yaml, &[]);
+    assert_eq!(rt.call("app:answer", &[]).unwrap(), int(42));
+    // A public name must be a name, and unique.
+    let e = load_error(
+        &yaml.replace("variable: PUBLIC_NAME", "variable: 'NOT A NAME'"),
+        &[],
+    );
+    assert_error(
+        &e,
+        Kind::Invalid,
+        &["`app:public`", "variable must be letters"],
+    );
+    let twice = yaml.replace(
+        "  - name: answer\n",
+        "  - name: again\n    kind: env.variable\n    variable: PUBLIC_NAME\n  - name: answer\n",
+    );
+    let e = load_error(&twice, &[]);
+    assert_error(
+        &e,
+        Kind::Invalid,
+        &["`app:again`", "already the public name of `app:public`"],
+    );
+    // An unknown one is not found.
+    let e = load_error(&yaml.replace("id: PUBLIC_NAME", "id: NO_SUCH"), &[]);
+    assert_error(
+        &e,
+        Kind::NotFound,
+        &["env.variable `app:NO_SUCH` not found"],
+    );
+}

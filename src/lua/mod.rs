@@ -373,7 +373,8 @@ impl LuaUserData for Future {
             let timeout = match ms {
                 None | Some(LuaValue::Nil) => None,
                 Some(v) => match number(&v) {
-                    Some(ms) if ms >= 0.0 => Some(Duration::from_secs_f64(ms / 1000.0)),
+                    // Beyond what a `Duration` holds (`math.huge`): no time limit.
+                    Some(ms) if ms >= 0.0 => Duration::try_from_secs_f64(ms / 1000.0).ok(),
                     _ => {
                         return Err(LuaError::runtime(
                             "bad argument #1 to 'wait' (non-negative number of milliseconds expected)",
@@ -443,7 +444,8 @@ fn string_arg(v: &LuaValue, n: usize, func: &str) -> LuaResult<String> {
     }
 }
 
-/// `{entries = {"ns:a", ...}, skipped = {{id = "ns:b", kind = "function.lua"}, ...}}`.
+/// `{entries = {"ns:a", ...}, skipped = {{id = "ns:b", kind = "function.lua"}, ...},
+/// bound = {["ns:a"] = "ns:pkg/iface@0.2.0#func", ...}}`.
 fn summary_table(lua: &Lua, summary: &Summary) -> LuaResult<LuaTable> {
     let t = lua.create_table()?;
     t.set(
@@ -458,5 +460,10 @@ fn summary_table(lua: &Lua, summary: &Summary) -> LuaResult<LuaTable> {
         skipped.push(item)?;
     }
     t.set("skipped", skipped)?;
+    let bound = lua.create_table()?;
+    for (id, export) in &summary.bound {
+        bound.set(id.as_str(), export.as_str())?;
+    }
+    t.set("bound", bound)?;
     Ok(t)
 }

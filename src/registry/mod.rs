@@ -67,6 +67,8 @@ pub struct Summary {
     pub entries: Vec<String>,
     /// Entries of kinds we do not run: `(id, kind)`.
     pub skipped: Vec<(String, String)>,
+    /// What each function's method bound: `(id, export)`, sorted by ID.
+    pub bound: Vec<(String, String)>,
 }
 
 /// Entries by ID, and which load brought each.
@@ -154,6 +156,31 @@ impl Registry {
             .or_else(|| self.entries.get(id))
     }
 
+    /// The ID of the `env.variable` whose public name is `name`, among the entries of a load
+    /// being prepared and those loaded (except the previous load of `replacing`).
+    fn public_variable(
+        &self,
+        pending: &[(String, Entry)],
+        name: &str,
+        replacing: Option<&PathBuf>,
+    ) -> Option<String> {
+        let replaced = replacing.and_then(|key| self.loads.get(key));
+        let public = |(id, e): (&String, &Entry)| match e {
+            Entry::Variable(v) if v.variable.as_deref() == Some(name) => Some(id.clone()),
+            _ => None,
+        };
+        pending
+            .iter()
+            .map(|(id, e)| (id, e))
+            .find_map(public)
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .filter(|(id, _)| !replaced.is_some_and(|ids| ids.contains(id)))
+                    .find_map(public)
+            })
+    }
+
     /// The entry `id`, if loaded.
     pub fn get(&self, id: &str) -> Option<&Entry> {
         self.entries.get(id)
@@ -218,8 +245,26 @@ impl Registry {
                 }
                 "env.variable" => {
                     let c: VariableConfig = parse(entry)?;
-                    if c.variable.as_deref().is_none_or(str::is_empty) {
-                        return Err(entry.error(field_error("variable", "variable is required")));
+                    // The public name is optional (a private variable is found by its ID).
+                    if let Some(name) = &c.variable {
+                        if name.is_empty()
+                            || !name
+                                .chars()
+                                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                        {
+                            return Err(entry.error(field_error(
+                                "variable",
+                                &format!("variable must be letters, digits and `_`, got `{name}`"),
+                            )));
+                        }
+                        if let Some(other) = self.public_variable(&entries, name, Some(&key)) {
+                            return Err(entry.error(field_error(
+                                "variable",
+                                &format!(
+                                    "variable `{name}` is already the public name of `{other}`"
+                                ),
+                            )));
+                        }
                     }
                     Entry::Variable(c)
                 }
@@ -253,6 +298,9 @@ impl Registry {
         }
         for (entry, config) in functions {
             let f = self.build_function(entry, &config, &entries)?;
+            summary
+                .bound
+                .push((entry.id.clone(), f.bound().to_string()));
             let pool = Pool::new(Arc::new(f), PoolSpec::from_config(config.pool.as_ref()));
             entries.push((entry.id.clone(), Entry::Function(Arc::new(Handle(pool)))));
         }
@@ -269,6 +317,7 @@ impl Registry {
         http::check_duplicates(&entries)?;
         summary.entries = entries.iter().map(|(id, _)| id.clone()).collect();
         summary.entries.sort();
+        summary.bound.sort();
         Ok(Prepared {
             key,
             entries,
@@ -345,14 +394,31 @@ impl Registry {
         let mut env = Vec::new();
         for (i, item) in w.env.iter().enumerate() {
             let field = format!("wasi.env[{}].id", i + 1);
-            let id = entry.resolve_id(item.id.as_deref().unwrap_or_default());
-            let Some(Entry::Variable(var)) = lookup(&id) else {
+            let reference = item.id.as_deref().unwrap_or_default();
+            // By entry ID, or else by public name.
+            let by_id = entry.resolve_id(reference);
+            let found = match lookup(&by_id) {
+                Some(Entry::Variable(var)) => Some((by_id.clone(), var)),
+                _ if !reference.contains(':') => self
+                    .public_variable(pending, reference, None)
+                    .and_then(|id| match lookup(&id) {
+                        Some(Entry::Variable(var)) => Some((id, var)),
+                        _ => None,
+                    }),
+                _ => None,
+            };
+            let Some((id, var)) = found else {
                 return Err(entry.error(
-                    Error::not_found(format!("env.variable `{id}` not found"))
+                    Error::not_found(format!("env.variable `{by_id}` not found"))
                         .with(|d| d.field = Some(field)),
                 ));
             };
-            let name = var.variable.clone().unwrap_or_default();
+            // The key in its storage: the public name, or else the entry's own name.
+            let name = var.variable.clone().unwrap_or_else(|| {
+                id.rsplit_once(':')
+                    .map_or(id.as_str(), |(_, n)| n)
+                    .to_string()
+            });
             let source = match var.storage.as_deref().map(|s| entry.resolve_id(s)) {
                 None => EnvSource::Os(name),
                 Some(storage) => match lookup(&storage) {
@@ -434,19 +500,38 @@ impl Registry {
             }
         };
         let rel = config.path.as_deref().unwrap_or_default();
-        let path = dir.join(rel);
+        // The directory is the root of `path`: `/x.wasm`, `x.wasm` and `./x.wasm` are one
+        // file, and the host's root is never read.
+        let path = dir.join(rel.trim_start_matches('/'));
         let not_found = |e: std::io::Error| {
             entry.error(
-                Error::not_found(format!("file {}: {e}", path.display()))
-                    .with(|d| d.field = Some("path".into())),
+                Error::not_found(format!(
+                    "file `{rel}` in `{fs_id}` ({}): {e}",
+                    path.display()
+                ))
+                .with(|d| d.field = Some("path".into())),
             )
         };
-        let canonical = path.canonicalize().map_err(not_found)?;
-        if !canonical.starts_with(dir.canonicalize().map_err(not_found)?) {
-            return Err(entry.error(field_error(
+        let escapes = || {
+            entry.error(field_error(
                 "path",
                 &format!("path `{rel}` escapes the directory of `{fs_id}`"),
-            )));
+            ))
+        };
+        // `..` may not climb above the directory, even through a folder that exists.
+        let mut depth = 0usize;
+        for part in Path::new(rel.trim_start_matches('/')).components() {
+            match part {
+                std::path::Component::ParentDir if depth == 0 => return Err(escapes()),
+                std::path::Component::ParentDir => depth -= 1,
+                std::path::Component::Normal(_) => depth += 1,
+                _ => {}
+            }
+        }
+        let canonical = path.canonicalize().map_err(not_found)?;
+        if !canonical.starts_with(dir.canonicalize().map_err(not_found)?) {
+            // A symlink inside that points out.
+            return Err(escapes());
         }
         let bytes = std::fs::read(&canonical).map_err(not_found)?;
         let hash = config.hash.as_deref().unwrap_or_default();

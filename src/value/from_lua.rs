@@ -55,7 +55,9 @@ fn table_entries(
 ) -> Result<Value, ConvError> {
     // One traversal. Lua visits the array part first, in order, so a plain sequence arrives
     // as keys 1, 2, 3, ... and is collected without hashing or sorting.
-    let mut items = Vec::with_capacity(t.raw_len());
+    // `#t` is only a hint: a sparse table can claim a border of 2^40 with a few entries, so
+    // no more room is taken ahead than a modest list needs.
+    let mut items = Vec::with_capacity(t.raw_len().min(4096));
     let mut others: Vec<(Value, Value)> = Vec::new();
     let mut failed = None;
     let walked = t.for_each(|k: LuaValue, v: LuaValue| {

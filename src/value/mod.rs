@@ -24,6 +24,27 @@ pub use self::from_wit::from_wit;
 pub use self::to_lua::to_lua;
 pub use self::to_wit::to_wit;
 
+/// Whether a WIT type holds a resource (`own`/`borrow`) anywhere: such a type cannot cross
+/// to or from Lua.
+pub fn holds_resource(ty: &wasmtime::component::Type) -> bool {
+    use wasmtime::component::Type;
+    match ty {
+        Type::Own(_) | Type::Borrow(_) => true,
+        Type::List(l) => holds_resource(&l.ty()),
+        Type::Record(r) => r.fields().any(|f| holds_resource(&f.ty)),
+        Type::Tuple(t) => t.types().any(|t| holds_resource(&t)),
+        Type::Variant(v) => v.cases().any(|c| c.ty.as_ref().is_some_and(holds_resource)),
+        Type::Option(o) => holds_resource(&o.ty()),
+        Type::Result(r) => {
+            r.ok().as_ref().is_some_and(holds_resource)
+                || r.err().as_ref().is_some_and(holds_resource)
+        }
+        Type::Map(m) => holds_resource(&m.key()) || holds_resource(&m.value()),
+        Type::FixedLengthList(l) => holds_resource(&l.ty()),
+        _ => false,
+    }
+}
+
 /// Tables nested deeper than this are rejected (also what stops a cyclic table).
 pub const MAX_DEPTH: usize = 128;
 

@@ -171,11 +171,11 @@ unsafe impl Lift for FlatResult {
             }
             InterfaceType::Enum(i) => {
                 let names = &cx.types[i].names;
-                let case = src.get_u32() as usize;
-                if case >= names.len() {
-                    bail!("enum discriminant out of range");
+                let case = src.get_u32();
+                if case as usize >= names.len() {
+                    return Err(out_of_range(case, names.len()));
                 }
-                tape.key(&names[case]);
+                tape.key(&names[case as usize]);
                 return Ok(FlatResult(tape));
             }
             InterfaceType::Flags(i) => {
@@ -252,7 +252,7 @@ unsafe impl Lift for MemoryResult {
             bail!("return pointer not aligned");
         }
         let Some(bytes) = memory.get(ptr..).and_then(|m| m.get(..abi.size32 as usize)) else {
-            bail!("return pointer out of bounds of memory");
+            bail!("pointer out of bounds of memory");
         };
         let mut tape = Tape::new();
         load(cx, ty, bytes, &mut tape)?;
@@ -289,8 +289,9 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
                 bail!("string pointer/length out of bounds of memory");
             };
             cx.consume_fuel(len)?;
-            if std::str::from_utf8(s).is_err() {
-                bail!("invalid utf-8 in a string from the guest");
+            // The error wasmtime's own lift gives, so both paths read the same.
+            if let Err(e) = std::str::from_utf8(s) {
+                return Err(e.into());
             }
             tape.str(s);
             return Ok(());
@@ -304,7 +305,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
             let case = discriminant(bytes, types[i].info.size.into());
             let names = &types[i].names;
             if case as usize >= names.len() {
-                bail!("enum discriminant out of range");
+                return Err(out_of_range(case, names.len()));
             }
             tape.key(&names[case as usize]);
             return Ok(());
@@ -326,7 +327,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
             let (cases, info) = (&types[i].cases, &types[i].info);
             let case = discriminant(bytes, info.size.into());
             let Some((name, ty)) = cases.get_index(case as usize) else {
-                bail!("variant discriminant out of range");
+                return Err(out_of_range(case, cases.len()));
             };
             tape.arm(name);
             return load_payload(cx, *ty, &bytes[info.payload_offset32 as usize..], tape);
@@ -335,7 +336,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
             let (ty, name) = match bytes[0] {
                 0 => (types[i].ok, "ok"),
                 1 => (types[i].err, "err"),
-                _ => bail!("invalid result discriminant"),
+                case => return Err(out_of_range(case.into(), 2)),
             };
             tape.arm(name);
             let at = types[i].info.payload_offset32 as usize;
@@ -350,7 +351,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
                     let size = types.canonical_abi(&payload).size32 as usize;
                     load(cx, payload, &bytes[at..][..size], tape)?;
                 }
-                _ => bail!("invalid option discriminant"),
+                case => return Err(out_of_range(case.into(), 2)),
             }
             return Ok(());
         }
@@ -436,6 +437,11 @@ fn load_payload(
 }
 
 /// A case number of `size` bytes.
+/// wasmtime's wording for a case the type does not have, so that both paths read the same.
+fn out_of_range(case: u32, len: usize) -> wasmtime::Error {
+    wasmtime::format_err!("discriminant {case} out of range [0..{len})")
+}
+
 fn discriminant(bytes: &[u8], size: u32) -> u32 {
     match size {
         1 => bytes[0].into(),

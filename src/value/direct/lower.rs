@@ -351,6 +351,20 @@ impl Stack {
         }
     }
 
+    /// How many entries the table at `idx` has.
+    fn entries(self, idx: c_int) -> Result<usize> {
+        self.room(2)?;
+        let mut n = 0;
+        unsafe {
+            ffi::lua_pushnil(self.0);
+            while ffi::lua_next(self.0, idx) != 0 {
+                n += 1;
+                ffi::lua_pop(self.0, 1);
+            }
+        }
+        Ok(n)
+    }
+
     /// `n` when a table's keys are exactly `1..=n` (0 for the empty table).
     fn list_len(self, idx: c_int) -> Result<Option<i64>> {
         self.room(2)?;
@@ -550,6 +564,9 @@ fn lower_flat<T>(
     Ok(())
 }
 
+/// Lists up to this long are given room before their entries are counted.
+const SHORT_LIST: usize = 1024;
+
 /// Stores the elements of the list at `idx` in guest memory: the pointer and length.
 fn lower_list<T>(
     cx: &mut LowerContext<'_, T>,
@@ -568,6 +585,12 @@ fn lower_list<T>(
         return mismatch();
     }
     let n = unsafe { ffi::lua_rawlen(lua.0, idx) };
+    // `#t` is a border, not a count: a sparse table claims 2^40 with a few entries. Before a
+    // long list is given room in guest memory, its entries are counted (short ones are
+    // checked below, after a small allocation that a mismatch throws away with the instance).
+    if n > SHORT_LIST && lua.entries(idx)? != n {
+        return mismatch();
+    }
     let abi = cx.types.canonical_abi(&elem);
     let (size, align) = (abi.size32 as usize, abi.align32);
     let Some(bytes) = n.checked_mul(size) else {

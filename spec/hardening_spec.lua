@@ -1,0 +1,92 @@
+-- What bad input gets (SPEC section 13): no Lua value or option number may crash the process,
+-- print a panic, or let a call outlive its deadline. Crash-prone cases run in a child
+-- interpreter so that this suite survives them.
+local funcs = require("funcs")
+local h = require("spec.support.helpers")
+
+local ECHO = "spec/fixtures/echo"
+
+-- Runs `chunk` in a child interpreter; asserts it ended normally and printed no panic.
+local function survives(chunk)
+  local status, out = h.run_lua(chunk)
+  assert.are.equal(0, status, out)
+  assert.is_nil(out:find("panicked", 1, true), out)
+  return out
+end
+
+describe("a sparse table whose border is 2^40", function()
+  it("is refused as a list on the direct and on the general path, without an abort", function()
+    local out = survives(([[
+      local funcs = require("funcs")
+      assert(funcs.load(%q))
+      local t = {1, 2, 3, 4, 5}
+      t[8] = 1; t[9] = 1
+      for k = 4, 40 do t[2 ^ k] = 1 end
+      local ok, v, err = pcall(funcs.call, "echo:list_u32", t)
+      print("direct", ok, v, err and err:kind())
+      local future, err2 = funcs.async("echo:list_u32", t)
+      if future then v, err2 = future:wait() end
+      print("general", v, err2 and err2:kind())
+    ]]):format(ECHO))
+    assert.truthy(out:find("direct\ttrue\tnil\tINVALID", 1, true), out)
+    assert.truthy(out:find("general\tnil\tINVALID", 1, true), out)
+  end)
+end)
+
+describe("an executor timeout", function()
+  setup(function()
+    assert(funcs.load("spec/fixtures/hardening"))
+  end)
+
+  it("stops a guest in an instance kept from an earlier call (pool.reuse)", function()
+    assert.are.equal(0, funcs.call("hard:spin_reused", 10))
+    -- A cancellable call first, so the kept store has had an epoch callback installed.
+    local f = assert(funcs.async("hard:spin_reused", 10))
+    assert.are.equal(0, f:wait())
+    local quick = funcs.new():with_options({ timeout = 50 })
+    local started = funcs.clock()
+    local value, err = quick:call("hard:spin_reused", 4e12)
+    h.assert_fails("TIMEOUT", { "50 ms" }, value, err)
+    -- Generous: the point is that it stops at all (it used to run to the end).
+    assert.is_true(funcs.clock() - started < 30)
+    -- The instance pool still works afterwards.
+    assert.are.equal(0, funcs.call("hard:spin_reused", 10))
+  end)
+
+  it("of 2^53 to 2^64 ms is clamped, never a panic; NaN, ±inf, 0, 0.5 and -1 are misuse", function()
+    local out = survives([[
+      local funcs = require("funcs")
+      assert(funcs.load("spec/fixtures/hardening"))
+      for _, ms in ipairs({ 2 ^ 64, 2 ^ 53, 2 ^ 63 }) do
+        print(ms, funcs.new():with_options({ timeout = ms }):call("hard:spin_reused", 10))
+      end
+      for _, ms in ipairs({ 0 / 0, 0, -1, math.huge, -math.huge, 0.5 }) do
+        local ok, err = pcall(function() funcs.new():with_options({ timeout = ms }) end)
+        print("bad", ok, err and tostring(err):find("positive integer", 1, true) ~= nil)
+      end
+    ]])
+    local _, calls = out:gsub("\t0\n", "")
+    assert.are.equal(3, calls, out)
+    local _, refused = out:gsub("bad\tfalse\ttrue", "")
+    assert.are.equal(6, refused, out)
+  end)
+end)
+
+describe("future:wait", function()
+  it("takes math.huge as no time limit and refuses NaN and negative numbers", function()
+    local out = survives([[
+      local funcs = require("funcs")
+      assert(funcs.load("spec/fixtures/hardening"))
+      local f = assert(funcs.async("hard:spin_reused", 1000))
+      print("huge", f:wait(math.huge))
+      print("big", f:wait(2 ^ 64))
+      for _, ms in ipairs({ 0 / 0, -1, -math.huge }) do
+        print("bad", (pcall(f.wait, f, ms)))
+      end
+    ]])
+    assert.truthy(out:find("huge\t0", 1, true), out)
+    assert.truthy(out:find("big\t0", 1, true), out)
+    local _, refused = out:gsub("bad\tfalse", "")
+    assert.are.equal(3, refused, out)
+  end)
+end)
