@@ -90,3 +90,36 @@ describe("future:wait", function()
     assert.are.equal(3, refused, out)
   end)
 end)
+
+describe("a guest", function()
+  it("cannot grow a table past 100,000 elements, with either allocator", function()
+    for _, allocator in ipairs({ "", "FUNCS_ALLOCATOR=on-demand" }) do
+      local status, out = h.run_lua([[
+        local funcs = require("funcs")
+        assert(funcs.load("spec/fixtures/hardening"))
+        print("small", funcs.call("hard:grow_table", 1000))
+        print("huge", funcs.call("hard:grow_table", 200000))
+        print("engine", funcs.engine().allocator)
+      ]], allocator ~= "" and allocator .. " " or nil)
+      assert.are.equal(0, status, out)
+      assert.truthy(out:find("small\t0", 1, true), out)
+      assert.truthy(out:find("huge\t-1", 1, true), out)
+    end
+  end)
+
+  it("writing a megabyte without a newline has it printed in lines of 64 KiB", function()
+    local status, out = h.run_lua([[
+      local funcs = require("funcs")
+      assert(funcs.load("spec/fixtures/hardening"))
+      print("wrote", funcs.call("hard:no_newline", 1048576))
+    ]])
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("wrote\t1048576", 1, true), out:sub(-300))
+    local lines = 0
+    for line in out:gmatch("%[hard:no_newline%] (x+)\n") do
+      assert.is_true(#line <= 65536, tostring(#line))
+      lines = lines + 1
+    end
+    assert.are.equal(16, lines, out:sub(1, 300))
+  end)
+end)

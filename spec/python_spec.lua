@@ -63,8 +63,8 @@ describe("a Python component", function()
     assert.are.equal(42, funcs.call("py:compute", 6, 7))
   end)
 
-  it("traps naming a WASI import the entry does not list", function()
-    h.assert_fails("INTERNAL", { "`py:no_cli`", "unknown import: `wasi:cli/" }, funcs.call("py:no_cli", "hi"))
+  it("denies a WASI import the entry does not list, naming it", function()
+    h.assert_fails("PERMISSION_DENIED", { "`py:no_cli`", "`wasi:cli/" }, funcs.call("py:no_cli", "hi"))
   end)
 
   it("prints to stderr prefixed by the entry ID", function()

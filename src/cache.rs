@@ -7,13 +7,23 @@
 //! check out is compiled again and the file replaced: a stale or broken file never loads.
 //!
 //! The folder: `FUNCS_CACHE_DIR`, else `$XDG_CACHE_HOME/funcs`, else `$HOME/.cache/funcs`;
-//! `FUNCS_CACHE=off` turns the cache off. Its files are trusted like the module itself: only
-//! the user running funcs should be able to write there.
+//! `FUNCS_CACHE=off` turns the cache off. Native code read from it runs in this process, so
+//! the folder is private: it is created with mode 0700, and one that another user owns or
+//! that group or others may write is not used (one warning on stderr). Each file is
+//! authenticated with HMAC-SHA-256 under a key kept in the folder (`.key`, mode 0600, made
+//! on first use): a file funcs did not write, even one with a right checksum, is never
+//! deserialized. Files are created new (never through an existing name or a symlink) with
+//! mode 0600 under an unpredictable temporary name, then renamed into place.
 
+use std::collections::HashMap;
+use std::fs::OpenOptions;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::RwLock;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use sha2::{Digest, Sha256};
 
 use wasmtime::Engine;
 use wasmtime::Module;
@@ -48,25 +58,146 @@ pub fn dir() -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|d| d.join(".cache/funcs")))
 }
 
-fn path(engine: &Engine, bytes: &[u8]) -> Option<PathBuf> {
+/// The private cache folder and its key, or `None` (off, or refused: warned once).
+fn folder() -> Option<(PathBuf, [u8; 32])> {
+    static CHECKED: Mutex<Option<HashMap<PathBuf, Option<[u8; 32]>>>> = Mutex::new(None);
+    let dir = dir()?;
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    let known = checked.get_or_insert_with(HashMap::new);
+    if let Some(key) = known.get(&dir) {
+        return key.map(|k| (dir, k));
+    }
+    let key = open(&dir)
+        .inspect_err(|why| {
+            eprintln!(
+                "funcs: the artefact cache {} is not used: {why}",
+                dir.display()
+            )
+        })
+        .ok();
+    known.insert(dir.clone(), key);
+    key.map(|k| (dir, k))
+}
+
+/// Makes or checks the folder and reads (or makes) its key.
+fn open(dir: &Path) -> Result<[u8; 32], String> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    private(dir, "folder")?;
+    let file = dir.join(".key");
+    let mut key = [0u8; 32];
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+    {
+        Ok(mut f) => {
+            key = random()?;
+            f.write_all(&key).map_err(|e| e.to_string())?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mut f = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&file)
+                .map_err(|e| format!("its key: {e}"))?;
+            private(&file, "key")?;
+            f.read_exact(&mut key)
+                .map_err(|e| format!("its key: {e}"))?;
+        }
+        Err(e) => return Err(format!("its key: {e}")),
+    }
+    Ok(key)
+}
+
+/// Refuses a folder or file another user owns, or that group or others may write (or, for
+/// the key, read).
+fn private(path: &Path, what: &str) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "the {what} is owned by uid {}, not {me}",
+            meta.uid()
+        ));
+    }
+    let open = if what == "key" { 0o077 } else { 0o022 };
+    if meta.mode() & open != 0 {
+        return Err(format!(
+            "the {what} has mode {:o}: others may change it",
+            meta.mode() & 0o777
+        ));
+    }
+    if what == "folder" && !meta.is_dir() {
+        return Err("it is not a folder".into());
+    }
+    Ok(())
+}
+
+fn random() -> Result<[u8; 32], String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("no randomness for a key: {e}"))?;
+    Ok(bytes)
+}
+
+/// HMAC-SHA-256 (RFC 2104) of `body` under `key`.
+fn mac(key: &[u8; 32], body: &[u8]) -> [u8; 32] {
+    let pad = |byte: u8| {
+        let mut block = [byte; 64];
+        for (b, k) in block.iter_mut().zip(key) {
+            *b ^= k;
+        }
+        block
+    };
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(body)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+fn path(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
     let mut settings = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut settings);
-    Some(dir()?.join(format!(
+    dir.join(format!(
         "{}-{:016x}-{WASMTIME_VERSION}.cwasm",
         hex::encode(sha256(bytes)),
         settings.finish()
-    )))
+    ))
 }
 
 /// The artefact compiled earlier from `bytes` for `engine`, if a valid one is on disk.
 pub fn load(engine: &Engine, bytes: &[u8], component: bool) -> Option<Artefact> {
-    let file = std::fs::read(path(engine, bytes)?).ok()?;
-    let (sum, body) = file.split_at_checked(32)?;
-    if sha256(body) != sum {
+    let (dir, key) = folder()?;
+    let mut file = Vec::new();
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path(&dir, engine, bytes))
+        .and_then(|mut f| f.read_to_end(&mut file))
+        .ok()?;
+    let (tag, body) = file.split_at_checked(32)?;
+    // Constant-time enough: the tag is not secret once written; a forger cannot make one.
+    if mac(&key, body) != tag {
         return None;
     }
-    // SAFETY: the body is what `serialize` wrote for this engine's settings (checked by the
-    // checksum above and by wasmtime's own header checks), in a folder only we write to.
+    // SAFETY: the body is what `serialize` wrote for this engine's settings: authenticated by
+    // the key only this user can read, in a folder only this user can write, and checked
+    // again by wasmtime's own header checks.
     unsafe {
         if component {
             Component::deserialize(engine, body)
@@ -80,33 +211,34 @@ pub fn load(engine: &Engine, bytes: &[u8], component: bool) -> Option<Artefact> 
 
 /// Writes `artefact` for the next start; failures only cost that start a compilation.
 pub fn store(engine: &Engine, bytes: &[u8], artefact: &Artefact) {
-    let Some(path) = path(engine, bytes) else {
+    let Some((dir, key)) = folder() else {
         return;
     };
+    let path = path(&dir, engine, bytes);
     let body = match artefact {
         Artefact::Module(m) => m.serialize(),
         Artefact::Component(c) => c.serialize(),
     };
     let Ok(body) = body else { return };
     let write = || -> std::io::Result<()> {
-        let dir = path.parent().expect("a file in the cache folder");
-        std::fs::create_dir_all(dir)?;
-        // Written aside and renamed: a reader never sees half a file.
-        let tmp = dir.join(format!(".{}.{}", std::process::id(), rand_suffix()));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&sha256(&body))?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path).inspect_err(|_| {
+        // Written aside under a name nobody can guess, created new (an existing name or
+        // symlink fails it), then renamed: a reader never sees half a file.
+        let suffix = random().map_err(std::io::Error::other)?;
+        let tmp = dir.join(format!(".{}.tmp", hex::encode(&suffix[..12])));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        let written = f
+            .write_all(&mac(&key, &body))
+            .and_then(|()| f.write_all(&body))
+            .and_then(|()| f.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        written.inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })
     };
     let _ = write();
-}
-
-/// A per-call suffix for temporary files (two threads may store at once).
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }

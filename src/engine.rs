@@ -49,6 +49,9 @@ pub fn engine_for(fuel: bool) -> &'static Engine {
 static PLAIN: OnceLock<Engine> = OnceLock::new();
 static FUEL: OnceLock<Engine> = OnceLock::new();
 
+/// The most elements a guest table may grow to (`table.grow` beyond it gives -1).
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
 /// How instances get their memory, tables and stacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Allocator {
@@ -77,7 +80,7 @@ pub fn config(fuel: bool, pooling: bool) -> Config {
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         // Large guests (CPython components) have big tables and instances.
-        pool.table_elements(100_000)
+        pool.table_elements(MAX_TABLE_ELEMENTS)
             .max_core_instance_size(8 << 20)
             .max_component_instance_size(8 << 20)
             .max_tables_per_module(4)

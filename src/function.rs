@@ -763,7 +763,11 @@ impl Function {
             hooks: NoOutgoingRequests,
         };
         let mut store = Store::new(engine_for(self.limits.max_fuel.is_some()), ctx);
-        if self.limits.max_memory_bytes.is_some() {
+        // The pooling allocator bounds tables itself; on-demand stores need the limiter's
+        // table cap even without a memory limit.
+        if self.limits.max_memory_bytes.is_some()
+            || *crate::engine::allocator() != crate::engine::Allocator::Pooling
+        {
             store.limiter(|ctx| &mut ctx.limiter);
         }
         self.limits.arm(&mut store, timeout, control);
@@ -819,6 +823,9 @@ impl Function {
         }
         if e.downcast_ref::<Canceled>().is_some() {
             return self.fail(Error::new(Kind::Canceled, "call canceled"));
+        }
+        if let Some(denied) = e.downcast_ref::<Ungranted>() {
+            return self.fail(Error::new(Kind::PermissionDenied, denied.to_string()));
         }
         let trap = e.downcast_ref::<Trap>();
         let error = match trap {
@@ -957,6 +964,20 @@ fn core_target(
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, CallCtx::p1)
             .map_err(|e| format!("{e:#}"))?;
     }
+    if !p1 {
+        // WASI the entry does not grant: a call into it is denied, by name.
+        for import in module.imports() {
+            if let (ExternType::Func(ty), "wasi_snapshot_preview1") = (import.ty(), import.module())
+            {
+                let denied = Ungranted(format!("wasi_snapshot_preview1::{}", import.name()));
+                linker
+                    .func_new(import.module(), import.name(), ty, move |_, _, _| {
+                        Err(denied.clone().into())
+                    })
+                    .map_err(|e| format!("{e:#}"))?;
+            }
+        }
+    }
     linker
         .define_unknown_imports_as_traps(module)
         .map_err(|e| format!("{e:#}"))?;
@@ -1055,9 +1076,16 @@ fn stub_imports(
         }
         match item.ty {
             ComponentItem::ComponentInstance(instance) => {
+                // Something funcs provides, which this entry's `imports` does not grant.
+                let grantable = unversioned.starts_with("wasi:http/")
+                    || wasi::grants(&[unversioned.to_string()]).is_ok_and(|g| !g.is_empty());
                 let mut inner = linker.instance(name)?;
                 for (export, item) in instance.exports(engine()) {
                     match item.ty {
+                        ComponentItem::ComponentFunc(_) if grantable => {
+                            let denied = Ungranted(format!("{name}#{export}"));
+                            inner.func_new(export, move |_, _, _, _| Err(denied.clone().into()))?;
+                        }
                         ComponentItem::ComponentFunc(_) => {
                             let full = format!("{name}#{export}");
                             inner.func_new(export, move |_, _, _, _| {
@@ -1090,6 +1118,11 @@ fn stub_imports(
 
 /// The host type of resources in imports nobody provides.
 struct Stub;
+
+/// A call into an import funcs could provide but the entry's `imports` does not grant.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("`{0}` is not granted to this entry (see its `imports`)")]
+struct Ungranted(String);
 
 /// Finds `func` or `iface#func` among a component's exports, and the name it bound
 /// (`ns:pkg/iface@1.0.0#func`). An interface may be named in full (`ns:pkg/iface@1.0.0`),

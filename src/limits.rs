@@ -163,9 +163,10 @@ impl ResourceLimiter for MemoryLimiter {
     fn table_growing(
         &mut self,
         _current: usize,
-        _desired: usize,
+        desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(true)
+        // What the pooling allocator allows (`engine.rs`), for on-demand stores too.
+        Ok(desired <= crate::engine::MAX_TABLE_ELEMENTS)
     }
 }

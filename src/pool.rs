@@ -313,9 +313,8 @@ impl Pool {
             _ => 0,
         };
         let mut st = self.lock();
-        while st.workers < want {
-            self.spawn_worker(&mut st);
-        }
+        // A worker that cannot start now is started when calls come (`enqueue`).
+        while st.workers < want && self.spawn_worker(&mut st).is_ok() {}
     }
 
     /// Runs a call and waits for its result.
@@ -349,7 +348,7 @@ impl Pool {
         f: impl FnOnce(&Function) -> Result<Option<T>, Error>,
     ) -> Result<Option<T>, Error> {
         let inline = self.spec.kind == PoolKind::Inline;
-        let _one = if inline {
+        let one = if inline {
             if self.canceled.load(Ordering::Acquire) {
                 return Err(self.unavailable());
             }
@@ -368,16 +367,34 @@ impl Pool {
             st.busy += 1;
             None
         };
+        // Released however `f` ends, a panic included.
+        let _slot = Slot {
+            pool: self,
+            held: !inline,
+        };
+        let _one = one;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = f(&self.function);
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let _flight = InFlight(&self.in_flight);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.function)))
+            .unwrap_or_else(|panic| Err(self.panicked(panic.as_ref())));
         if !matches!(result, Ok(None)) {
             self.count(result.is_err());
         }
-        if !inline {
-            self.release_slot();
-        }
         result
+    }
+
+    /// The error a call that panicked inside funcs ends with.
+    fn panicked(&self, panic: &(dyn std::any::Any + Send)) -> Error {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Error::internal(format!(
+            "failed to call `{}`: internal error: {what}",
+            self.function.id()
+        ))
+        .with(|d| d.entry = Some(self.function.id().to_string()))
     }
 
     /// Queues a call (waiting for room in a full static queue); its result goes to `done`.
@@ -420,8 +437,14 @@ impl Pool {
             st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         st.queue.push_back(job);
-        if st.waiting == 0 && st.workers < self.spec.size {
-            self.spawn_worker(&mut st);
+        if st.waiting == 0
+            && st.workers < self.spec.size
+            && let Err(e) = self.spawn_worker(&mut st)
+            && st.workers == 0
+        {
+            // Nobody would ever take it.
+            st.queue.pop_back();
+            return Err(e);
         }
         drop(st);
         self.work.notify_waiters();
@@ -557,23 +580,38 @@ impl Pool {
         result.map(|value| value.expect("a call that ran"))
     }
 
-    fn spawn_worker(self: &Arc<Self>, st: &mut State) {
-        st.workers += 1;
+    /// Starts a worker thread, counted once it exists.
+    fn spawn_worker(self: &Arc<Self>, st: &mut State) -> Result<(), Error> {
         let pool = self.clone();
         let thread = std::thread::Builder::new()
             .name(format!("funcs-{}", self.function.id()))
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a Tokio runtime");
-                rt.block_on(pool.clone().work_loop());
+                // A worker that panics (a bug of ours) leaves the pool consistent: its job was
+                // completed by `Finish`, its slot released by `Slot`; it stops being counted.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(pool.clone().work_loop());
+                    Ok::<(), std::io::Error>(())
+                }));
+                if !matches!(ran, Ok(Ok(()))) {
+                    pool.lock().workers -= 1;
+                    pool.room.notify_all();
+                }
             })
-            .expect("spawning a worker thread");
-        self.threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(thread);
+            .map_err(|e| {
+                Error::internal(format!(
+                    "failed to call `{}`: cannot start a worker thread: {e}",
+                    self.function.id()
+                ))
+            })?;
+        st.workers += 1;
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        // Threads of retired workers have ended: nothing to keep for them.
+        threads.retain(|t| !t.is_finished());
+        threads.push(thread);
+        Ok(())
     }
 
     /// A worker: takes calls while it may, waits otherwise, ends when closed and drained
@@ -607,7 +645,12 @@ impl Pool {
                         return;
                     }
                     _ => {
-                        st.waiting += 1;
+                        // A worker busy with async calls is not free: its calls may be using
+                        // the thread, so a queued call is a reason to add a worker (up to
+                        // the pool's size) rather than to wait behind them.
+                        if tasks.is_empty() {
+                            st.waiting += 1;
+                        }
                         None
                     }
                 }
@@ -618,8 +661,11 @@ impl Pool {
                     if asynchronous {
                         tasks.spawn(self.clone().run_job(job));
                     } else {
+                        let _slot = Slot {
+                            pool: &self,
+                            held: true,
+                        };
                         self.clone().run_job(job).await;
-                        self.release_slot();
                     }
                 }
                 None => {
@@ -630,7 +676,9 @@ impl Pool {
                         () = tokio::time::sleep(self.spec.idle()), if idle => true,
                     };
                     let mut st = self.lock();
-                    st.waiting -= 1;
+                    if idle {
+                        st.waiting -= 1;
+                    }
                     if retire
                         && tasks.is_empty()
                         && st.queue.is_empty()
@@ -645,10 +693,16 @@ impl Pool {
     }
 
     async fn run_job(self: Arc<Self>, job: Job) {
+        // Completes the call even if this future is dropped by a panic.
+        let finish = Finish {
+            pool: &self,
+            done: &job.done,
+        };
         let result = if job.done.control.is_canceled() {
             Err(Error::new(Kind::Canceled, "call canceled"))
         } else {
             self.in_flight.fetch_add(1, Ordering::Relaxed);
+            let _flight = InFlight(&self.in_flight);
             let result = match job.work {
                 Work::Call(args) => self.function.run(&args, &job.options).await,
                 Work::Http(request, respond) => {
@@ -657,21 +711,68 @@ impl Pool {
                         .await
                 }
             };
-            self.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.count(result.is_err());
             result
         };
+        std::mem::forget(finish);
+        self.finish(&job.done, result);
+    }
+
+    /// Ends a job: no longer running, its result given.
+    fn finish(&self, done: &Completion, result: Result<Value, Error>) {
         {
             let mut st = self.lock();
             if let Some(i) = st
                 .running
                 .iter()
-                .position(|c| Arc::ptr_eq(c, &job.done.control))
+                .position(|c| Arc::ptr_eq(c, &done.control))
             {
                 st.running.swap_remove(i);
             }
         }
-        job.done.complete(result);
+        done.complete(result);
+    }
+}
+
+/// A slot of a pool held by a call on this thread (`busy`), given back on drop.
+struct Slot<'a> {
+    pool: &'a Pool,
+    held: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.pool.release_slot();
+        }
+    }
+}
+
+/// One call in flight, counted down on drop.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Fills a job's completion when its run is dropped before it ends (a panic): the waiter gets
+/// an `INTERNAL` error instead of waiting forever.
+struct Finish<'a> {
+    pool: &'a Pool,
+    done: &'a Completion,
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        let error = Error::internal(format!(
+            "failed to call `{}`: internal error: the call's worker panicked",
+            self.pool.function.id()
+        ))
+        .with(|d| d.entry = Some(self.pool.function.id().to_string()));
+        self.pool.count(true);
+        self.pool.finish(self.done, Err(error));
     }
 }
 

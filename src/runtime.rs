@@ -50,20 +50,6 @@ impl Runtime {
             let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
             registry.commit(prepared)
         };
-        let auto: Vec<String> = {
-            let registry = self.registry();
-            summary
-                .entries
-                .iter()
-                .filter(|id| matches!(registry.get(id), Some(Entry::Service(s)) if s.auto_start))
-                .cloned()
-                .collect()
-        };
-        for id in auto {
-            if !self.servers().contains_key(&id) {
-                self.start_http(&id)?;
-            }
-        }
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         // Pools drained after a reload: their workers have left their loops; join them.
         pools.retain(|p| {
@@ -76,6 +62,28 @@ impl Runtime {
         for pool in new {
             pool.start();
             pools.push(pool);
+        }
+        drop(pools);
+        let auto: Vec<String> = {
+            let registry = self.registry();
+            summary
+                .entries
+                .iter()
+                .filter(|id| matches!(registry.get(id), Some(Entry::Service(s)) if s.auto_start))
+                .cloned()
+                .collect()
+        };
+        // After the pools are tracked: a service that cannot bind fails the load's result,
+        // but what was committed stays stoppable by shutdown.
+        for id in auto {
+            if !self.servers().contains_key(&id) {
+                self.start_http(&id).map_err(|e| {
+                    e.context(format_args!(
+                        "loaded {}, but `{id}` did not start",
+                        path.display()
+                    ))
+                })?;
+            }
         }
         Ok(summary)
     }

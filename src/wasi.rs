@@ -352,6 +352,9 @@ impl StdoutStream for Prefixed {
     }
 }
 
+/// The longest line of guest output held back waiting for its end.
+const MAX_LINE: usize = 64 * 1024;
+
 /// Writes whole lines with the prefix; a partial line waits for its end (or the drop).
 struct LineWriter {
     prefix: Arc<str>,
@@ -375,6 +378,13 @@ impl LineWriter {
             bytes = &bytes[end + 1..];
         }
         self.partial.extend_from_slice(bytes);
+        // A guest that never ends its line is cut into lines of MAX_LINE bytes, so the
+        // host keeps no more than that of it.
+        while self.partial.len() >= MAX_LINE {
+            out.extend_from_slice(self.prefix.as_bytes());
+            out.extend(self.partial.drain(..MAX_LINE));
+            out.push(b'\n');
+        }
         if out.is_empty() {
             return Ok(());
         }

@@ -250,10 +250,14 @@ fn complex_records_options_enums_variants_flags() {
 
 #[test]
 fn interface_exports_are_found_by_short_name() {
-    // The sleep guest imports wasi clocks, which this entry does not grant: the call traps
-    // naming the import rather than failing to load.
+    // The sleep guest imports wasi clocks, which this entry does not grant: the call is
+    // denied naming the import rather than failing to load.
     let e = fixtures().call("fx:sleep_ms", &[int(1)]).unwrap_err();
-    assert_error(&e, Kind::Internal, &["`fx:sleep_ms`", "wasi:"]);
+    assert_error(
+        &e,
+        Kind::PermissionDenied,
+        &["`fx:sleep_ms`", "wasi:", "is not granted"],
+    );
 }
 
 #[test]

@@ -189,3 +189,73 @@ fn shutdown_fails_queued_calls_and_stops_every_worker() {
         Kind::Unavailable
     );
 }
+
+#[test]
+fn lazy_and_adaptive_pools_of_wasi_entries_grow_under_cpu_bound_load() {
+    // A CPU-bound guest that imports WASI (preview 1): its calls run on async workers, which
+    // must not count as free while a call of theirs is using the thread.
+    let yaml = r#"
+namespace: w
+entries:
+  - name: lazy
+    kind: function.wat
+    method: spin
+    imports: [wasi:cli]
+    pool: {type: lazy, max_size: 3}
+    source: &guest |
+      (module
+        (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))
+        (func (export "spin") (param $n i64) (result i64) (local $i i64)
+          (block $done (loop $l
+            (br_if $done (i64.ge_u (local.get $i) (local.get $n)))
+            (local.set $i (i64.add (local.get $i) (i64.const 1)))
+            (br $l)))
+          (local.get $i)))
+  - {name: adaptive, kind: function.wat, method: spin, imports: [wasi:cli], source: *guest, pool: {type: adaptive, max_size: 3}}
+"#;
+    let rt = runtime(yaml, &[]);
+    for id in ["w:lazy", "w:adaptive"] {
+        let calls: Vec<_> = (0..3).map(|_| start(&rt, id, &[int(SPIN * 4)])).collect();
+        let mut most = 0;
+        while calls.iter().any(|c| !c.is_complete()) {
+            most = most.max(stats(&rt, id).workers);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for c in &calls {
+            assert_eq!(result(c).unwrap(), int(SPIN * 4));
+        }
+        assert!(most > 1, "{id}: stayed at {most} worker(s)");
+    }
+}
+
+#[test]
+fn a_load_whose_service_cannot_bind_still_leaves_its_pools_to_shutdown() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let yaml = format!(
+        r#"
+namespace: b
+entries:
+  - name: add
+    kind: function.wat
+    method: add
+    transport: wasi-http
+    pool: {{type: static, workers: 2}}
+    source: '(module (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))'
+  - name: api
+    kind: http.service
+    addr: "{addr}"
+    lifecycle: {{auto_start: true}}
+"#
+    );
+    let rt = Runtime::default();
+    let e = rt.load(&registry(&yaml, &[])).unwrap_err();
+    assert_error(&e, Kind::Unavailable, &["did not start", "`b:api`"]);
+    let handle = rt.function("b:add").unwrap();
+    assert_eq!(stats(&rt, "b:add").workers, 2);
+    rt.shutdown();
+    let args = handle.0.function().lower(&[int(1), int(2)]).unwrap();
+    let e = handle.0.call(args, CallOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), Kind::Unavailable, "{e}");
+    drop(taken);
+}

@@ -471,3 +471,27 @@ entries:
         &["env.variable `app:NO_SUCH` not found"],
     );
 }
+
+#[test]
+fn a_mount_whose_folder_is_missing_fails_the_load() {
+    let yaml = r#"
+namespace: app
+entries:
+  - {name: data, kind: fs.directory, directory: ./no-such-folder}
+  - name: answer
+    kind: function.wat
+    source: '(module (func (export "answer") (result i32) i32.const 42))'
+    method: answer
+    imports: [wasi:filesystem]
+    wasi:
+      mounts:
+        - {fs: data, guest: /data}
+"#;
+    let e = load_error(yaml, &[]);
+    assert_error(
+        &e,
+        Kind::NotFound,
+        &["`app:answer`", "fs `app:data`", "does not exist"],
+    );
+    assert_eq!(e.details().field.as_deref(), Some("wasi.mounts[1].fs"));
+}

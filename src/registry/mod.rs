@@ -455,6 +455,15 @@ impl Registry {
                         .with(|d| d.field = Some(format!("wasi.mounts[{}].fs", i + 1))),
                 ));
             };
+            if !dir.is_dir() {
+                return Err(entry.error(
+                    Error::not_found(format!(
+                        "fs `{id}`: folder {} does not exist",
+                        dir.display()
+                    ))
+                    .with(|d| d.field = Some(format!("wasi.mounts[{}].fs", i + 1))),
+                ));
+            }
             mounts.push(Mount {
                 host: dir.clone(),
                 guest: m.guest.clone().unwrap_or_default(),
