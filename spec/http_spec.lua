@@ -62,10 +62,11 @@ describe("HTTP endpoints", function()
     assert.are.equal(204, (request("DELETE", base .. "/nothing")))
   end)
 
-  it("gives 500 with the error for a trap, 504 for a timeout", function()
+  it("gives 500 for a trap (its text stays in the server's log), 504 for a timeout", function()
     local status, _, body = request("GET", base .. "/boom")
     assert.are.equal(500, status)
-    assert.truthy(body:find("unreachable", 1, true), body)
+    assert.truthy(body:find("INTERNAL: the function failed", 1, true), body)
+    assert.is_nil(body:find("unreachable", 1, true), body)
     status, _, body = request("GET", base .. "/slow")
     assert.are.equal(504, status)
     assert.truthy(body:find("execution time limit of 50 ms exceeded", 1, true), body)
@@ -108,6 +109,89 @@ describe("HTTP endpoints", function()
     assert.are.equal(0, status, out)
     assert.truthy(out:find("stopped\t400000000 200", 1, true), out)
     assert.truthy(out:find("after\t000", 1, true), out) -- refused: nothing listens
+  end)
+end)
+
+describe("a service under hostile clients", function()
+  local addr, base
+
+  -- One run of spec/support/slow_client.py: what it printed.
+  local function client(...)
+    local p = assert(io.popen("python3 spec/support/slow_client.py " .. table.concat({ ... }, " ")))
+    local out = p:read("*a")
+    p:close()
+    return out
+  end
+
+  setup(function()
+    assert(funcs.load("spec/fixtures/http"))
+    addr = assert(funcs.http.start("web:strict"))
+    base = "http://" .. addr .. "/s"
+  end)
+
+  teardown(function()
+    funcs.http.stop("web:strict")
+  end)
+
+  it("closes a connection whose headers dribble in past header_timeout_ms", function()
+    local out = client("dribble", addr)
+    local seconds = tonumber(out:match("closed after ([%d.]+) s"))
+    assert.is_not_nil(seconds, out)
+    assert.is_true(seconds < 10, out)
+  end)
+
+  it("answers 408 to a body that stalls past body_timeout_ms", function()
+    assert.truthy(client("stall", addr, "/s/greet"):find("HTTP/1.1 408", 1, true))
+  end)
+
+  it("refuses a chunked body over max_body_bytes with 413", function()
+    local file = os.tmpname()
+    local f = assert(io.open(file, "wb"))
+    f:write(string.rep("x", 100))
+    f:close()
+    local p = assert(io.popen(("curl -s -o /dev/null -w '%%{http_code}' -H 'Transfer-Encoding: chunked' --data-binary @%s %s/greet")
+      :format(file, base)))
+    local status = p:read("*a")
+    p:close()
+    os.remove(file)
+    assert.are.equal("413", status)
+  end)
+
+  it("still answers a normal request while 1,000 idle connections are open", function()
+    local hold = assert(io.popen("python3 spec/support/slow_client.py idle " .. addr .. " 1000 > /dev/null", "w"))
+    local status, _, body = request("POST", base .. "/greet", "Ada")
+    hold:close()
+    assert.are.equal(200, status)
+    assert.are.equal("Hello, Ada!", body)
+  end)
+
+  it("routes the most specific path first, whatever the registry's order", function()
+    local status, ct = request("POST", base .. "/users/me", "x")
+    assert.are.equal(200, status)
+    assert.are.equal("application/json", ct)
+    local _, _, body = request("POST", base .. "/users/42", "Ada")
+    assert.are.equal("Hello, Ada!", body)
+  end)
+
+  it("stops within its grace period despite a stalled client and a guest that never ends", function()
+    local status, out = h.run_lua([[
+      local funcs = require("funcs")
+      assert(funcs.load("spec/fixtures/http"))
+      local addr = assert(funcs.http.start("web:strict"))
+      local stalled = io.popen("python3 spec/support/slow_client.py idle " .. addr .. " 3 > /dev/null", "w")
+      local busy = io.popen("curl -s -m 20 -o /dev/null -w '%{http_code}' http://" .. addr .. "/s/forever")
+      while funcs.stats("web:forever").in_flight == 0 do end
+      local started = funcs.clock()
+      funcs.http.stop("web:strict")
+      print("stopped in", funcs.clock() - started)
+      print("client got", busy:read("*a"))
+      busy:close()
+      stalled:close()
+    ]])
+    assert.are.equal(0, status, out)
+    local seconds = tonumber(out:match("stopped in\t([%d.e-]+)"))
+    assert.is_not_nil(seconds, out)
+    assert.is_true(seconds < 5, out)
   end)
 end)
 

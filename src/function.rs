@@ -136,6 +136,12 @@ pub enum Args {
     Component(Vec<wasmtime::component::Val>),
 }
 
+/// The body of a request served to an incoming-handler (bounded by the HTTP server).
+pub type IncomingBody = http_body_util::combinators::UnsyncBoxBody<
+    bytes::Bytes,
+    wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
+>;
+
 /// How an HTTP response carries a function's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
@@ -513,7 +519,7 @@ impl Function {
     /// As [`Function::run`]; the request is answered by the caller then.
     pub async fn handle_http(
         &self,
-        request: hyper::Request<hyper::body::Incoming>,
+        request: hyper::Request<IncomingBody>,
         respond: tokio::sync::oneshot::Sender<
             Result<hyper::Response<HyperOutgoingBody>, ErrorCode>,
         >,

@@ -12,6 +12,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -26,10 +27,20 @@ use crate::registry::schema::{EndpointConfig, RouterConfig, ServiceConfig};
 use crate::registry::source::RawEntry;
 use crate::registry::{Entry, Registry};
 use crate::value::Value;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// Request bodies above this get 413 unless the service says otherwise.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
+
+/// Headers must arrive within this (and idle keep-alive connections end after it).
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// A request's body must arrive within this.
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
+/// Connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+/// What a stopping service gives requests in flight.
+pub const DEFAULT_GRACE_MS: u64 = 5_000;
 
 /// A validated `http.service`.
 #[derive(Debug, Clone)]
@@ -37,6 +48,10 @@ pub struct ServiceSpec {
     pub addr: String,
     pub auto_start: bool,
     pub max_body: u64,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub grace: Duration,
 }
 
 /// A validated `http.endpoint`, with its router's service and prefix resolved.
@@ -79,10 +94,45 @@ pub(crate) fn service(entry: &RawEntry, c: ServiceConfig) -> Result<ServiceSpec>
             format!("addr must be host:port, got `{addr}`"),
         ));
     }
+    // Zero and absurd values would make a service that serves nothing or never stops.
+    let ms = |field: &str, v: Option<u64>, default: u64| match v {
+        None => Ok(Duration::from_millis(default)),
+        Some(ms) if (1..=crate::limits::MAX_TIMEOUT_MS).contains(&ms) => {
+            Ok(Duration::from_millis(ms))
+        }
+        Some(ms) => Err(invalid(
+            entry,
+            field,
+            format!("{field} must be between 1 and 2^40, got {ms}"),
+        )),
+    };
+    let max_connections = match c.max_connections {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(n) if (1..=1 << 20).contains(&n) => n,
+        Some(n) => {
+            return Err(invalid(
+                entry,
+                "max_connections",
+                format!("max_connections must be between 1 and 1048576, got {n}"),
+            ));
+        }
+    };
     Ok(ServiceSpec {
         addr,
         auto_start: c.lifecycle.is_some_and(|l| l.auto_start),
         max_body: c.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+        header_timeout: ms(
+            "header_timeout_ms",
+            c.header_timeout_ms,
+            DEFAULT_HEADER_TIMEOUT_MS,
+        )?,
+        body_timeout: ms(
+            "body_timeout_ms",
+            c.body_timeout_ms,
+            DEFAULT_BODY_TIMEOUT_MS,
+        )?,
+        max_connections: max_connections as usize,
+        grace: ms("grace_ms", c.grace_ms, DEFAULT_GRACE_MS)?,
     })
 }
 
@@ -220,6 +270,21 @@ impl Route {
         }
     }
 
+    /// Sorts routes most specific first: literal segments before parameters before a rest,
+    /// segment by segment, then longer paths first.
+    fn precedence(&self) -> (Vec<u8>, std::cmp::Reverse<usize>) {
+        let ranks = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(_) => 0,
+                Segment::Param => 1,
+                Segment::Rest => 2,
+            })
+            .collect();
+        (ranks, std::cmp::Reverse(self.segments.len()))
+    }
+
     fn matches(&self, path: &str) -> bool {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut i = 0;
@@ -240,6 +305,14 @@ pub struct Server {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What every request of one service shares.
+struct Shared {
+    routes: Vec<Route>,
+    registry: Arc<RwLock<Registry>>,
+    spec: ServiceSpec,
+    id: String,
 }
 
 impl Server {
@@ -264,17 +337,29 @@ impl Server {
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");
-        let routes: Arc<Vec<Route>> = Arc::new(endpoints.iter().map(Route::new).collect());
-        let max_body = spec.max_body;
+        let mut routes: Vec<Route> = endpoints.iter().map(Route::new).collect();
+        // The most specific route wins, whatever order the registry holds them in.
+        routes.sort_by(|a, b| a.precedence().cmp(&b.precedence()));
+        let shared = Arc::new(Shared {
+            routes,
+            registry,
+            spec: spec.clone(),
+            id: id.to_string(),
+        });
         let (stop, stopped) = watch::channel(false);
+        let grace = spec.grace;
         let thread = std::thread::Builder::new()
             .name(format!("funcs-http-{id}"))
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .expect("a Tokio runtime");
-                rt.block_on(serve(listener, routes, registry, max_body, stopped));
+                else {
+                    return;
+                };
+                rt.block_on(serve(listener, shared, stopped));
+                // Submitters still blocked on a full queue are not waited for past the grace.
+                rt.shutdown_timeout(grace);
             })
             .map_err(|e| Error::internal(format!("spawning the HTTP thread: {e}")))?;
         Ok(Server {
@@ -284,7 +369,8 @@ impl Server {
         })
     }
 
-    /// Stops accepting, lets requests in flight finish, and joins the thread.
+    /// Stops accepting, lets requests in flight finish within the service's grace period
+    /// (then drops their connections and cancels their calls), and joins the thread.
     pub fn stop(mut self) {
         self.shutdown();
     }
@@ -306,28 +392,44 @@ impl Drop for Server {
 
 async fn serve(
     listener: std::net::TcpListener,
-    routes: Arc<Vec<Route>>,
-    registry: Arc<RwLock<Registry>>,
-    max_body: u64,
+    shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let listener = tokio::net::TcpListener::from_std(listener).expect("inside a Tokio runtime");
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(shared.spec.max_connections));
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
+        // Past `max_connections`, clients wait in the kernel's backlog until one ends.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
             },
             _ = stopped.changed() => break,
         };
-        let (routes, registry) = (routes.clone(), registry.clone());
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of descriptors, or a connection reset before it was accepted: back off
+                // a little rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => break,
+        };
+        let shared = shared.clone();
         let mut stop = stopped.clone();
         connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                handle(req, routes.clone(), registry.clone(), max_body)
-            });
+            let _slot = slot;
+            let header_timeout = shared.spec.header_timeout;
+            let service = hyper::service::service_fn(move |req| handle(req, shared.clone()));
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
@@ -342,7 +444,13 @@ async fn serve(
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
-    while connections.join_next().await.is_some() {}
+    // Requests in flight get the grace period; then their connections are dropped, which
+    // cancels their calls (see `Cancel`).
+    let all = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(shared.spec.grace, all).await.is_err() {
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
 }
 
 /// Every response's body: ours are whole, an incoming-handler's streams from the guest.
@@ -367,13 +475,46 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     response(status, Some("text/plain; charset=utf-8"), body)
 }
 
+/// The response to a failed call. What the client sent wrong (400), a deadline (504) and an
+/// unavailable pool (503) are told; the text of anything else (traps, guest output, paths
+/// of the host) stays in the server's log, and the client gets its kind.
+fn failure(shared: &Shared, e: &Error) -> Response<Body> {
+    match e.kind() {
+        Kind::Invalid => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Kind::Timeout => text(StatusCode::GATEWAY_TIMEOUT, format!("{e}\n")),
+        Kind::Unavailable => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        kind => {
+            eprintln!("[{}] {e}", shared.id);
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{kind}: the function failed (the service's log has the details)\n"),
+            )
+        }
+    }
+}
+
+/// Cancels a call when its request is dropped before the call ended (the client went away,
+/// or the service stopped past its grace period).
+struct Cancel(Arc<Completion>);
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        if !self.0.is_complete() {
+            self.0.cancel(Error::new(
+                Kind::Canceled,
+                "the HTTP request ended before the call",
+            ));
+        }
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
-    routes: Arc<Vec<Route>>,
-    registry: Arc<RwLock<Registry>>,
-    max_body: u64,
+    shared: Arc<Shared>,
 ) -> std::result::Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
+    let routes = &shared.routes;
+    let max_body = shared.spec.max_body;
     let Some(route) = routes
         .iter()
         .find(|r| r.method == req.method() && r.matches(&path))
@@ -388,7 +529,8 @@ async fn handle(
             format!("no endpoint for {} {path}\n", req.method()),
         ));
     };
-    let handle = registry
+    let handle = shared
+        .registry
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .function(&route.func);
@@ -397,15 +539,22 @@ async fn handle(
         Err(e) => return Ok(text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))),
     };
     if handle.0.function().is_handler() {
-        return Ok(incoming_handler(req, handle, max_body).await);
+        return Ok(incoming_handler(req, handle, &shared).await);
     }
-    // The body, up to the limit; malformed requests never reach the guest.
-    let body = match Limited::new(req.into_body(), max_body as usize)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e)
+    // The body, up to the limit and within its time; malformed requests never reach the guest.
+    let collect = Limited::new(req.into_body(), max_body as usize).collect();
+    let body = match tokio::time::timeout(shared.spec.body_timeout, collect).await {
+        Err(_) => {
+            return Ok(text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {} ms\n",
+                    shared.spec.body_timeout.as_millis()
+                ),
+            ));
+        }
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
@@ -414,7 +563,7 @@ async fn handle(
                 format!("request body over {max_body} bytes\n"),
             ));
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             return Ok(text(
                 StatusCode::BAD_REQUEST,
                 format!("bad request body: {e}\n"),
@@ -432,6 +581,7 @@ async fn handle(
         Err(e) => return Ok(text(StatusCode::BAD_REQUEST, format!("{e}\n"))),
     };
     let done = Completion::new();
+    let _cancel = Cancel(done.clone());
     let pool = handle.0.clone();
     let submitted = {
         let done = done.clone();
@@ -441,7 +591,7 @@ async fn handle(
             .unwrap_or_else(|e| Err(Error::internal(format!("submitting: {e}"))))
     };
     if let Err(e) = submitted {
-        return Ok(text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")));
+        return Ok(failure(&shared, &e));
     }
     done.finished().await;
     let result = done.with_result(|r| r.cloned().expect("finished"));
@@ -458,12 +608,52 @@ async fn handle(
             Some("application/json"),
             serde_json::to_vec(&to_json(&v)).expect("JSON of plain values"),
         ),
-        Err(e) if e.kind() == Kind::Timeout => text(StatusCode::GATEWAY_TIMEOUT, format!("{e}\n")),
-        Err(e) if e.kind() == Kind::Unavailable => {
-            text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
-        }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Err(e) => failure(&shared, &e),
     })
+}
+
+/// A request body for an incoming-handler, bounded in size (chunked bodies too) and in
+/// time; past either the guest's body stream fails with the matching `error-code`.
+struct Bounded {
+    body: Incoming,
+    left: u64,
+    max: u64,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for Bounded {
+    type Data = Bytes;
+    type Error = ErrorCode;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<Bytes>, ErrorCode>>> {
+        use std::task::Poll;
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(ErrorCode::ConnectionReadTimeout)));
+        }
+        let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
+        Poll::Ready(frame.map(|f| {
+            let f = f.map_err(ErrorCode::from)?;
+            if let Some(data) = f.data_ref() {
+                let n = data.len() as u64;
+                if n > self.left {
+                    return Err(ErrorCode::HttpRequestBodySize(Some(self.max)));
+                }
+                self.left -= n;
+            }
+            Ok(f)
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The whole request to a `wasi:http/incoming-handler` component, its response back as the
@@ -471,8 +661,9 @@ async fn handle(
 async fn incoming_handler(
     req: Request<Incoming>,
     handle: Arc<Handle>,
-    max_body: u64,
+    shared: &Shared,
 ) -> Response<Body> {
+    let max_body = shared.spec.max_body;
     let declared = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
@@ -484,8 +675,18 @@ async fn incoming_handler(
             format!("request body over {max_body} bytes\n"),
         );
     }
+    let req = req.map(|body| {
+        Bounded {
+            body,
+            left: max_body,
+            max: max_body,
+            deadline: Box::pin(tokio::time::sleep(shared.spec.body_timeout)),
+        }
+        .boxed_unsync()
+    });
     let (respond, response) = tokio::sync::oneshot::channel();
     let done = Completion::new();
+    let _cancel = Cancel(done.clone());
     let pool = handle.0.clone();
     let submitted = {
         let done = done.clone();
@@ -494,7 +695,7 @@ async fn incoming_handler(
             .unwrap_or_else(|e| Err(Error::internal(format!("submitting: {e}"))))
     };
     if let Err(e) = submitted {
-        return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+        return failure(shared, &e);
     }
     match response.await {
         Ok(Ok(r)) => r,
@@ -503,10 +704,7 @@ async fn incoming_handler(
         Err(_) => {
             done.finished().await;
             match done.with_result(|r| r.cloned().expect("finished")) {
-                Err(e) if e.kind() == Kind::Timeout => {
-                    text(StatusCode::GATEWAY_TIMEOUT, format!("{e}\n"))
-                }
-                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+                Err(e) => failure(shared, &e),
                 Ok(_) => text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "the handler returned without a response\n".to_string(),

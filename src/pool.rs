@@ -226,7 +226,10 @@ enum Work {
     /// Call the function with these arguments.
     Call(Args),
     /// Let a `wasi:http/incoming-handler` answer a request.
-    Http(Box<hyper::Request<hyper::body::Incoming>>, Responder),
+    Http(
+        Box<hyper::Request<crate::function::IncomingBody>>,
+        Responder,
+    ),
 }
 
 /// Where an incoming-handler's response goes.
@@ -458,7 +461,7 @@ impl Pool {
     /// `UNAVAILABLE` when the pool was shut down.
     pub fn submit_http(
         self: &Arc<Self>,
-        request: hyper::Request<hyper::body::Incoming>,
+        request: hyper::Request<crate::function::IncomingBody>,
         respond: Responder,
         done: Arc<Completion>,
     ) -> Result<(), Error> {

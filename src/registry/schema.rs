@@ -50,8 +50,18 @@ pub struct ServiceConfig {
     /// `host:port`; port 0 picks a free one.
     pub addr: Option<String>,
     pub lifecycle: Option<LifecycleConfig>,
-    /// Request bodies above this many bytes get 413 (default 1 MiB).
+    /// Request bodies above this many bytes get 413 (default 1 MiB), chunked ones too.
     pub max_body_bytes: Option<u64>,
+    /// Time for a request's headers, from when the connection is ready for a request: it
+    /// also ends idle keep-alive connections (default 10,000).
+    pub header_timeout_ms: Option<u64>,
+    /// Time for a request's whole body (default 30,000): 408 after it.
+    pub body_timeout_ms: Option<u64>,
+    /// Connections served at once; more wait to be accepted (default 1,024).
+    pub max_connections: Option<u64>,
+    /// How long `funcs.http.stop`, shutdown and closing Lua let requests in flight finish
+    /// before their connections are dropped and their calls cancelled (default 5,000).
+    pub grace_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
