@@ -495,12 +495,14 @@ fn failure(shared: &Shared, e: &Error) -> Response<Body> {
 
 /// Cancels a call when its request is dropped before the call ended (the client went away,
 /// or the service stopped past its grace period).
-struct Cancel(Arc<Completion>);
+struct Cancel(Option<Arc<Completion>>);
 
 impl Drop for Cancel {
     fn drop(&mut self) {
-        if !self.0.is_complete() {
-            self.0.cancel(Error::new(
+        if let Some(done) = self.0.take()
+            && !done.is_complete()
+        {
+            done.cancel(Error::new(
                 Kind::Canceled,
                 "the HTTP request ended before the call",
             ));
@@ -581,7 +583,7 @@ async fn handle(
         Err(e) => return Ok(text(StatusCode::BAD_REQUEST, format!("{e}\n"))),
     };
     let done = Completion::new();
-    let _cancel = Cancel(done.clone());
+    let _cancel = Cancel(Some(done.clone()));
     let pool = handle.0.clone();
     let submitted = {
         let done = done.clone();
@@ -686,7 +688,7 @@ async fn incoming_handler(
     });
     let (respond, response) = tokio::sync::oneshot::channel();
     let done = Completion::new();
-    let _cancel = Cancel(done.clone());
+    let mut cancel = Cancel(Some(done.clone()));
     let pool = handle.0.clone();
     let submitted = {
         let done = done.clone();
@@ -698,7 +700,12 @@ async fn incoming_handler(
         return failure(shared, &e);
     }
     match response.await {
-        Ok(Ok(r)) => r,
+        // The guest goes on writing the body as the response streams: no longer ours to
+        // cancel (a client that leaves makes its writes fail instead).
+        Ok(Ok(r)) => {
+            cancel.0.take();
+            r
+        }
         Ok(Err(code)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{code:?}\n")),
         // The guest ended without a response: its error says why.
         Err(_) => {
