@@ -123,3 +123,26 @@ describe("a guest", function()
     assert.are.equal(16, lines, out:sub(1, 300))
   end)
 end)
+
+describe("a script that ends", function()
+  it("with spinning guests, queued calls and a stalled HTTP client exits within the grace period", function()
+    local started = funcs.clock()
+    local status, out = h.run_lua([[
+      local funcs = require("funcs")
+      assert(funcs.load("spec/fixtures/hardening"))
+      assert(funcs.load("spec/fixtures/http"))
+      local addr = assert(funcs.http.start("web:strict"))
+      local stalled = io.popen("python3 spec/support/slow_client.py idle " .. addr .. " 3 > /dev/null", "w")
+      -- Spinning for hours, without a deadline, on the 2 workers of a static pool, and more
+      -- waiting in its queue.
+      for _ = 1, 6 do assert(funcs.async("web:spin_forever_static")) end
+      while funcs.stats("web:spin_forever_static").in_flight < 2 do end
+      print("queued", funcs.stats("web:spin_forever_static").queued)
+    ]])
+    local seconds = funcs.clock() - started
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("queued\t4", 1, true), out)
+    -- The service's grace is 0.5 s; the child also starts, loads and compiles.
+    assert.is_true(seconds < 15, tostring(seconds))
+  end)
+end)

@@ -91,7 +91,9 @@ impl PoolSpec {
                 let workers = positive(c.workers).or(positive(c.size)).unwrap_or(8);
                 (workers, positive(c.buffer).unwrap_or(workers * 64))
             }
-            PoolKind::Lazy | PoolKind::Adaptive => (positive(c.max_size).unwrap_or(16), usize::MAX),
+            PoolKind::Lazy => (positive(c.max_size).unwrap_or(16), usize::MAX),
+            // The reference's page: "El maximo por defecto del pool elastico es 100 workers".
+            PoolKind::Adaptive => (positive(c.max_size).unwrap_or(100), usize::MAX),
         };
         PoolSpec {
             kind,

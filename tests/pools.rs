@@ -259,3 +259,24 @@ entries:
     assert_eq!(e.kind(), Kind::Unavailable, "{e}");
     drop(taken);
 }
+
+#[test]
+fn pool_defaults_follow_the_reference_page() {
+    use funcs::pool::{PoolKind, PoolSpec};
+    use funcs::registry::schema::PoolConfig;
+    let spec = |kind: &str| {
+        PoolSpec::from_config(Some(&PoolConfig {
+            kind: Some(kind.into()),
+            ..PoolConfig::default()
+        }))
+    };
+    // "El maximo por defecto del pool elastico es 100 workers cuando max_size no esta especificado."
+    assert_eq!(
+        (spec("adaptive").kind, spec("adaptive").size),
+        (PoolKind::Adaptive, 100)
+    );
+    assert_eq!(spec("lazy").size, 16);
+    assert_eq!(spec("static").size, 8);
+    assert_eq!(spec("static").buffer, 8 * 64);
+    assert_eq!(PoolSpec::from_config(None).size, 100);
+}
