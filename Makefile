@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: demo test build bench bench-http clean rock rock-install clean-room
+.PHONY: demo test build bench bench-http soak clean rock rock-install clean-room
 
 demo:
 	scripts/demo.sh
@@ -16,6 +16,11 @@ bench:
 # wrk against funcs' two HTTP forms and `wasmtime serve` (builds wasmtime-cli once).
 bench-http:
 	scripts/bench-http.sh
+
+# A million calls on each path (a hundred thousand over HTTP), resident memory before and after.
+soak:
+	scripts/build.sh lua5.4 >/dev/null
+	LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/soak.lua
 
 clean:
 	rm -rf build target
