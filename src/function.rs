@@ -170,6 +170,9 @@ pub struct Function {
     method: String,
     /// The export `method` bound: `ns:pkg/iface@0.2.0#func`, or the method itself.
     bound: String,
+    /// Its results hold a resource, which cannot reach Lua: calls are refused (at load, so
+    /// that no call walks the types).
+    returns_resource: bool,
     target: Target,
     limits: Limits,
     sandbox: Sandbox,
@@ -264,14 +267,17 @@ impl Function {
             }
             _ => None,
         };
-        let bound = match &target {
-            Target::Component { bound, .. } => bound.clone(),
-            Target::Core { .. } => method.to_string(),
+        let (bound, returns_resource) = match &target {
+            Target::Component { bound, results, .. } => {
+                (bound.clone(), results.iter().any(value::holds_resource))
+            }
+            Target::Core { .. } => (method.to_string(), false),
         };
         Ok(Function {
             id: id.to_string(),
             method: method.to_string(),
             bound,
+            returns_resource,
             target,
             limits,
             sandbox,
@@ -595,9 +601,7 @@ impl Function {
             return Err(self.fail(Error::invalid(expected_args(self.arity(), args.len()))));
         }
         // Refused before the guest runs: a constructor must not run for nothing.
-        if let Target::Component { results, .. } = &self.target
-            && results.iter().any(value::holds_resource)
-        {
+        if self.returns_resource {
             return Err(self.fail(Error::invalid(
                 "result: resources cannot be returned to Lua",
             )));
