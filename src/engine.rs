@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::sync::unpoison;
+
 /// The wasmtime we run on (kept in step with `Cargo.toml`).
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
@@ -109,7 +111,7 @@ static TICKER: Mutex<Option<Ticker>> = Mutex::new(None);
 impl TickerGuard {
     /// Starts the ticker if no guard holds it yet.
     pub fn acquire() -> TickerGuard {
-        let mut ticker = TICKER.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ticker = unpoison(TICKER.lock());
         match ticker.as_mut() {
             Some(t) => t.holders += 1,
             None => {
@@ -152,7 +154,7 @@ impl TickerGuard {
 
 impl Drop for TickerGuard {
     fn drop(&mut self) {
-        let mut ticker = TICKER.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ticker = unpoison(TICKER.lock());
         if let Some(t) = ticker.as_mut() {
             t.holders -= 1;
             if t.holders == 0 {

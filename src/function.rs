@@ -19,6 +19,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::sync::unpoison;
 use crate::compile::{self, Artefact};
 use crate::engine::{engine, engine_for};
 use crate::error::{Error, Kind, expected_args};
@@ -474,7 +475,7 @@ impl Function {
         let control = options.control.as_ref();
         let warm = match self.reuse {
             0 | 1 => None,
-            _ => self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop(),
+            _ => unpoison(self.warm.lock()).pop(),
         };
         Ok(match warm {
             Some(Warm {
@@ -500,9 +501,7 @@ impl Function {
                 instance,
                 uses: uses + 1,
             };
-            self.warm
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            unpoison(self.warm.lock())
                 .push(warm);
         }
     }

@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 
+use crate::sync::unpoison;
 use crate::error::{Error, Kind, Result};
 use crate::function::{BodyKind, CallOptions};
 use crate::pool::{Completion, Handle};
@@ -531,10 +532,7 @@ async fn handle(
             format!("no endpoint for {} {path}\n", req.method()),
         ));
     };
-    let handle = shared
-        .registry
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
+    let handle = unpoison(shared.registry.read())
         .function(&route.func);
     let handle = match handle {
         Ok(h) => h,

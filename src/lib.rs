@@ -5,7 +5,6 @@
 //! compilation, values and calls live in their own modules, and only `lua` and `value` touch
 //! mlua (`function.rs` hands a Lua stack through to `value::direct`).
 
-pub mod cache;
 pub mod compile;
 pub mod engine;
 pub mod error;
@@ -17,6 +16,7 @@ pub mod pool;
 pub mod registry;
 pub mod runtime;
 pub mod signature;
+pub mod sync;
 pub mod value;
 pub mod wasi;
 

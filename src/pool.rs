@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use crate::sync::unpoison;
 use crate::error::{Error, Kind};
 use crate::function::{Args, CallOptions, Function};
 use crate::limits::{Control, notified_until};
@@ -151,7 +152,7 @@ impl Completion {
     }
 
     fn complete(&self, result: Result<Value, Error>) {
-        let mut slot = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = unpoison(self.result.lock());
         if slot.is_none() {
             *slot = Some(result);
         }
@@ -180,37 +181,26 @@ impl Completion {
     }
 
     pub fn is_complete(&self) -> bool {
-        self.result
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        unpoison(self.result.lock())
             .is_some()
     }
 
     /// The result when there is one; `f` reads it in place.
     pub fn with_result<R>(&self, f: impl FnOnce(Option<&Result<Value, Error>>) -> R) -> R {
-        f(self
-            .result
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        f(unpoison(self.result.lock())
             .as_ref())
     }
 
     /// Waits for the result, at most `timeout`; `false` if it did not come.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        let slot = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = unpoison(self.result.lock());
         match timeout {
             None => {
-                let slot = self
-                    .done
-                    .wait_while(slot, |r| r.is_none())
-                    .unwrap_or_else(|e| e.into_inner());
+                let slot = unpoison(self.done.wait_while(slot, |r| r.is_none()));
                 slot.is_some()
             }
             Some(t) => {
-                let (slot, _) = self
-                    .done
-                    .wait_timeout_while(slot, t, |r| r.is_none())
-                    .unwrap_or_else(|e| e.into_inner());
+                let (slot, _) = unpoison(self.done.wait_timeout_while(slot, t, |r| r.is_none()));
                 slot.is_some()
             }
         }
@@ -357,7 +347,7 @@ impl Pool {
             if self.canceled.load(Ordering::Acquire) {
                 return Err(self.unavailable());
             }
-            Some(self.inline.lock().unwrap_or_else(|e| e.into_inner()))
+            Some(unpoison(self.inline.lock()))
         } else {
             let mut st = self.lock();
             loop {
@@ -367,7 +357,7 @@ impl Pool {
                 if st.busy < self.spec.size {
                     break;
                 }
-                st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
+                st = unpoison(self.room.wait(st));
             }
             st.busy += 1;
             None
@@ -439,7 +429,7 @@ impl Pool {
             if st.queue.len() < self.spec.buffer {
                 break;
             }
-            st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
+            st = unpoison(self.room.wait(st));
         }
         st.queue.push_back(job);
         if st.waiting == 0
@@ -521,7 +511,7 @@ impl Pool {
     pub fn join(&self) {
         loop {
             let threads =
-                std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+                std::mem::take(&mut *unpoison(self.threads.lock()));
             if threads.is_empty() {
                 return;
             }
@@ -538,7 +528,7 @@ impl Pool {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        unpoison(self.state.lock())
     }
 
     fn unavailable(&self) -> Error {
@@ -612,7 +602,7 @@ impl Pool {
                 ))
             })?;
         st.workers += 1;
-        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut threads = unpoison(self.threads.lock());
         // Threads of retired workers have ended: nothing to keep for them.
         threads.retain(|t| !t.is_finished());
         threads.push(thread);

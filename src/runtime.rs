@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use crate::sync::unpoison;
 use crate::engine::TickerGuard;
 use crate::error::{Error, Kind, Result};
 use crate::function::{Args, CallOptions, Function};
@@ -47,10 +48,10 @@ impl Runtime {
         }
         let new: Vec<_> = prepared.pools().cloned().collect();
         let summary = {
-            let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+            let mut registry = unpoison(self.registry.write());
             registry.commit(prepared)
         };
-        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pools = unpoison(self.pools.lock());
         // Pools drained after a reload: their workers have left their loops; join them.
         pools.retain(|p| {
             let finished = p.finished();
@@ -219,7 +220,7 @@ impl Runtime {
     }
 
     fn servers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Server>> {
-        self.servers.lock().unwrap_or_else(|e| e.into_inner())
+        unpoison(self.servers.lock())
     }
 
     /// Stops every pool: queued calls fail with `UNAVAILABLE`, running ones are interrupted,
@@ -230,7 +231,7 @@ impl Runtime {
         for (_, server) in servers {
             server.stop();
         }
-        let pools = std::mem::take(&mut *self.pools.lock().unwrap_or_else(|e| e.into_inner()));
+        let pools = std::mem::take(&mut *unpoison(self.pools.lock()));
         for pool in &pools {
             pool.close(true);
         }
@@ -251,7 +252,7 @@ impl Runtime {
     }
 
     fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        self.registry.read().unwrap_or_else(|e| e.into_inner())
+        unpoison(self.registry.read())
     }
 }
 

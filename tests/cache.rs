@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use funcs::cache;
+use funcs::compile::cache;
 use funcs::compile::{self, Artefact};
 
 /// The cache folder is process-wide: one test at a time.

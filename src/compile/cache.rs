@@ -1,10 +1,7 @@
-//! Compiled artefacts on disk, so that a registry's second start skips compilation.
-//!
-//! A file is keyed by the SHA-256 of the wasm bytes, the wasmtime version and a hash of the
-//! engine settings that decide compatibility (`Engine::precompile_compatibility_hash`); it
-//! starts with the SHA-256 of the rest, checked before wasmtime reads it, and wasmtime itself
-//! refuses an artefact made by another version or configuration. Anything that does not
-//! check out is compiled again and the file replaced: a stale or broken file never loads.
+//! The artefact cache on disk: bytes under a name, in a private folder, so that a registry's
+//! second start skips compilation. What the bytes are and what the name encodes (the wasm's
+//! SHA-256, the wasmtime version, the engine settings) is [`super`]'s business; this file
+//! owns the folder and the files.
 //!
 //! The folder: `FUNCS_CACHE_DIR`, else `$XDG_CACHE_HOME/funcs`, else `$HOME/.cache/funcs`;
 //! `FUNCS_CACHE=off` turns the cache off. Native code read from it runs in this process, so
@@ -17,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -25,24 +21,19 @@ use std::sync::{Mutex, RwLock};
 
 use sha2::{Digest, Sha256};
 
-use wasmtime::Engine;
-use wasmtime::Module;
-use wasmtime::component::Component;
-
-use crate::compile::{Artefact, sha256};
-use crate::engine::WASMTIME_VERSION;
+use crate::sync::unpoison;
 
 /// Set by tests; `None` inside means "from the environment".
 static OVERRIDE: RwLock<Option<Option<PathBuf>>> = RwLock::new(None);
 
 /// Uses `dir` (or no cache, `None`) instead of the environment's choice.
 pub fn set_dir(dir: Option<PathBuf>) {
-    *OVERRIDE.write().unwrap_or_else(|e| e.into_inner()) = Some(dir);
+    *unpoison(OVERRIDE.write()) = Some(dir);
 }
 
 /// The cache folder, or `None` when the cache is off.
 pub fn dir() -> Option<PathBuf> {
-    if let Some(set) = OVERRIDE.read().unwrap_or_else(|e| e.into_inner()).clone() {
+    if let Some(set) = unpoison(OVERRIDE.read()).clone() {
         return set;
     }
     if std::env::var("FUNCS_CACHE").is_ok_and(|v| v == "off" || v == "0") {
@@ -62,7 +53,7 @@ pub fn dir() -> Option<PathBuf> {
 fn folder() -> Option<(PathBuf, [u8; 32])> {
     static CHECKED: Mutex<Option<HashMap<PathBuf, Option<[u8; 32]>>>> = Mutex::new(None);
     let dir = dir()?;
-    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut checked = unpoison(CHECKED.lock());
     let known = checked.get_or_insert_with(HashMap::new);
     if let Some(key) = known.get(&dir) {
         return key.map(|k| (dir, k));
@@ -170,24 +161,14 @@ fn mac(key: &[u8; 32], body: &[u8]) -> [u8; 32] {
         .into()
 }
 
-fn path(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
-    let mut settings = DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut settings);
-    dir.join(format!(
-        "{}-{:016x}-{WASMTIME_VERSION}.cwasm",
-        hex::encode(sha256(bytes)),
-        settings.finish()
-    ))
-}
-
-/// The artefact compiled earlier from `bytes` for `engine`, if a valid one is on disk.
-pub fn load(engine: &Engine, bytes: &[u8], component: bool) -> Option<Artefact> {
+/// The body stored under `name` earlier, if a file funcs wrote is there.
+pub fn load(name: &str) -> Option<Vec<u8>> {
     let (dir, key) = folder()?;
     let mut file = Vec::new();
     OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(path(&dir, engine, bytes))
+        .open(dir.join(name))
         .and_then(|mut f| f.read_to_end(&mut file))
         .ok()?;
     let (tag, body) = file.split_at_checked(32)?;
@@ -195,31 +176,16 @@ pub fn load(engine: &Engine, bytes: &[u8], component: bool) -> Option<Artefact> 
     if mac(&key, body) != tag {
         return None;
     }
-    // SAFETY: the body is what `serialize` wrote for this engine's settings: authenticated by
-    // the key only this user can read, in a folder only this user can write, and checked
-    // again by wasmtime's own header checks.
-    unsafe {
-        if component {
-            Component::deserialize(engine, body)
-                .ok()
-                .map(Artefact::Component)
-        } else {
-            Module::deserialize(engine, body).ok().map(Artefact::Module)
-        }
-    }
+    file.drain(..32);
+    Some(file)
 }
 
-/// Writes `artefact` for the next start; failures only cost that start a compilation.
-pub fn store(engine: &Engine, bytes: &[u8], artefact: &Artefact) {
+/// Writes `body` under `name` for the next start; failures only cost that start a
+/// compilation.
+pub fn store(name: &str, body: &[u8]) {
     let Some((dir, key)) = folder() else {
         return;
     };
-    let path = path(&dir, engine, bytes);
-    let body = match artefact {
-        Artefact::Module(m) => m.serialize(),
-        Artefact::Component(c) => c.serialize(),
-    };
-    let Ok(body) = body else { return };
     let write = || -> std::io::Result<()> {
         // Written aside under a name nobody can guess, created new (an existing name or
         // symlink fails it), then renamed: a reader never sees half a file.
@@ -232,10 +198,10 @@ pub fn store(engine: &Engine, bytes: &[u8], artefact: &Artefact) {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
         let written = f
-            .write_all(&mac(&key, &body))
-            .and_then(|()| f.write_all(&body))
+            .write_all(&mac(&key, body))
+            .and_then(|()| f.write_all(body))
             .and_then(|()| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path));
+            .and_then(|()| std::fs::rename(&tmp, dir.join(name)));
         written.inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })

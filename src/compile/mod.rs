@@ -1,18 +1,25 @@
 //! Bytes to compiled artefacts: WAT text, hash checks, core/component detection, sharing.
 //!
 //! Two entries whose bytes are the same share one compiled [`Artefact`], found by the SHA-256
-//! of the bytes while any entry still holds it; across processes, [`cache`] keeps them on disk. This module does not know about entries or
-//! Lua; errors are plain messages that the registry puts in context.
+//! of the bytes while any entry still holds it; across processes, [`cache`] keeps them on
+//! disk, under a name made of that hash, the engine settings that decide compatibility
+//! (`Engine::precompile_compatibility_hash`) and the wasmtime version, and wasmtime itself
+//! refuses an artefact made by another version or configuration: anything that does not
+//! check out is compiled again and the file replaced. This module does not know about
+//! entries or Lua; errors are plain messages that the registry puts in context.
+
+pub mod cache;
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, Weak};
 
 use sha2::{Digest, Sha256};
-use wasmtime::Module;
 use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
 
-use crate::cache;
-use crate::engine::engine_for;
+use crate::engine::{WASMTIME_VERSION, engine_for};
+use crate::sync::unpoison;
 
 /// A compiled core module or component.
 pub enum Artefact {
@@ -81,9 +88,7 @@ pub fn compile(bytes: &[u8], fuel: bool) -> Result<Arc<Artefact>, String> {
     }
     let key = (fuel, sha256(bytes));
     let engine = engine_for(fuel);
-    if let Some(found) = SHARED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    if let Some(found) = unpoison(SHARED.lock())
         .get_or_insert_default()
         .get(&key)
         .and_then(Weak::upgrade)
@@ -92,7 +97,8 @@ pub fn compile(bytes: &[u8], fuel: bool) -> Result<Arc<Artefact>, String> {
     }
     // Compiled outside the lock: two loads of new bytes compile in parallel.
     let component = is_component(bytes);
-    let artefact = match cache::load(engine, bytes, component) {
+    let name = cache_name(engine, bytes);
+    let artefact = match cache::load(&name).and_then(|body| deserialize(engine, &body, component)) {
         Some(cached) => cached,
         None => {
             let compiled = if component {
@@ -105,16 +111,49 @@ pub fn compile(bytes: &[u8], fuel: bool) -> Result<Arc<Artefact>, String> {
                     Module::new(engine, bytes).map_err(|e| format!("failed to compile: {e:#}"))?,
                 )
             };
-            cache::store(engine, bytes, &compiled);
+            let body = match &compiled {
+                Artefact::Module(m) => m.serialize(),
+                Artefact::Component(c) => c.serialize(),
+            };
+            if let Ok(body) = body {
+                cache::store(&name, &body);
+            }
             compiled
         }
     };
     let artefact = Arc::new(artefact);
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut shared = unpoison(SHARED.lock());
     let map = shared.get_or_insert_default();
     map.retain(|_, weak| weak.strong_count() > 0);
     map.insert(key, Arc::downgrade(&artefact));
     Ok(artefact)
+}
+
+/// The cache file of `bytes` compiled by `engine`.
+fn cache_name(engine: &Engine, bytes: &[u8]) -> String {
+    let mut settings = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut settings);
+    format!(
+        "{}-{:016x}-{WASMTIME_VERSION}.cwasm",
+        hex::encode(sha256(bytes)),
+        settings.finish()
+    )
+}
+
+/// An artefact from the cache's bytes, or `None` when wasmtime refuses them.
+fn deserialize(engine: &Engine, body: &[u8], component: bool) -> Option<Artefact> {
+    // SAFETY: the body is what `serialize` wrote for this engine's settings: authenticated by
+    // the cache under a key only this user can read, in a folder only this user can write,
+    // and checked again by wasmtime's own header checks.
+    unsafe {
+        if component {
+            Component::deserialize(engine, body)
+                .ok()
+                .map(Artefact::Component)
+        } else {
+            Module::deserialize(engine, body).ok().map(Artefact::Module)
+        }
+    }
 }
 
 #[cfg(test)]
