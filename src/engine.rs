@@ -4,7 +4,7 @@
 //! There are two engines with the same settings but one: the fuel engine instruments code to
 //! count instructions. Only entries with `limits.max_fuel` are compiled for it, so entries
 //! without a fuel budget do not pay for the counting. Sharing engines lets entries with the
-//! same bytes share compiled code (`compile.rs`) and keeps one set of compiler threads.
+//! same bytes share compiled code (`compile`) and keeps one set of compiler threads.
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Mutex, OnceLock};

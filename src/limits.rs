@@ -1,21 +1,51 @@
 //! Per-call limits: the deadline (epoch ticks), the linear-memory cap, the fuel budget.
 //!
 //! The deadline is armed on every call's own store, so it holds for every call, not only the
-//! first; the ticker that makes it fire lives in `engine.rs`.
+//! first; the ticker that makes it fire lives in `engine.rs`. The entry's `limits:` config
+//! ([`LimitsConfig`]) is defined here and parsed by the registry.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use tokio::sync::Notify;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 
 use crate::engine::TICK;
-use crate::registry::schema::LimitsConfig;
 
 /// Deadlines longer than this (2^40 ms, about 34 years) are cut to it, so that no clock or
 /// epoch arithmetic can overflow, whatever number a registry or an executor gives.
 pub const MAX_TIMEOUT_MS: u64 = 1 << 40;
+
+/// `limits:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_execution_ms: Option<i64>,
+    pub max_memory_bytes: Option<i64>,
+    pub max_fuel: Option<i64>,
+}
+
+impl LimitsConfig {
+    /// Problems of this config as `(field path, message)`, in the SPEC's wording.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        [
+            ("max_execution_ms", self.max_execution_ms),
+            ("max_memory_bytes", self.max_memory_bytes),
+            ("max_fuel", self.max_fuel),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_some_and(|v| v < 0))
+        .map(|(field, _)| {
+            (
+                format!("limits.{field}"),
+                format!("limits.{field} cannot be negative"),
+            )
+        })
+        .collect()
+    }
+}
 
 /// The limits of one entry; `None` means unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

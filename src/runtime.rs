@@ -8,13 +8,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use crate::sync::unpoison;
 use crate::engine::TickerGuard;
 use crate::error::{Error, Kind, Result};
 use crate::function::{Args, CallOptions, Function};
-use crate::http::{EndpointSpec, Server};
 use crate::pool::{Completion, Handle, Pool, Stats};
 use crate::registry::{Entry, Registry, Summary};
+use crate::sync::unpoison;
+use crate::transport::http::{EndpointSpec, Lookup, Server};
 use crate::value::Value;
 
 /// A registry and the operations on it.
@@ -191,7 +191,9 @@ impl Runtime {
             (spec.clone(), endpoints)
         };
         self.ensure_ticker();
-        let server = Server::start(id, &spec, endpoints, self.registry.clone())?;
+        let registry = self.registry.clone();
+        let lookup: Lookup = Arc::new(move |func| unpoison(registry.read()).function(func));
+        let server = Server::start(id, &spec, endpoints, lookup)?;
         let addr = server.addr;
         servers.insert(id.to_string(), server);
         Ok(addr)

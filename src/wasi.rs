@@ -2,7 +2,7 @@
 //!
 //! An entry's `imports` name groups (`wasi:cli`) or single interfaces (`wasi:cli/stdout`);
 //! only those are linked, everything else a component imports becomes a stub that traps
-//! with the import's name (`function.rs`). `wasi:io` comes along with any group that hands
+//! with the import's name (`function::link`). `wasi:io` comes along with any group that hands
 //! out its streams or pollables, since on its own it grants nothing.
 //!
 //! The WASI context is made per call from the entry's [`WasiSpec`]: args, cwd, the mapped

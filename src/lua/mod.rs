@@ -21,6 +21,15 @@ use crate::registry::Summary;
 use crate::runtime::Runtime;
 use crate::value;
 
+/// The module entry point: `luaopen_funcs` when built with the `module` feature.
+///
+/// # Errors
+/// Only Lua's own failures (out of memory).
+#[cfg_attr(feature = "module", mlua::lua_module(name = "funcs"))]
+pub fn funcs(lua: &Lua) -> LuaResult<LuaTable> {
+    module(lua)
+}
+
 /// Builds the module table around a new [`Runtime`].
 ///
 /// # Errors
@@ -229,7 +238,9 @@ impl Executor {
                 let call = std::panic::AssertUnwindSafe(|| {
                     let count = mlua::ffi::lua_gettop(state) as usize;
                     let result = self.runtime.call_here(handle, &self.options, |function| {
-                        function.call_direct(state, 1, count, &self.options)
+                        // The arguments are at 1..=count for the whole synchronous call.
+                        let args = value::direct::LuaArgs::new(state, 1);
+                        function.call_direct(args, count, &self.options)
                     });
                     mlua::ffi::lua_settop(state, 0);
                     result.map(|tape| {

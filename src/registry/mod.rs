@@ -4,10 +4,11 @@
 //! the functions, and only then replaces what the previous load of the same path brought. A
 //! failure anywhere leaves the registry as it was. Nothing here knows about Lua.
 
+mod http;
 pub mod schema;
 pub mod source;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,9 +23,9 @@ use self::source::RawEntry;
 use crate::compile;
 use crate::error::{Error, Result};
 use crate::function::{Function, Sandbox};
-use crate::http;
 use crate::limits::Limits;
 use crate::pool::{Handle, Pool, PoolSpec};
+use crate::transport::http::{EndpointSpec, ServiceSpec};
 use crate::wasi::{self, EnvBinding, EnvSource, Mount, WasiSpec};
 
 /// A loaded entry.
@@ -33,17 +34,26 @@ pub enum Entry {
     /// `fs.directory`: the folder, absolute.
     Directory(PathBuf),
     Variable(VariableConfig),
-    /// `env.storage.*`: the kind and, for `static`, its values.
-    Storage(String, StaticStorageConfig),
+    /// `env.storage.*`: where variables that name it are read.
+    Storage(Storage),
     /// `http.service`: where it listens.
-    Service(http::ServiceSpec),
+    Service(ServiceSpec),
     /// `http.router`: its service and prefix.
     Router {
         service: String,
         prefix: String,
     },
     /// `http.endpoint`: its router, method, path and function.
-    Endpoint(http::EndpointSpec),
+    Endpoint(EndpointSpec),
+}
+
+/// An `env.storage.*` entry.
+pub enum Storage {
+    /// `env.storage.os`: the process environment.
+    Os,
+    /// `env.storage.static` with its values; `env.storage.memory` starts empty (nothing
+    /// writes to it).
+    Values(BTreeMap<String, String>),
 }
 
 impl Entry {
@@ -268,11 +278,18 @@ impl Registry {
                     }
                     Entry::Variable(c)
                 }
-                "env.storage.os" | "env.storage.memory" => {
+                "env.storage.os" => {
                     parse::<EmptyStorageConfig>(entry)?;
-                    Entry::Storage(entry.kind.clone(), StaticStorageConfig::default())
+                    Entry::Storage(Storage::Os)
                 }
-                "env.storage.static" => Entry::Storage(entry.kind.clone(), parse(entry)?),
+                "env.storage.memory" => {
+                    parse::<EmptyStorageConfig>(entry)?;
+                    Entry::Storage(Storage::Values(BTreeMap::new()))
+                }
+                "env.storage.static" => {
+                    let c: StaticStorageConfig = parse(entry)?;
+                    Entry::Storage(Storage::Values(c.values))
+                }
                 "function.wat" | "function.wasm" => {
                     let c: FunctionConfig = parse(entry)?;
                     if let Some((field, msg)) = schema::validate(&entry.kind, &c).into_iter().next()
@@ -422,11 +439,9 @@ impl Registry {
             let source = match var.storage.as_deref().map(|s| entry.resolve_id(s)) {
                 None => EnvSource::Os(name),
                 Some(storage) => match lookup(&storage) {
-                    Some(Entry::Storage(kind, _)) if kind == "env.storage.os" => {
-                        EnvSource::Os(name)
-                    }
-                    Some(Entry::Storage(_, values)) => {
-                        EnvSource::Fixed(values.values.get(&name).cloned())
+                    Some(Entry::Storage(Storage::Os)) => EnvSource::Os(name),
+                    Some(Entry::Storage(Storage::Values(values))) => {
+                        EnvSource::Fixed(values.get(&name).cloned())
                     }
                     _ => {
                         return Err(entry.error(

@@ -8,6 +8,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
+pub use crate::limits::LimitsConfig;
+pub use crate::pool::PoolConfig;
+pub use crate::transport::http::{EndpointConfig, LifecycleConfig, RouterConfig, ServiceConfig};
+
 /// `kind: fs.directory`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,54 +47,6 @@ pub struct StaticStorageConfig {
     pub values: BTreeMap<String, String>,
 }
 
-/// `kind: http.service`: a listening address.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    /// `host:port`; port 0 picks a free one.
-    pub addr: Option<String>,
-    pub lifecycle: Option<LifecycleConfig>,
-    /// Request bodies above this many bytes get 413 (default 1 MiB), chunked ones too.
-    pub max_body_bytes: Option<u64>,
-    /// Time for a request's headers, from when the connection is ready for a request: it
-    /// also ends idle keep-alive connections (default 10,000).
-    pub header_timeout_ms: Option<u64>,
-    /// Time for a request's whole body (default 30,000): 408 after it.
-    pub body_timeout_ms: Option<u64>,
-    /// Connections served at once; more wait to be accepted (default 1,024).
-    pub max_connections: Option<u64>,
-    /// How long `funcs.http.stop`, shutdown and closing Lua let requests in flight finish
-    /// before their connections are dropped and their calls cancelled (default 5,000).
-    pub grace_ms: Option<u64>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LifecycleConfig {
-    /// Start with the load (default false: `funcs.http.start`).
-    #[serde(default)]
-    pub auto_start: bool,
-}
-
-/// `kind: http.router`: a path prefix on a service (`meta.server`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouterConfig {
-    pub prefix: Option<String>,
-}
-
-/// `kind: http.endpoint`: a method and path under a router (`meta.router`), served by a
-/// function.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointConfig {
-    pub method: Option<String>,
-    /// `/greet`, `/users/{id}`, `/files/{rest...}`.
-    pub path: Option<String>,
-    /// The function entry (its `transport` must be `wasi-http`).
-    pub func: Option<String>,
-}
-
 /// `kind: function.wat` and `kind: function.wasm`; which fields belong to which kind is
 /// checked by [`validate`] (serde's `flatten` would lose `deny_unknown_fields`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -115,31 +71,6 @@ pub struct FunctionConfig {
     pub imports: Option<Vec<String>>,
     pub wasi: Option<WasiConfig>,
     pub limits: Option<LimitsConfig>,
-}
-
-/// `pool:`; see SPEC section 5 for the defaults.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolConfig {
-    /// `inline`, `lazy`, `static` or `adaptive`; chosen from the sizes when absent.
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub size: Option<i64>,
-    pub workers: Option<i64>,
-    pub buffer: Option<i64>,
-    pub max_size: Option<i64>,
-    pub warm_start: Option<bool>,
-    /// Calls a worker may make on one instance before taking a fresh one (default 1).
-    pub reuse: Option<i64>,
-}
-
-/// `limits:`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    pub max_execution_ms: Option<i64>,
-    pub max_memory_bytes: Option<i64>,
-    pub max_fuel: Option<i64>,
 }
 
 /// `wasi:`.
@@ -214,52 +145,13 @@ pub fn validate(kind: &str, common: &FunctionConfig) -> Vec<Problem> {
         problems.push(("transport".into(), "invalid transport type".into()));
     }
     if let Some(pool) = &common.pool {
-        problems.extend(validate_pool(pool));
+        problems.extend(pool.validate());
     }
     if let Some(limits) = &common.limits {
-        for (field, v) in [
-            ("max_execution_ms", limits.max_execution_ms),
-            ("max_memory_bytes", limits.max_memory_bytes),
-            ("max_fuel", limits.max_fuel),
-        ] {
-            if v.is_some_and(|v| v < 0) {
-                problems.push((
-                    format!("limits.{field}"),
-                    format!("limits.{field} cannot be negative"),
-                ));
-            }
-        }
+        problems.extend(limits.validate());
     }
     if let Some(wasi) = &common.wasi {
         problems.extend(validate_wasi(wasi));
-    }
-    problems
-}
-
-fn validate_pool(pool: &PoolConfig) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    if let Some(kind) = &pool.kind
-        && !matches!(kind.as_str(), "inline" | "lazy" | "static" | "adaptive")
-    {
-        problems.push(("pool.type".into(), "invalid pool type".into()));
-    }
-    let values = [
-        pool.size,
-        pool.workers,
-        pool.buffer,
-        pool.max_size,
-        pool.reuse,
-    ];
-    if values.iter().flatten().any(|v| *v < 0) {
-        problems.push(("pool".into(), "pool values cannot be negative".into()));
-    }
-    // Fixed-size kinds need a size to be fixed at.
-    let fixed = matches!(pool.kind.as_deref(), Some("static" | "inline"));
-    if fixed && pool.size == Some(0) && pool.workers.unwrap_or(0) == 0 {
-        problems.push((
-            "pool.size".into(),
-            "pool.size must be greater than 0 for non-flex pools".into(),
-        ));
     }
     problems
 }

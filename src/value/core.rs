@@ -2,7 +2,7 @@
 //!
 //! A core function whose WIT signature has only scalar types takes and returns one core value
 //! per WIT value; these are the scalars it knows. Anything else goes through a component
-//! (see `compile.rs`).
+//! (see `compile`).
 
 use std::fmt;
 

@@ -23,6 +23,7 @@
 
 mod lift;
 mod lower;
+mod stack;
 
 pub use lift::{FlatResult, MemoryResult, Tape, push};
 pub use lower::LuaArgs;

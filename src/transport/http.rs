@@ -1,16 +1,15 @@
-//! HTTP endpoints: the `http.service`, `http.router` and `http.endpoint` kinds, and a server
-//! (hyper on a Tokio runtime, on a background thread per service) that runs each request
-//! through its function's pool.
+//! The HTTP server: the configs of the `http.service`, `http.router` and `http.endpoint`
+//! kinds (checked by the registry), and a server (hyper on a Tokio runtime, on a background
+//! thread per service) that runs each request through its function's pool, with its limits
+//! (header and body timeouts, body size, connections, a grace period to stop).
 //!
-//! This is the plain-function form of the `wasi-http` transport: the request body is the
-//! function's one string argument (none when empty) and its result is the response body.
-//! Routes are read when a service starts; the function behind a route is looked up per
-//! request, so a reload swaps code without a restart.
+//! Plain functions are called in the [`payload`] form; `wasi:http/incoming-handler`
+//! components get the whole request. Routes are read when a service starts; the function
+//! behind a route is looked up per request, so a reload swaps code without a restart.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,18 +17,16 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
 use tokio::sync::watch;
-
-use crate::sync::unpoison;
-use crate::error::{Error, Kind, Result};
-use crate::function::{BodyKind, CallOptions};
-use crate::pool::{Completion, Handle};
-use crate::registry::schema::{EndpointConfig, RouterConfig, ServiceConfig};
-use crate::registry::source::RawEntry;
-use crate::registry::{Entry, Registry};
-use crate::value::Value;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::payload::{self, BodyKind};
+use super::route::Route;
+use crate::error::{Error, Kind, Result};
+use crate::function::CallOptions;
+use crate::pool::{Completion, Handle, Task};
 
 /// Request bodies above this get 413 unless the service says otherwise.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -42,6 +39,54 @@ pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
 /// What a stopping service gives requests in flight.
 pub const DEFAULT_GRACE_MS: u64 = 5_000;
+
+/// `kind: http.service`: a listening address.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// `host:port`; port 0 picks a free one.
+    pub addr: Option<String>,
+    pub lifecycle: Option<LifecycleConfig>,
+    /// Request bodies above this many bytes get 413 (default 1 MiB), chunked ones too.
+    pub max_body_bytes: Option<u64>,
+    /// Time for a request's headers, from when the connection is ready for a request: it
+    /// also ends idle keep-alive connections (default 10,000).
+    pub header_timeout_ms: Option<u64>,
+    /// Time for a request's whole body (default 30,000): 408 after it.
+    pub body_timeout_ms: Option<u64>,
+    /// Connections served at once; more wait to be accepted (default 1,024).
+    pub max_connections: Option<u64>,
+    /// How long `funcs.http.stop`, shutdown and closing Lua let requests in flight finish
+    /// before their connections are dropped and their calls cancelled (default 5,000).
+    pub grace_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Start with the load (default false: `funcs.http.start`).
+    #[serde(default)]
+    pub auto_start: bool,
+}
+
+/// `kind: http.router`: a path prefix on a service (`meta.server`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    pub prefix: Option<String>,
+}
+
+/// `kind: http.endpoint`: a method and path under a router (`meta.router`), served by a
+/// function.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    pub method: Option<String>,
+    /// `/greet`, `/users/{id}`, `/files/{rest...}`.
+    pub path: Option<String>,
+    /// The function entry (its `transport` must be `wasi-http`).
+    pub func: Option<String>,
+}
 
 /// A validated `http.service`.
 #[derive(Debug, Clone)]
@@ -67,239 +112,9 @@ pub struct EndpointSpec {
     pub func: String,
 }
 
-/// A string of the entry's `meta` map (`meta.server`, `meta.router`), or "".
-fn meta(entry: &RawEntry, key: &str) -> String {
-    entry
-        .meta
-        .as_ref()
-        .and_then(|m| m.get(key))
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn invalid(entry: &RawEntry, field: &str, message: String) -> Error {
-    let field = field.to_string();
-    entry.error(Error::invalid(message).with(|d| d.field = Some(field)))
-}
-
-pub(crate) fn service(entry: &RawEntry, c: ServiceConfig) -> Result<ServiceSpec> {
-    let addr = c.addr.unwrap_or_default();
-    if addr
-        .rsplit_once(':')
-        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
-    {
-        return Err(invalid(
-            entry,
-            "addr",
-            format!("addr must be host:port, got `{addr}`"),
-        ));
-    }
-    // Zero and absurd values would make a service that serves nothing or never stops.
-    let ms = |field: &str, v: Option<u64>, default: u64| match v {
-        None => Ok(Duration::from_millis(default)),
-        Some(ms) if (1..=crate::limits::MAX_TIMEOUT_MS).contains(&ms) => {
-            Ok(Duration::from_millis(ms))
-        }
-        Some(ms) => Err(invalid(
-            entry,
-            field,
-            format!("{field} must be between 1 and 2^40, got {ms}"),
-        )),
-    };
-    let max_connections = match c.max_connections {
-        None => DEFAULT_MAX_CONNECTIONS,
-        Some(n) if (1..=1 << 20).contains(&n) => n,
-        Some(n) => {
-            return Err(invalid(
-                entry,
-                "max_connections",
-                format!("max_connections must be between 1 and 1048576, got {n}"),
-            ));
-        }
-    };
-    Ok(ServiceSpec {
-        addr,
-        auto_start: c.lifecycle.is_some_and(|l| l.auto_start),
-        max_body: c.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
-        header_timeout: ms(
-            "header_timeout_ms",
-            c.header_timeout_ms,
-            DEFAULT_HEADER_TIMEOUT_MS,
-        )?,
-        body_timeout: ms(
-            "body_timeout_ms",
-            c.body_timeout_ms,
-            DEFAULT_BODY_TIMEOUT_MS,
-        )?,
-        max_connections: max_connections as usize,
-        grace: ms("grace_ms", c.grace_ms, DEFAULT_GRACE_MS)?,
-    })
-}
-
-pub(crate) fn router<'a>(
-    entry: &RawEntry,
-    c: RouterConfig,
-    lookup: impl Fn(&str) -> Option<&'a Entry>,
-) -> Result<Entry> {
-    let service = entry.resolve_id(&meta(entry, "server"));
-    if !matches!(lookup(&service), Some(Entry::Service(_))) {
-        return Err(invalid(
-            entry,
-            "meta.server",
-            format!("unknown http.service `{service}`"),
-        ));
-    }
-    let prefix = c
-        .prefix
-        .unwrap_or_default()
-        .trim_end_matches('/')
-        .to_string();
-    if !prefix.is_empty() && !prefix.starts_with('/') {
-        return Err(invalid(
-            entry,
-            "prefix",
-            format!("prefix must start with `/`, got `{prefix}`"),
-        ));
-    }
-    Ok(Entry::Router { service, prefix })
-}
-
-pub(crate) fn endpoint<'a>(
-    entry: &RawEntry,
-    c: EndpointConfig,
-    lookup: impl Fn(&str) -> Option<&'a Entry>,
-) -> Result<Entry> {
-    let router = meta(entry, "router");
-    let (service, prefix) = if router.is_empty() {
-        (None, "")
-    } else {
-        let router = entry.resolve_id(&router);
-        let Some(Entry::Router { service, prefix }) = lookup(&router) else {
-            return Err(invalid(
-                entry,
-                "meta.router",
-                format!("unknown http.router `{router}`"),
-            ));
-        };
-        (Some(service.clone()), prefix.as_str())
-    };
-    let method = c.method.unwrap_or_default().to_ascii_uppercase();
-    let method = Method::from_bytes(method.as_bytes())
-        .ok()
-        .filter(|_| !method.is_empty())
-        .ok_or_else(|| invalid(entry, "method", format!("invalid method `{method}`")))?;
-    let path = c.path.unwrap_or_default();
-    if !path.starts_with('/') {
-        return Err(invalid(
-            entry,
-            "path",
-            format!("path must start with `/`, got `{path}`"),
-        ));
-    }
-    let func = entry.resolve_id(&c.func.unwrap_or_default());
-    match lookup(&func) {
-        Some(Entry::Function(h)) if h.0.function().is_http() => {}
-        Some(Entry::Function(_)) => {
-            return Err(invalid(
-                entry,
-                "func",
-                format!("function `{func}` does not have `transport: wasi-http`"),
-            ));
-        }
-        _ => return Err(invalid(entry, "func", format!("unknown function `{func}`"))),
-    }
-    Ok(Entry::Endpoint(EndpointSpec {
-        service,
-        method,
-        path: format!("{prefix}{path}"),
-        func,
-    }))
-}
-
-/// Two endpoints of one service with the same method and path in one load fail it.
-pub(crate) fn check_duplicates(pending: &[(String, Entry)]) -> Result<()> {
-    let mut seen: HashMap<(Option<String>, Method, String), &str> = HashMap::new();
-    for (id, e) in pending {
-        if let Entry::Endpoint(ep) = e {
-            let key = (ep.service.clone(), ep.method.clone(), ep.path.clone());
-            if let Some(other) = seen.insert(key, id) {
-                return Err(Error::invalid(format!(
-                    "endpoints `{other}` and `{id}` both serve {} {}",
-                    ep.method, ep.path
-                ))
-                .with(|d| d.entry = Some(id.clone())));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A route of a running service.
-#[derive(Debug, Clone)]
-struct Route {
-    method: Method,
-    segments: Vec<Segment>,
-    func: String,
-}
-
-#[derive(Debug, Clone)]
-enum Segment {
-    Literal(String),
-    Param,
-    Rest,
-}
-
-impl Route {
-    fn new(spec: &EndpointSpec) -> Route {
-        let segments = spec
-            .path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(
-                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(p) if p.ends_with("...") => Segment::Rest,
-                    Some(_) => Segment::Param,
-                    None => Segment::Literal(s.to_string()),
-                },
-            )
-            .collect();
-        Route {
-            method: spec.method.clone(),
-            segments,
-            func: spec.func.clone(),
-        }
-    }
-
-    /// Sorts routes most specific first: literal segments before parameters before a rest,
-    /// segment by segment, then longer paths first.
-    fn precedence(&self) -> (Vec<u8>, std::cmp::Reverse<usize>) {
-        let ranks = self
-            .segments
-            .iter()
-            .map(|s| match s {
-                Segment::Literal(_) => 0,
-                Segment::Param => 1,
-                Segment::Rest => 2,
-            })
-            .collect();
-        (ranks, std::cmp::Reverse(self.segments.len()))
-    }
-
-    fn matches(&self, path: &str) -> bool {
-        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let mut i = 0;
-        for seg in &self.segments {
-            match seg {
-                Segment::Rest => return true,
-                Segment::Param if i < parts.len() => i += 1,
-                Segment::Literal(l) if parts.get(i) == Some(&l.as_str()) => i += 1,
-                _ => return false,
-            }
-        }
-        i == parts.len()
-    }
-}
+/// Finds the pool of a function by ID, per request (so that a reload swaps code without a
+/// restart); holding the handle keeps that pool open until the request ends.
+pub type Lookup = Arc<dyn Fn(&str) -> Result<Arc<Handle>> + Send + Sync>;
 
 /// A service listening on its background thread.
 pub struct Server {
@@ -311,13 +126,13 @@ pub struct Server {
 /// What every request of one service shares.
 struct Shared {
     routes: Vec<Route>,
-    registry: Arc<RwLock<Registry>>,
+    lookup: Lookup,
     spec: ServiceSpec,
     id: String,
 }
 
 impl Server {
-    /// Binds `spec.addr` and serves `endpoints`, looking functions up in `registry`.
+    /// Binds `spec.addr` and serves `endpoints`, finding their functions with `lookup`.
     ///
     /// # Errors
     /// `UNAVAILABLE` when the address cannot be bound.
@@ -325,7 +140,7 @@ impl Server {
         id: &str,
         spec: &ServiceSpec,
         endpoints: Vec<EndpointSpec>,
-        registry: Arc<RwLock<Registry>>,
+        lookup: Lookup,
     ) -> Result<Server> {
         let listener = std::net::TcpListener::bind(&spec.addr)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -338,12 +153,15 @@ impl Server {
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");
-        let mut routes: Vec<Route> = endpoints.iter().map(Route::new).collect();
+        let mut routes: Vec<Route> = endpoints
+            .iter()
+            .map(|e| Route::new(&e.method, &e.path, &e.func))
+            .collect();
         // The most specific route wins, whatever order the registry holds them in.
         routes.sort_by(|a, b| a.precedence().cmp(&b.precedence()));
         let shared = Arc::new(Shared {
             routes,
-            registry,
+            lookup,
             spec: spec.clone(),
             id: id.to_string(),
         });
@@ -532,9 +350,7 @@ async fn handle(
             format!("no endpoint for {} {path}\n", req.method()),
         ));
     };
-    let handle = unpoison(shared.registry.read())
-        .function(&route.func);
-    let handle = match handle {
+    let handle = match (shared.lookup)(&route.func) {
         Ok(h) => h,
         Err(e) => return Ok(text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))),
     };
@@ -571,12 +387,7 @@ async fn handle(
         }
     };
     let function = handle.0.function().clone();
-    let args = match function.arity() {
-        0 => vec![],
-        _ if body.is_empty() => vec![Value::Nil],
-        _ => vec![Value::Bytes(body.to_vec())],
-    };
-    let args = match function.lower(&args) {
+    let args = match function.lower(&payload::args(function.arity(), &body)) {
         Ok(a) => a,
         Err(e) => return Ok(text(StatusCode::BAD_REQUEST, format!("{e}\n"))),
     };
@@ -595,21 +406,13 @@ async fn handle(
     }
     done.finished().await;
     let result = done.with_result(|r| r.cloned().expect("finished"));
-    Ok(match result {
-        Ok(Value::Nil) => response(StatusCode::NO_CONTENT, None, Bytes::new()),
-        Ok(Value::Bytes(b)) if function.body_kind() == BodyKind::Text => {
-            response(StatusCode::OK, Some("text/plain; charset=utf-8"), b)
-        }
-        Ok(Value::Bytes(b)) if function.body_kind() == BodyKind::Bytes => {
-            response(StatusCode::OK, Some("application/octet-stream"), b)
-        }
-        Ok(v) => response(
-            StatusCode::OK,
-            Some("application/json"),
-            serde_json::to_vec(&to_json(&v)).expect("JSON of plain values"),
-        ),
-        Err(e) => failure(&shared, &e),
-    })
+    Ok(
+        match result.map(|v| payload::body(v, BodyKind::of(function.results()))) {
+            Ok(None) => response(StatusCode::NO_CONTENT, None, Bytes::new()),
+            Ok(Some((content_type, bytes))) => response(StatusCode::OK, Some(content_type), bytes),
+            Err(e) => failure(&shared, &e),
+        },
+    )
 }
 
 /// A request body for an incoming-handler, bounded in size (chunked bodies too) and in
@@ -690,7 +493,10 @@ async fn incoming_handler(
     let pool = handle.0.clone();
     let submitted = {
         let done = done.clone();
-        tokio::task::spawn_blocking(move || pool.submit_http(req, respond, done))
+        let task: Task = Box::new(move |function, options| {
+            Box::pin(async move { function.handle_http(req, respond, &options).await })
+        });
+        tokio::task::spawn_blocking(move || pool.submit_task(task, done))
             .await
             .unwrap_or_else(|e| Err(Error::internal(format!("submitting: {e}"))))
     };
@@ -716,32 +522,5 @@ async fn incoming_handler(
                 ),
             }
         }
-    }
-}
-
-/// A result as JSON: records are objects, lists arrays, bytes strings (lossy UTF-8).
-fn to_json(v: &Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        Value::Nil => J::Null,
-        Value::Bool(b) => J::Bool(*b),
-        Value::Int(i) => J::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-        Value::Bytes(b) => J::String(String::from_utf8_lossy(b).into_owned()),
-        Value::Array(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Map(fields) => J::Object(
-            fields
-                .iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-                        Value::Int(i) => i.to_string(),
-                        other => other.type_name().to_string(),
-                    };
-                    (key, to_json(v))
-                })
-                .collect(),
-        ),
-        _ => J::Null,
     }
 }

@@ -1,0 +1,288 @@
+//! A function ready to call: its compiled artefact, its export and signature.
+//!
+//! Core modules with scalar signatures are called as core functions; components (and core
+//! modules whose `wit` needs the canonical ABI, wrapped into components at load) go through
+//! the component model. Every call gets a fresh instance from an `InstancePre` unless the
+//! entry lets instances serve several calls (`pool.reuse`).
+//!
+//! The rooms: this file holds what a function is and builds it; `store` the per-call store
+//! and its WASI and HTTP views; `link` what an entry's instances are linked with (granted
+//! WASI, stubs naming every other import); `exports` finding the method among a component's
+//! exports; `call` the call paths (blocking, async, direct); `handler` the whole-request
+//! call of a `wasi:http/incoming-handler`; `classify` the errors calls end with.
+
+mod call;
+mod classify;
+mod exports;
+mod handler;
+mod link;
+mod store;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use wasmtime::Store;
+use wasmtime::component::{ComponentExportIndex, Type};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+pub use self::handler::IncomingBody;
+use self::link::{component_target, core_target};
+pub use self::store::CallCtx;
+use crate::compile::{self, Artefact};
+use crate::limits::{Control, Limits};
+use crate::signature::Signature;
+use crate::value::direct::{self, Shape};
+use crate::value::{self, CoreType};
+use crate::wasi::WasiSpec;
+
+/// What an entry may import: the granted WASI interfaces and what its guests see.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    pub granted: Vec<&'static str>,
+    /// `transport: wasi-http`: a component exporting `wasi:http/incoming-handler` gets
+    /// `wasi:http/types` and serves requests whole.
+    pub http: bool,
+    pub wasi: WasiSpec,
+}
+
+/// How one call runs beyond the entry's own limits.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Replaces `limits.max_execution_ms` (an executor's `timeout`).
+    pub timeout_ms: Option<u64>,
+    /// Lets the call be cancelled (futures).
+    pub control: Option<Arc<Control>>,
+}
+
+impl CallOptions {
+    fn timeout(&self, limits: &Limits) -> Option<u64> {
+        self.timeout_ms
+            .or(limits.max_execution_ms)
+            .map(|ms| ms.min(crate::limits::MAX_TIMEOUT_MS))
+    }
+}
+
+/// Arguments converted to a function's parameter types by [`Function::lower`].
+#[derive(Debug, Clone)]
+pub enum Args {
+    Core(Vec<wasmtime::Val>),
+    Component(Vec<wasmtime::component::Val>),
+}
+
+/// The export called, in its instance of the function's module or component.
+enum Callee {
+    Core(wasmtime::Func),
+    Component(wasmtime::component::Func),
+}
+
+/// An instance kept for more calls (`pool.reuse`), with its store.
+struct Warm {
+    store: Store<CallCtx>,
+    instance: Callee,
+    /// Calls made in it so far.
+    uses: usize,
+}
+
+/// A callable export of a compiled entry.
+pub struct Function {
+    id: String,
+    method: String,
+    /// The export `method` bound: `ns:pkg/iface@0.2.0#func`, or the method itself.
+    bound: String,
+    /// Its results hold a resource, which cannot reach Lua: calls are refused (at load, so
+    /// that no call walks the types).
+    returns_resource: bool,
+    target: Target,
+    limits: Limits,
+    sandbox: Sandbox,
+    /// Whether calls go through wasmtime's async support (WASI host calls may wait).
+    asynchronous: bool,
+    /// Set when blocking calls may take the direct path (`value::direct`).
+    direct: Option<Shape>,
+    /// Instances created, for `funcs.stats`.
+    instances: AtomicU64,
+    /// `transport: wasi-http`: the function may serve HTTP endpoints.
+    http: bool,
+    /// Calls one instance may serve (`pool.reuse`); 0 or 1: a fresh instance per call.
+    reuse: usize,
+    warm: Mutex<Vec<Warm>>,
+    /// Held so that other entries with the same bytes find it (the shared map is weak).
+    _artefact: Arc<Artefact>,
+}
+
+enum Target {
+    Core {
+        pre: wasmtime::InstancePre<CallCtx>,
+        export: wasmtime::ModuleExport,
+        params: Vec<(String, CoreType)>,
+        results: Vec<CoreType>,
+        /// Links WASIp1 (async).
+        p1: bool,
+    },
+    Component {
+        pre: wasmtime::component::InstancePre<CallCtx>,
+        export: ComponentExportIndex,
+        params: Vec<(String, Type)>,
+        results: Vec<Type>,
+        /// Set for `wasi:http/incoming-handler` components with the wasi-http transport.
+        handler: Option<ProxyPre<CallCtx>>,
+        /// The full name of the export `method` bound.
+        bound: String,
+    },
+}
+
+impl Function {
+    /// Compiles `bytes` (sharing artefacts with other entries) and prepares `method`.
+    ///
+    /// `wit` is only read for core modules.
+    ///
+    /// # Errors
+    /// A message (without the entry ID) for what does not fit: compile errors, an unknown
+    /// method, a signature that does not match the core export.
+    pub fn build(
+        id: &str,
+        method: &str,
+        bytes: &[u8],
+        wit: Option<&str>,
+        limits: Limits,
+        sandbox: Sandbox,
+        reuse: usize,
+    ) -> Result<Function, String> {
+        let fuel = limits.max_fuel.is_some();
+        let artefact = compile::compile(bytes, fuel)?;
+        let mut wrapped_artefact = None;
+        let granted = &sandbox.granted;
+        let target = match (&*artefact, wit) {
+            (Artefact::Component(component), _) => {
+                component_target(component, method, fuel, granted, sandbox.http)?
+            }
+            (Artefact::Module(module), None) => core_target(module, method, None, fuel, granted)?,
+            (Artefact::Module(module), Some(wit)) => {
+                let sig = Signature::parse(wit)?;
+                match sig.scalar(method)? {
+                    Some(scalar) => core_target(module, method, Some(scalar), fuel, granted)?,
+                    None => {
+                        let wrapped = compile::compile(&sig.componentize(bytes)?, fuel)?;
+                        let Artefact::Component(component) = &*wrapped else {
+                            unreachable!("componentize makes components")
+                        };
+                        let target = component_target(component, method, fuel, granted, false)?;
+                        wrapped_artefact = Some(wrapped.clone());
+                        target
+                    }
+                }
+            }
+        };
+        let asynchronous = match &target {
+            Target::Core { p1, .. } => *p1,
+            Target::Component { handler, .. } => !sandbox.granted.is_empty() || handler.is_some(),
+        };
+        let direct = match &target {
+            Target::Component {
+                params, results, ..
+            } if !asynchronous => {
+                let params: Vec<Type> = params.iter().map(|(_, ty)| ty.clone()).collect();
+                direct::plan(&params, results)
+            }
+            _ => None,
+        };
+        let (bound, returns_resource) = match &target {
+            Target::Component { bound, results, .. } => {
+                (bound.clone(), results.iter().any(value::holds_resource))
+            }
+            Target::Core { .. } => (method.to_string(), false),
+        };
+        Ok(Function {
+            id: id.to_string(),
+            method: method.to_string(),
+            bound,
+            returns_resource,
+            target,
+            limits,
+            sandbox,
+            asynchronous,
+            direct,
+            instances: AtomicU64::new(0),
+            http: false,
+            reuse,
+            warm: Mutex::new(Vec::new()),
+            _artefact: wrapped_artefact.unwrap_or(artefact),
+        })
+    }
+
+    /// Marks the function as served over HTTP (`transport: wasi-http`).
+    pub fn with_http(mut self, http: bool) -> Self {
+        self.http = http;
+        self
+    }
+
+    pub fn is_http(&self) -> bool {
+        self.http
+    }
+
+    /// The WIT types of the results; `None` for a core function.
+    pub fn results(&self) -> Option<&[Type]> {
+        match &self.target {
+            Target::Component { results, .. } => Some(results),
+            Target::Core { .. } => None,
+        }
+    }
+
+    /// Whether calls must run on a Tokio runtime (WASI host calls may wait there).
+    pub fn is_async(&self) -> bool {
+        self.asynchronous
+    }
+
+    /// The export the method bound (`ns:pkg/iface@0.2.0#func`, or the method itself).
+    pub fn bound(&self) -> &str {
+        &self.bound
+    }
+
+    /// Instances created so far.
+    pub fn instances(&self) -> u64 {
+        self.instances.load(Ordering::Relaxed)
+    }
+
+    /// The entry ID, `ns:name`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The entry's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The number of parameters.
+    pub fn arity(&self) -> usize {
+        match &self.target {
+            Target::Core { params, .. } => params.len(),
+            Target::Component { params, .. } => params.len(),
+        }
+    }
+
+    /// The name of parameter `index` (0-based); `p1`, `p2`... for core functions without `wit`.
+    pub fn param_name(&self, index: usize) -> &str {
+        match &self.target {
+            Target::Core { params, .. } => params.get(index).map(|(n, _)| n.as_str()),
+            Target::Component { params, .. } => params.get(index).map(|(n, _)| n.as_str()),
+        }
+        .unwrap_or("?")
+    }
+
+    /// Whether blocking calls may take the direct path ([`Function::call_direct`]).
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Whether this is a `wasi:http/incoming-handler` served whole over HTTP.
+    pub fn is_handler(&self) -> bool {
+        matches!(
+            &self.target,
+            Target::Component {
+                handler: Some(_),
+                ..
+            }
+        )
+    }
+}

@@ -1,0 +1,135 @@
+//! The store of one call: its data ([`CallCtx`]: resources, the memory limiter, the WASI and
+//! wasi:http contexts and their views) and how a function makes one with its limits armed.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::{Function, Target};
+use crate::engine::engine_for;
+use crate::error::Error;
+use crate::limits::{Control, MemoryLimiter};
+
+/// Per-call store data.
+pub struct CallCtx {
+    pub(super) table: ResourceTable,
+    pub(super) limiter: MemoryLimiter,
+    /// WASIp2, for components with granted interfaces (boxed: a store without WASI is made
+    /// faster when it is small).
+    pub(super) wasi: Option<Box<WasiCtx>>,
+    /// WASIp1, for core modules importing `wasi_snapshot_preview1`.
+    pub(super) p1: Option<Box<WasiP1Ctx>>,
+    /// This call's deadline in ms, for the error message.
+    pub(super) timeout: Option<u64>,
+    /// wasi:http, for `wasi:http/incoming-handler` components.
+    pub(super) http: WasiHttpCtx,
+    pub(super) hooks: NoOutgoingRequests,
+}
+
+/// Outgoing requests are not linked (`wasi:http/outgoing-handler` is a stub), so this is
+/// never asked; it refuses if it is.
+pub(super) struct NoOutgoingRequests;
+
+type OutgoingDone = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+impl wasmtime_wasi_http::WasiHttpHooks for NoOutgoingRequests {
+    fn send_request(
+        &mut self,
+        _request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _done: OutgoingDone,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    hyper::Response<wasmtime_wasi_http::WasiBody>,
+                    OutgoingDone,
+                )>,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+impl CallCtx {
+    pub(super) fn p1(&mut self) -> &mut WasiP1Ctx {
+        self.p1
+            .as_mut()
+            .expect("WASIp1 is linked only with its context")
+    }
+}
+
+impl WasiHttpView for CallCtx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl WasiView for CallCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: self
+                .wasi
+                .as_mut()
+                .expect("WASI is linked only with its context"),
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Function {
+    /// A store for one call: limits armed, WASI context made (env read now).
+    pub(super) fn store(
+        &self,
+        timeout: Option<u64>,
+        control: Option<&Arc<Control>>,
+    ) -> Result<Store<CallCtx>, Error> {
+        let (mut wasi, mut p1) = (None, None);
+        match &self.target {
+            Target::Core { p1: true, .. } => {
+                p1 = Some(Box::new(
+                    self.sandbox
+                        .wasi
+                        .builder(&self.id)
+                        .map_err(|e| self.fail(e))?
+                        .build_p1(),
+                ))
+            }
+            Target::Component { .. } if self.asynchronous => {
+                wasi = Some(Box::new(
+                    self.sandbox
+                        .wasi
+                        .context(&self.id)
+                        .map_err(|e| self.fail(e))?,
+                ))
+            }
+            _ => {}
+        }
+        let ctx = CallCtx {
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(self.limits.max_memory_bytes),
+            wasi,
+            p1,
+            timeout,
+            http: WasiHttpCtx::new(),
+            hooks: NoOutgoingRequests,
+        };
+        let mut store = Store::new(engine_for(self.limits.max_fuel.is_some()), ctx);
+        // The pooling allocator bounds tables itself; on-demand stores need the limiter's
+        // table cap even without a memory limit.
+        if self.limits.max_memory_bytes.is_some()
+            || *crate::engine::allocator() != crate::engine::Allocator::Pooling
+        {
+            store.limiter(|ctx| &mut ctx.limiter);
+        }
+        self.limits.arm(&mut store, timeout, control);
+        Ok(store)
+    }
+}

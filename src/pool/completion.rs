@@ -1,0 +1,81 @@
+//! A call's result slot: filled once by whoever runs the call, waited on by threads (a
+//! condition variable) or by async code (a `Notify`), and cancellable.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::error::{Error, Kind};
+use crate::limits::{Control, notified_until};
+use crate::sync::unpoison;
+use crate::value::Value;
+
+/// The result of a call made with [`Pool::submit`](super::Pool::submit), filled in by whoever runs it.
+#[derive(Debug, Default)]
+pub struct Completion {
+    result: Mutex<Option<Result<Value, Error>>>,
+    done: Condvar,
+    /// Wakes async waiters (the HTTP server).
+    notify: Notify,
+    pub control: Arc<Control>,
+}
+
+impl Completion {
+    pub fn new() -> Arc<Completion> {
+        Arc::new(Completion::default())
+    }
+
+    pub(super) fn complete(&self, result: Result<Value, Error>) {
+        let mut slot = unpoison(self.result.lock());
+        if slot.is_none() {
+            *slot = Some(result);
+        }
+        self.done.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once there is a result (for async waiters; threads use [`Completion::wait`]).
+    pub async fn finished(&self) {
+        notified_until(&self.notify, || self.is_complete()).await;
+    }
+
+    /// Interrupts the call if it runs, drops it if it waits, and completes with `error`
+    /// (unless it already completed).
+    pub fn cancel(&self, error: Error) {
+        if !self.is_complete() {
+            self.control.cancel();
+            self.complete(Err(error));
+        }
+    }
+
+    /// Whether [`Completion::cancel`] ended the call.
+    pub fn is_canceled(&self) -> bool {
+        self.control.is_canceled()
+            && self.with_result(|r| matches!(r, Some(Err(e)) if e.kind() == Kind::Canceled))
+    }
+
+    pub fn is_complete(&self) -> bool {
+        unpoison(self.result.lock()).is_some()
+    }
+
+    /// The result when there is one; `f` reads it in place.
+    pub fn with_result<R>(&self, f: impl FnOnce(Option<&Result<Value, Error>>) -> R) -> R {
+        f(unpoison(self.result.lock()).as_ref())
+    }
+
+    /// Waits for the result, at most `timeout`; `false` if it did not come.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        let slot = unpoison(self.result.lock());
+        match timeout {
+            None => {
+                let slot = unpoison(self.done.wait_while(slot, |r| r.is_none()));
+                slot.is_some()
+            }
+            Some(t) => {
+                let (slot, _) = unpoison(self.done.wait_timeout_while(slot, t, |r| r.is_none()));
+                slot.is_some()
+            }
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! Worker pools: where an entry's calls run and how many at once.
+//!
+//! One pool per function entry. What differs between the kinds (`inline`, `lazy`, `static`,
+//! `adaptive`: one file each, behind [`Policy`]) is a few decisions: the defaults of their
+//! sizes, the workers started with the pool and kept however idle, how long an idle worker
+//! lives, and whether calls run on the caller's thread. The machinery they share is here (a
+//! queue, slots, shutdown) and in `workers` (the worker threads); a call's result slot is
+//! [`Completion`].
+//!
+//! A worker is a thread with its own single-threaded Tokio runtime. For entries without
+//! WASI a call occupies its thread from start to end, so the pool's size bounds how many run
+//! at once; a blocking `funcs.call` of such an entry runs on the calling thread once it has
+//! one of those slots (no hand-over to another thread). Entries with WASI may wait on the
+//! host (sleep, I/O): their calls always run on workers, and a worker interleaves up to
+//! [`PER_WORKER`] of them while they wait, so sleeping calls do not hold threads.
+
+mod adaptive;
+mod completion;
+mod inline;
+mod lazy;
+mod r#static;
+mod workers;
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::Notify;
+
+pub use self::completion::Completion;
+use self::workers::{Job, Work};
+use crate::error::{Error, Kind};
+use crate::function::{Args, CallOptions, Function};
+use crate::limits::Control;
+use crate::sync::unpoison;
+use crate::value::Value;
+
+/// Calls one worker interleaves while they wait on the host.
+pub const PER_WORKER: usize = 128;
+
+/// `pool:`; see SPEC section 5 for the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// `inline`, `lazy`, `static` or `adaptive`; chosen from the sizes when absent.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub size: Option<i64>,
+    pub workers: Option<i64>,
+    pub buffer: Option<i64>,
+    pub max_size: Option<i64>,
+    pub warm_start: Option<bool>,
+    /// Calls a worker may make on one instance before taking a fresh one (default 1).
+    pub reuse: Option<i64>,
+}
+
+impl PoolConfig {
+    /// Problems of this config as `(field path, message)`, in the SPEC's wording.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if let Some(kind) = &self.kind
+            && PoolKind::from_name(kind).is_none()
+        {
+            problems.push(("pool.type".into(), "invalid pool type".into()));
+        }
+        let values = [
+            self.size,
+            self.workers,
+            self.buffer,
+            self.max_size,
+            self.reuse,
+        ];
+        if values.iter().flatten().any(|v| *v < 0) {
+            problems.push(("pool".into(), "pool values cannot be negative".into()));
+        }
+        // Fixed-size kinds need a size to be fixed at.
+        let fixed = matches!(self.kind.as_deref(), Some("static" | "inline"));
+        if fixed && self.size == Some(0) && self.workers.unwrap_or(0) == 0 {
+            problems.push((
+                "pool.size".into(),
+                "pool.size must be greater than 0 for non-flex pools".into(),
+            ));
+        }
+        problems
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolKind {
+    Inline,
+    Lazy,
+    Static,
+    Adaptive,
+}
+
+impl PoolKind {
+    /// The kind named `pool.type`.
+    pub fn from_name(name: &str) -> Option<PoolKind> {
+        [
+            PoolKind::Inline,
+            PoolKind::Lazy,
+            PoolKind::Static,
+            PoolKind::Adaptive,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolKind::Inline => "inline",
+            PoolKind::Lazy => "lazy",
+            PoolKind::Static => "static",
+            PoolKind::Adaptive => "adaptive",
+        }
+    }
+
+    /// What this kind decides (its file).
+    fn policy(self) -> &'static dyn Policy {
+        match self {
+            PoolKind::Inline => &inline::Inline,
+            PoolKind::Lazy => &lazy::Lazy,
+            PoolKind::Static => &r#static::Static,
+            PoolKind::Adaptive => &adaptive::Adaptive,
+        }
+    }
+}
+
+/// What one kind of pool decides; everything else is shared.
+trait Policy: Sync {
+    /// The pool of `config`, this kind's defaults applied.
+    fn spec(&self, config: &PoolConfig) -> PoolSpec;
+
+    /// Workers started with the pool.
+    fn workers_at_start(&self, _spec: &PoolSpec) -> usize {
+        0
+    }
+
+    /// Workers kept however idle.
+    fn min_workers(&self, _spec: &PoolSpec) -> usize {
+        0
+    }
+
+    /// How long a worker above the minimum stays idle before it retires.
+    fn idle(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    /// Every call runs on the caller's thread, one at a time (no workers).
+    fn on_caller(&self) -> bool {
+        false
+    }
+}
+
+/// A config number when it is positive.
+fn positive(v: Option<i64>) -> Option<usize> {
+    v.filter(|v| *v > 0).map(|v| v as usize)
+}
+
+/// A pool's shape, with SPEC section 5's defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub kind: PoolKind,
+    /// Static: its workers; lazy and adaptive: the most workers; inline: 1.
+    pub size: usize,
+    /// Queued calls before callers wait (static); unbounded otherwise.
+    pub buffer: usize,
+    pub warm_start: bool,
+}
+
+impl PoolSpec {
+    /// From validated config. Without `type`: `static` when `workers` is set, `inline` for a
+    /// `size` without `max_size`, else `lazy` of up to `max_size` (default 100) workers.
+    pub fn from_config(config: Option<&PoolConfig>) -> PoolSpec {
+        let c = config.cloned().unwrap_or_default();
+        let kind = match c.kind.as_deref().and_then(PoolKind::from_name) {
+            Some(kind) => kind,
+            None if positive(c.workers).is_some() => PoolKind::Static,
+            None if positive(c.size).is_some() && positive(c.max_size).is_none() => {
+                PoolKind::Inline
+            }
+            None => {
+                return PoolSpec {
+                    size: positive(c.max_size).unwrap_or(100),
+                    ..lazy::Lazy.spec(&c)
+                };
+            }
+        };
+        kind.policy().spec(&c)
+    }
+}
+
+/// Counters of one pool, for `funcs.stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub kind: &'static str,
+    pub calls: u64,
+    pub failures: u64,
+    pub in_flight: usize,
+    pub queued: usize,
+    pub workers: usize,
+    pub instances: u64,
+    /// Blocking calls take the direct path (`value::direct`).
+    pub direct: bool,
+}
+
+/// Work for a worker other than a call with arguments: given the function and the call's
+/// options, the future that makes the call.
+pub type Task = Box<
+    dyn FnOnce(
+            Arc<Function>,
+            CallOptions,
+        ) -> Pin<Box<dyn Future<Output = Result<Value, Error>> + Send>>
+        + Send,
+>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// Reloaded away: queued calls still run, then the workers stop.
+    Drain,
+    /// Shut down: queued calls fail, running ones are cancelled.
+    Cancel,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Job>,
+    workers: usize,
+    /// Workers waiting for a call.
+    waiting: usize,
+    /// Calls of a non-async entry running now (each holds a thread).
+    busy: usize,
+    /// Controls of the calls running now, to cancel them on shutdown.
+    running: Vec<Arc<Control>>,
+    closing: Option<Closing>,
+}
+
+/// One entry's pool.
+pub struct Pool {
+    function: Arc<Function>,
+    spec: PoolSpec,
+    state: Mutex<State>,
+    /// Callers waiting for queue room or a slot.
+    room: Condvar,
+    /// Workers waiting for calls.
+    work: Notify,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    calls: AtomicU64,
+    failures: AtomicU64,
+    in_flight: AtomicUsize,
+    /// Runs an inline async entry's calls on the calling thread.
+    local: OnceLock<tokio::runtime::Runtime>,
+    /// Inline: one call at a time.
+    inline: Mutex<()>,
+    /// Shut down (`Closing::Cancel`), readable without the state lock.
+    canceled: AtomicBool,
+}
+
+impl Pool {
+    pub fn new(function: Arc<Function>, spec: PoolSpec) -> Arc<Pool> {
+        Arc::new(Pool {
+            function,
+            spec,
+            state: Mutex::new(State::default()),
+            room: Condvar::new(),
+            work: Notify::new(),
+            threads: Mutex::new(Vec::new()),
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            local: OnceLock::new(),
+            inline: Mutex::new(()),
+            canceled: AtomicBool::new(false),
+        })
+    }
+
+    pub fn function(&self) -> &Arc<Function> {
+        &self.function
+    }
+
+    /// Starts the workers a pool keeps from the beginning (static, warm adaptive).
+    pub fn start(self: &Arc<Self>) {
+        let want = self.policy().workers_at_start(&self.spec);
+        let mut st = self.lock();
+        // A worker that cannot start now is started when calls come (`enqueue`).
+        while st.workers < want && self.spawn_worker(&mut st).is_ok() {}
+    }
+
+    /// Runs a call and waits for its result.
+    ///
+    /// # Errors
+    /// The call's, or `UNAVAILABLE` when the pool was shut down.
+    pub fn call(self: &Arc<Self>, args: Args, options: CallOptions) -> Result<Value, Error> {
+        if self.runs_here() {
+            return self.run_here(&args, &options);
+        }
+        let done = Completion::new();
+        self.submit(args, options, done.clone())?;
+        done.wait(None);
+        done.with_result(|r| r.cloned().expect("waited for it"))
+    }
+
+    /// Whether blocking calls run on the caller's thread: in inline pools, and for entries
+    /// without async host calls (holding one of the pool's slots, so the size still bounds
+    /// them).
+    pub fn runs_here(&self) -> bool {
+        self.policy().on_caller() || !self.function.is_async()
+    }
+
+    /// Runs `f` on this thread as one call of the pool ([`Pool::runs_here`]): one at a time
+    /// inline, otherwise holding a slot. `Ok(None)`, a call `f` did not make, is not counted.
+    ///
+    /// # Errors
+    /// `f`'s, or `UNAVAILABLE` when the pool was shut down.
+    pub fn here<T>(
+        &self,
+        f: impl FnOnce(&Function) -> Result<Option<T>, Error>,
+    ) -> Result<Option<T>, Error> {
+        let inline = self.policy().on_caller();
+        let one = if inline {
+            if self.canceled.load(Ordering::Acquire) {
+                return Err(self.unavailable());
+            }
+            Some(unpoison(self.inline.lock()))
+        } else {
+            let mut st = self.lock();
+            loop {
+                if st.closing.is_some() {
+                    return Err(self.unavailable());
+                }
+                if st.busy < self.spec.size {
+                    break;
+                }
+                st = unpoison(self.room.wait(st));
+            }
+            st.busy += 1;
+            None
+        };
+        // Released however `f` ends, a panic included.
+        let _slot = Slot {
+            pool: self,
+            held: !inline,
+        };
+        let _one = one;
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _flight = InFlight(&self.in_flight);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.function)))
+            .unwrap_or_else(|panic| Err(self.panicked(panic.as_ref())));
+        if !matches!(result, Ok(None)) {
+            self.count(result.is_err());
+        }
+        result
+    }
+
+    /// The error a call that panicked inside funcs ends with.
+    fn panicked(&self, panic: &(dyn std::any::Any + Send)) -> Error {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Error::internal(format!(
+            "failed to call `{}`: internal error: {what}",
+            self.function.id()
+        ))
+        .with(|d| d.entry = Some(self.function.id().to_string()))
+    }
+
+    /// Queues a call (waiting for room in a full static queue); its result goes to `done`.
+    /// Inline pools run it now.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` when the pool was shut down.
+    pub fn submit(
+        self: &Arc<Self>,
+        args: Args,
+        options: CallOptions,
+        done: Arc<Completion>,
+    ) -> Result<(), Error> {
+        let options = CallOptions {
+            control: Some(done.control.clone()),
+            ..options
+        };
+        if self.policy().on_caller() {
+            done.complete(self.run_here(&args, &options));
+            return Ok(());
+        }
+        self.enqueue(Job {
+            work: Work::Call(args),
+            options,
+            done,
+        })
+    }
+
+    /// Queues work other than a call with arguments (an HTTP request for an
+    /// incoming-handler), always for a worker: `task` gets the function and the call's
+    /// options there; the end of the call goes to `done`.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` when the pool was shut down.
+    pub fn submit_task(self: &Arc<Self>, task: Task, done: Arc<Completion>) -> Result<(), Error> {
+        let options = CallOptions {
+            control: Some(done.control.clone()),
+            ..CallOptions::default()
+        };
+        self.enqueue(Job {
+            work: Work::Task(task),
+            options,
+            done,
+        })
+    }
+
+    /// Counters now.
+    pub fn stats(&self) -> Stats {
+        let st = self.lock();
+        Stats {
+            kind: self.spec.kind.as_str(),
+            calls: self.calls.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            queued: st.queue.len(),
+            workers: st.workers,
+            instances: self.function.instances(),
+            direct: self.function.is_direct(),
+        }
+    }
+
+    /// Stops taking calls. `cancel`: queued calls fail with `UNAVAILABLE` and running ones
+    /// are interrupted; otherwise queued calls still run. Workers end when idle.
+    pub fn close(&self, cancel: bool) {
+        let dropped = {
+            let mut st = self.lock();
+            if cancel {
+                st.closing = Some(Closing::Cancel);
+                self.canceled.store(true, Ordering::Release);
+                for c in &st.running {
+                    c.cancel();
+                }
+                std::mem::take(&mut st.queue)
+            } else {
+                st.closing.get_or_insert(Closing::Drain);
+                VecDeque::new()
+            }
+        };
+        for job in dropped {
+            job.done.complete(Err(self.unavailable()));
+        }
+        self.room.notify_all();
+        self.work.notify_waiters();
+    }
+
+    /// Waits for every worker thread to end (after [`Pool::close`]).
+    pub fn join(&self) {
+        loop {
+            let threads = std::mem::take(&mut *unpoison(self.threads.lock()));
+            if threads.is_empty() {
+                return;
+            }
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Whether the pool is closed and its workers are gone.
+    pub fn finished(&self) -> bool {
+        let st = self.lock();
+        st.closing.is_some() && st.workers == 0
+    }
+
+    /// What this pool's kind decides.
+    fn policy(&self) -> &'static dyn Policy {
+        self.spec.kind.policy()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        unpoison(self.state.lock())
+    }
+
+    fn unavailable(&self) -> Error {
+        Error::new(
+            Kind::Unavailable,
+            format!(
+                "the pool of `{}` was closed (reload or shutdown)",
+                self.function.id()
+            ),
+        )
+        .with(|d| d.entry = Some(self.function.id().to_string()))
+    }
+
+    fn release_slot(&self) {
+        self.lock().busy -= 1;
+        self.room.notify_all();
+        self.work.notify_waiters();
+    }
+
+    /// Counts a call that ended.
+    fn count(&self, failed: bool) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Makes a call on this thread ([`Pool::here`]); an async entry (inline) on the pool's
+    /// own runtime.
+    fn run_here(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
+        let result = self.here(|function| {
+            if function.is_async() {
+                let rt = self.local.get_or_init(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a Tokio runtime")
+                });
+                rt.block_on(function.run(args, options)).map(Some)
+            } else {
+                function.call(args, options).map(Some)
+            }
+        });
+        result.map(|value| value.expect("a call that ran"))
+    }
+}
+
+/// A slot of a pool held by a call on this thread (`busy`), given back on drop.
+struct Slot<'a> {
+    pool: &'a Pool,
+    held: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.pool.release_slot();
+        }
+    }
+}
+
+/// One call in flight, counted down on drop.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The registry's hold on a pool: when the last one goes (reload), the pool drains and its
+/// workers stop.
+pub struct Handle(pub Arc<Pool>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.close(false);
+    }
+}

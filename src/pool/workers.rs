@@ -1,0 +1,226 @@
+//! The worker threads of the pools that have them: queueing a call, starting a worker, a
+//! worker's loop (take calls, wait, retire), and running one job to its completion however
+//! it ends.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::task::JoinSet;
+
+use super::{Completion, InFlight, PER_WORKER, Pool, Slot, State, Task};
+use crate::error::{Error, Kind};
+use crate::function::{Args, CallOptions};
+use crate::sync::unpoison;
+use crate::value::Value;
+
+pub(super) struct Job {
+    pub(super) work: Work,
+    pub(super) options: CallOptions,
+    pub(super) done: Arc<Completion>,
+}
+
+/// What a queued call does.
+pub(super) enum Work {
+    /// Call the function with these arguments.
+    Call(Args),
+    /// Run a task with the function (an incoming-handler answering a request).
+    Task(Task),
+}
+
+impl Pool {
+    /// Queues a job for the workers, waiting for room in a full queue; adds a worker when
+    /// none is free and the pool may grow.
+    pub(super) fn enqueue(self: &Arc<Self>, job: Job) -> Result<(), Error> {
+        let mut st = self.lock();
+        loop {
+            if st.closing.is_some() {
+                return Err(self.unavailable());
+            }
+            if st.queue.len() < self.spec.buffer {
+                break;
+            }
+            st = unpoison(self.room.wait(st));
+        }
+        st.queue.push_back(job);
+        if st.waiting == 0
+            && st.workers < self.spec.size
+            && let Err(e) = self.spawn_worker(&mut st)
+            && st.workers == 0
+        {
+            // Nobody would ever take it.
+            st.queue.pop_back();
+            return Err(e);
+        }
+        drop(st);
+        self.work.notify_waiters();
+        Ok(())
+    }
+
+    /// Starts a worker thread, counted once it exists.
+    pub(super) fn spawn_worker(self: &Arc<Self>, st: &mut State) -> Result<(), Error> {
+        let pool = self.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("funcs-{}", self.function.id()))
+            .spawn(move || {
+                // A worker that panics (a bug of ours) leaves the pool consistent: its job was
+                // completed by `Finish`, its slot released by `Slot`; it stops being counted.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(pool.clone().work_loop());
+                    Ok::<(), std::io::Error>(())
+                }));
+                if !matches!(ran, Ok(Ok(()))) {
+                    pool.lock().workers -= 1;
+                    pool.room.notify_all();
+                }
+            })
+            .map_err(|e| {
+                Error::internal(format!(
+                    "failed to call `{}`: cannot start a worker thread: {e}",
+                    self.function.id()
+                ))
+            })?;
+        st.workers += 1;
+        let mut threads = unpoison(self.threads.lock());
+        // Threads of retired workers have ended: nothing to keep for them.
+        threads.retain(|t| !t.is_finished());
+        threads.push(thread);
+        Ok(())
+    }
+
+    /// A worker: takes calls while it may, waits otherwise, ends when closed and drained
+    /// or idle past its time.
+    async fn work_loop(self: Arc<Self>) {
+        let asynchronous = self.function.is_async();
+        let mut tasks = JoinSet::new();
+        loop {
+            let notified = self.work.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            while tasks.try_join_next().is_some() {}
+            let job = {
+                let mut st = self.lock();
+                let may_take = if asynchronous {
+                    tasks.len() < PER_WORKER
+                } else {
+                    st.busy < self.spec.size
+                };
+                match st.queue.front() {
+                    Some(_) if may_take => {
+                        if !asynchronous {
+                            st.busy += 1;
+                        }
+                        let job = st.queue.pop_front().expect("checked");
+                        st.running.push(job.done.control.clone());
+                        Some(job)
+                    }
+                    _ if st.closing.is_some() && st.queue.is_empty() && tasks.is_empty() => {
+                        st.workers -= 1;
+                        return;
+                    }
+                    _ => {
+                        // A worker busy with async calls is not free: its calls may be using
+                        // the thread, so a queued call is a reason to add a worker (up to
+                        // the pool's size) rather than to wait behind them.
+                        if tasks.is_empty() {
+                            st.waiting += 1;
+                        }
+                        None
+                    }
+                }
+            };
+            match job {
+                Some(job) => {
+                    self.room.notify_all();
+                    if asynchronous {
+                        tasks.spawn(self.clone().run_job(job));
+                    } else {
+                        let _slot = Slot {
+                            pool: &self,
+                            held: true,
+                        };
+                        self.clone().run_job(job).await;
+                    }
+                }
+                None => {
+                    let idle = tasks.is_empty();
+                    let retire = tokio::select! {
+                        () = &mut notified => false,
+                        Some(_) = tasks.join_next(), if !tasks.is_empty() => false,
+                        () = tokio::time::sleep(self.policy().idle()), if idle => true,
+                    };
+                    let mut st = self.lock();
+                    if idle {
+                        st.waiting -= 1;
+                    }
+                    if retire
+                        && tasks.is_empty()
+                        && st.queue.is_empty()
+                        && st.workers > self.policy().min_workers(&self.spec)
+                    {
+                        st.workers -= 1;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_job(self: Arc<Self>, job: Job) {
+        // Completes the call even if this future is dropped by a panic.
+        let finish = Finish {
+            pool: &self,
+            done: &job.done,
+        };
+        let result = if job.done.control.is_canceled() {
+            Err(Error::new(Kind::Canceled, "call canceled"))
+        } else {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            let _flight = InFlight(&self.in_flight);
+            let result = match job.work {
+                Work::Call(args) => self.function.run(&args, &job.options).await,
+                Work::Task(task) => task(self.function.clone(), job.options).await,
+            };
+            self.count(result.is_err());
+            result
+        };
+        std::mem::forget(finish);
+        self.finish(&job.done, result);
+    }
+
+    /// Ends a job: no longer running, its result given.
+    fn finish(&self, done: &Completion, result: Result<Value, Error>) {
+        {
+            let mut st = self.lock();
+            if let Some(i) = st
+                .running
+                .iter()
+                .position(|c| Arc::ptr_eq(c, &done.control))
+            {
+                st.running.swap_remove(i);
+            }
+        }
+        done.complete(result);
+    }
+}
+
+/// Fills a job's completion when its run is dropped before it ends (a panic): the waiter gets
+/// an `INTERNAL` error instead of waiting forever.
+struct Finish<'a> {
+    pool: &'a Pool,
+    done: &'a Completion,
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        let error = Error::internal(format!(
+            "failed to call `{}`: internal error: the call's worker panicked",
+            self.pool.function.id()
+        ))
+        .with(|d| d.entry = Some(self.pool.function.id().to_string()));
+        self.pool.count(true);
+        self.pool.finish(self.done, Err(error));
+    }
+}
