@@ -328,6 +328,8 @@ impl Function {
 
 /// The output of a future of a function that is not async: without WASI nothing awaits, so
 /// it is done after one poll, with no runtime.
+// Inlined so that the future is built in place: a call would copy it into its frame.
+#[inline(always)]
 pub(super) fn now<F: Future>(future: F) -> F::Output {
     match std::pin::pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => output,
