@@ -92,3 +92,41 @@ fn deep_tables_are_rejected_not_overflowed() {
     );
     assert!(msg.contains("deeper than 128 levels"), "{msg}");
 }
+
+#[test]
+fn running_out_of_memory_while_pushing_a_direct_result_is_a_lua_error() {
+    let lua = lua_with_examples();
+    lua.load(
+        "USERS = {} \
+         for i = 1, 2000 do \
+           USERS[i] = {id = i, name = 'user' .. i, tags = {'admin', 'dev'}, active = true} \
+         end \
+         assert(#funcs.call('examples:transform_users', USERS) == 2000)",
+    )
+    .exec()
+    .unwrap();
+    // The arguments are read in place; the 2,000 result records do not fit in 16 KiB more.
+    lua.gc_collect().unwrap();
+    lua.set_memory_limit(lua.used_memory() + (16 << 10))
+        .unwrap();
+    let (ok, message): (bool, String) = eval(
+        &lua,
+        "local ok, err = pcall(funcs.call, 'examples:transform_users', USERS) \
+         return ok, tostring(err)",
+    );
+    assert!(!ok);
+    assert!(message.contains("memory"), "{message}");
+    lua.set_memory_limit(0).unwrap();
+    assert_eq!(
+        eval::<i64>(
+            &lua,
+            "return #funcs.call('examples:transform_users', USERS)"
+        ),
+        2000
+    );
+    let direct: bool = eval(
+        &lua,
+        "for _, s in pairs(funcs.stats()) do if s.direct then return true end end return false",
+    );
+    assert!(direct);
+}

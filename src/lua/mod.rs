@@ -230,9 +230,14 @@ impl Executor {
         args: &LuaVariadic<LuaValue>,
     ) -> LuaResult<Option<LuaResult<LuaMultiValue>>> {
         let mut outcome = None;
+        // The result, owned out here: if pushing it raises a Lua error (out of memory), Lua
+        // jumps over the frames inside `exec_raw`, which therefore own nothing with a
+        // destructor by then.
+        let mut tape = None;
         // SAFETY: the arguments are at 1..=n of the protected frame `exec_raw` runs this in,
-        // for the whole synchronous call; the result is pushed in protected mode.
-        let pushed: LuaValue = unsafe {
+        // for the whole synchronous call; the result is pushed in protected mode, from a frame
+        // holding only references.
+        let pushed: LuaResult<LuaValue> = unsafe {
             lua.exec_raw(args.clone(), |state| {
                 // A panic must not unwind through Lua's C frames: it becomes an error.
                 let call = std::panic::AssertUnwindSafe(|| {
@@ -243,12 +248,9 @@ impl Executor {
                         function.call_direct(args, count, &self.options)
                     });
                     mlua::ffi::lua_settop(state, 0);
-                    result.map(|tape| {
-                        tape.map(|tape| {
-                            value::direct::push(state, &tape);
-                            tape.recycle();
-                        })
-                        .is_some()
+                    result.map(|result| {
+                        tape = result;
+                        tape.is_some()
                     })
                 });
                 outcome = Some(std::panic::catch_unwind(call).unwrap_or_else(|_| {
@@ -258,8 +260,15 @@ impl Executor {
                         handle.0.function().id()
                     )))
                 }));
-            })?
+                if let Some(tape) = &tape {
+                    value::direct::push(state, tape);
+                }
+            })
         };
+        if let Some(tape) = tape {
+            tape.recycle();
+        }
+        let pushed = pushed?;
         Ok(match outcome.expect("exec_raw ran the call") {
             Ok(true) => Some(pushed.into_lua_multi(lua)),
             Ok(false) => None,
