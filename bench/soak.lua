@@ -1,10 +1,14 @@
 -- `make soak`: a long run of calls on each path a call can take, with the resident memory of
 -- this process after a warm-up (a tenth of the calls) and at the end. Not part of `make test`.
---   lua5.4 bench/soak.lua [calls]   (default 1,000,000 per path; HTTP gets a tenth)
--- Prints `path calls rss_warm_kib rss_end_kib growth_percent seconds`.
+--   lua5.4 bench/soak.lua [calls] [paths]
+-- calls: per path, default 1,000,000 (HTTP too); paths: a comma-separated subset of
+-- direct,general,async,http (default all). Prints
+-- `path calls rss_warm_kib rss_end_kib growth_percent seconds`.
 local funcs = require("funcs")
 assert(funcs.load("bench/soak"))
 local n = tonumber(arg[1]) or 1000000
+local only = {}
+for path in (arg[2] or "direct,general,async,http"):gmatch("[^,]+") do only[path] = true end
 
 local function rss()
   local f = assert(io.open("/proc/self/status"))
@@ -15,6 +19,7 @@ end
 
 -- `one()` makes `per` calls (1 unless given).
 local function soak(path, calls, one, per)
+  if not only[path] then return end
   local warm = calls // 10
   local start = funcs.clock()
   for _ = 1, warm do one() end
@@ -44,7 +49,7 @@ local f = assert(io.open(script, "w"))
 f:write(client)
 f:close()
 local batch = 1000
-soak("http", n // 10 // batch, function()
+soak("http", n // batch, function()
   assert(os.execute(("python3 %s %s %d"):format(script, addr, batch)))
 end, batch)
 os.remove(script)
