@@ -79,6 +79,15 @@ function funcs.new() end
 ---@return funcs.Error? err
 function funcs.stats(id) end
 
+---Every function's counters in the Prometheus text format (0.0.4), labelled by function ID:
+---`funcs_calls_total`, `funcs_failures_total{kind}`, `funcs_timeouts_total`,
+---`funcs_traps_total{code}`, `funcs_in_flight`, `funcs_queued`, `funcs_workers`,
+---`funcs_instances_total` and the histogram `funcs_call_duration_seconds`. Counters start
+---again when a reload replaces an entry's pool. An `http.service` with `metrics: /metrics`
+---serves the same text.
+---@return string text
+function funcs.metrics() end
+
 ---Stops every pool: queued calls fail with `UNAVAILABLE`, running guests are interrupted,
 ---worker threads are joined. Loads and calls afterwards give `UNAVAILABLE`. Closing the Lua
 ---state does the same.

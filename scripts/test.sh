@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh || exit 1
 # Guests from other toolchains (componentize-py): built once, reused while unchanged.
 scripts/guests.sh || exit 1
+# The Prometheus parser spec/metrics_spec.lua reads funcs.metrics() with (PyPI, in the
+# project's venv, which guests.sh made).
+build/tools/venv/bin/python -c 'import prometheus_client' 2>/dev/null ||
+  build/tools/venv/bin/python -m pip install --quiet "prometheus-client==0.26.0" || exit 1
 # Compiled artefacts of the test runs stay in the build folder.
 export FUNCS_CACHE_DIR="$PWD/build/cache"
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod function;
 pub mod limits;
 pub mod lua;
+pub mod metrics;
 pub mod pool;
 pub mod registry;
 pub mod runtime;

@@ -14,7 +14,7 @@ use crate::function::{Args, CallOptions, Function};
 use crate::pool::{Completion, Handle, Pool, Stats};
 use crate::registry::{Entry, Registry, Summary};
 use crate::sync::unpoison;
-use crate::transport::http::{EndpointSpec, Lookup, Server};
+use crate::transport::http::{EndpointSpec, Lookup, Metrics, Server};
 use crate::value::Value;
 
 /// A registry and the operations on it.
@@ -161,6 +161,11 @@ impl Runtime {
             .collect()
     }
 
+    /// [`Runtime::stats`] in the Prometheus text format (`funcs.metrics`).
+    pub fn metrics(&self) -> String {
+        crate::metrics::render(&self.stats())
+    }
+
     /// Starts the `http.service` `id` with the endpoints loaded for it; its address.
     ///
     /// # Errors
@@ -193,7 +198,15 @@ impl Runtime {
         self.ensure_ticker();
         let registry = self.registry.clone();
         let lookup: Lookup = Arc::new(move |func| unpoison(registry.read()).function(func));
-        let server = Server::start(id, &spec, endpoints, lookup)?;
+        let registry = self.registry.clone();
+        let metrics: Metrics = Arc::new(move || {
+            let pools: Vec<_> = unpoison(registry.read())
+                .pools()
+                .map(|(id, p)| (id.to_string(), p.stats()))
+                .collect();
+            crate::metrics::render(&pools)
+        });
+        let server = Server::start(id, &spec, endpoints, lookup, metrics)?;
         let addr = server.addr;
         servers.insert(id.to_string(), server);
         Ok(addr)

@@ -102,6 +102,12 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
 
     let rt = runtime.clone();
     funcs.set(
+        "metrics",
+        lua.create_function(move |_, ()| Ok(rt.metrics()))?,
+    )?;
+
+    let rt = runtime.clone();
+    funcs.set(
         "shutdown",
         lua.create_function(move |_, ()| {
             rt.shutdown();

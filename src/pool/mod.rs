@@ -18,20 +18,23 @@ mod adaptive;
 mod completion;
 mod inline;
 mod lazy;
+mod meter;
 mod r#static;
 mod workers;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::Notify;
 
 pub use self::completion::Completion;
+use self::meter::Meter;
+pub use self::meter::{BUCKETS, Metered};
 use self::workers::{Job, Work};
 use crate::error::{Error, Kind};
 use crate::function::{Args, CallOptions, Function};
@@ -206,6 +209,8 @@ pub struct Stats {
     pub instances: u64,
     /// Blocking calls take the direct path (`value::direct`).
     pub direct: bool,
+    /// Failures by kind, traps by code, durations.
+    pub metered: Metered,
 }
 
 /// Work for a worker other than a call with arguments: given the function and the call's
@@ -249,8 +254,7 @@ pub struct Pool {
     /// Workers waiting for calls.
     work: Notify,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    calls: AtomicU64,
-    failures: AtomicU64,
+    meter: Meter,
     in_flight: AtomicUsize,
     /// Runs an inline async entry's calls on the calling thread.
     local: OnceLock<tokio::runtime::Runtime>,
@@ -269,8 +273,7 @@ impl Pool {
             room: Condvar::new(),
             work: Notify::new(),
             threads: Mutex::new(Vec::new()),
-            calls: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
+            meter: Meter::default(),
             in_flight: AtomicUsize::new(0),
             local: OnceLock::new(),
             inline: Mutex::new(()),
@@ -348,10 +351,11 @@ impl Pool {
         let _one = one;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _flight = InFlight(&self.in_flight);
+        let started = Instant::now();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.function)))
             .unwrap_or_else(|panic| Err(self.panicked(panic.as_ref())));
         if !matches!(result, Ok(None)) {
-            self.count(result.is_err());
+            self.record(result.as_ref().err(), started);
         }
         result
     }
@@ -416,16 +420,18 @@ impl Pool {
 
     /// Counters now.
     pub fn stats(&self) -> Stats {
+        let metered = self.meter.read();
         let st = self.lock();
         Stats {
             kind: self.spec.kind.as_str(),
-            calls: self.calls.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
+            calls: metered.calls,
+            failures: metered.failed(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             queued: st.queue.len(),
             workers: st.workers,
             instances: self.function.instances(),
             direct: self.function.is_direct(),
+            metered,
         }
     }
 
@@ -498,12 +504,9 @@ impl Pool {
         self.work.notify_waiters();
     }
 
-    /// Counts a call that ended.
-    fn count(&self, failed: bool) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts a call that started at `started` and ended now, with `error` if it failed.
+    fn record(&self, error: Option<&Error>, started: Instant) {
+        self.meter.record(error, started.elapsed());
     }
 
     /// Makes a call on this thread ([`Pool::here`]); an async entry (inline) on the pool's

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use tokio::task::JoinSet;
 
@@ -173,17 +174,19 @@ impl Pool {
         let finish = Finish {
             pool: &self,
             done: &job.done,
+            started: Instant::now(),
         };
         let result = if job.done.control.is_canceled() {
             Err(Error::new(Kind::Canceled, "call canceled"))
         } else {
             self.in_flight.fetch_add(1, Ordering::Relaxed);
             let _flight = InFlight(&self.in_flight);
+            let started = Instant::now();
             let result = match job.work {
                 Work::Call(args) => self.function.run(&args, &job.options).await,
                 Work::Task(task) => task(self.function.clone(), job.options).await,
             };
-            self.count(result.is_err());
+            self.record(result.as_ref().err(), started);
             result
         };
         std::mem::forget(finish);
@@ -211,6 +214,7 @@ impl Pool {
 struct Finish<'a> {
     pool: &'a Pool,
     done: &'a Completion,
+    started: Instant,
 }
 
 impl Drop for Finish<'_> {
@@ -220,7 +224,7 @@ impl Drop for Finish<'_> {
             self.pool.function.id()
         ))
         .with(|d| d.entry = Some(self.pool.function.id().to_string()));
-        self.pool.count(true);
+        self.pool.record(Some(&error), self.started);
         self.pool.finish(self.done, Err(error));
     }
 }

@@ -56,6 +56,16 @@ pub(crate) fn service(entry: &RawEntry, c: ServiceConfig) -> Result<ServiceSpec>
             format!("{field} must be between 1 and 2^40, got {ms}"),
         )),
     };
+    let metrics = match c.metrics {
+        Some(path) if !path.starts_with('/') => {
+            return Err(invalid(
+                entry,
+                "metrics",
+                format!("metrics must be a path starting with `/`, got `{path}`"),
+            ));
+        }
+        path => path,
+    };
     let max_connections = match c.max_connections {
         None => DEFAULT_MAX_CONNECTIONS,
         Some(n) if (1..=1 << 20).contains(&n) => n,
@@ -83,6 +93,7 @@ pub(crate) fn service(entry: &RawEntry, c: ServiceConfig) -> Result<ServiceSpec>
         )?,
         max_connections: max_connections as usize,
         grace: ms("grace_ms", c.grace_ms, DEFAULT_GRACE_MS)?,
+        metrics,
     })
 }
 

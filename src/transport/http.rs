@@ -59,6 +59,8 @@ pub struct ServiceConfig {
     /// How long `funcs.http.stop`, shutdown and closing Lua let requests in flight finish
     /// before their connections are dropped and their calls cancelled (default 5,000).
     pub grace_ms: Option<u64>,
+    /// A path (`/metrics`) where `GET` gets `funcs.metrics()`'s text; none by default.
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -98,6 +100,8 @@ pub struct ServiceSpec {
     pub body_timeout: Duration,
     pub max_connections: usize,
     pub grace: Duration,
+    /// Where `GET` gets the metrics text.
+    pub metrics: Option<String>,
 }
 
 /// A validated `http.endpoint`, with its router's service and prefix resolved.
@@ -116,6 +120,9 @@ pub struct EndpointSpec {
 /// restart); holding the handle keeps that pool open until the request ends.
 pub type Lookup = Arc<dyn Fn(&str) -> Result<Arc<Handle>> + Send + Sync>;
 
+/// The Prometheus text of the pools now, for a service's `metrics` path.
+pub type Metrics = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// A service listening on its background thread.
 pub struct Server {
     pub addr: SocketAddr,
@@ -127,6 +134,7 @@ pub struct Server {
 struct Shared {
     routes: Vec<Route>,
     lookup: Lookup,
+    metrics: Metrics,
     spec: ServiceSpec,
     id: String,
 }
@@ -141,6 +149,7 @@ impl Server {
         spec: &ServiceSpec,
         endpoints: Vec<EndpointSpec>,
         lookup: Lookup,
+        metrics: Metrics,
     ) -> Result<Server> {
         let listener = std::net::TcpListener::bind(&spec.addr)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -162,6 +171,7 @@ impl Server {
         let shared = Arc::new(Shared {
             routes,
             lookup,
+            metrics,
             spec: spec.clone(),
             id: id.to_string(),
         });
@@ -334,6 +344,14 @@ async fn handle(
     shared: Arc<Shared>,
 ) -> std::result::Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
+    if shared.spec.metrics.as_deref() == Some(path.as_str()) && req.method() == Method::GET {
+        let text = (shared.metrics)();
+        return Ok(response(
+            StatusCode::OK,
+            Some(crate::metrics::CONTENT_TYPE),
+            text,
+        ));
+    }
     let routes = &shared.routes;
     let max_body = shared.spec.max_body;
     let Some(route) = routes
