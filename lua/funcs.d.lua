@@ -79,6 +79,25 @@ function funcs.new() end
 ---@return funcs.Error? err
 function funcs.stats(id) end
 
+---@class funcs.Description
+---@field id string The entry ID.
+---@field export string The export the method bound (`ns:pkg/iface@1.0.0#func`, or the function's name).
+---@field signature string? The WIT signature with the definitions of the named types it uses.
+---@field signature_error string? Why there is no signature (the component's file changed since the load).
+---@field pool {type: string, size: integer, buffer: integer?, warm_start: boolean}
+---@field limits {max_execution_ms: integer?, max_memory_bytes: integer?, max_fuel: integer?}
+---@field imports string[] The WASI interfaces the entry grants.
+---@field http boolean `transport: wasi-http`.
+---@field direct boolean Whether `funcs.call` takes the direct path.
+
+---What it takes to call function `id`: its WIT signature (for a component, decoded from its
+---bytes, read again from the file; for a core module, from its `wit` or its core types), its
+---pool, limits and granted imports.
+---@param id string
+---@return funcs.Description? description
+---@return funcs.Error? err
+function funcs.describe(id) end
+
 ---Every function's counters in the Prometheus text format (0.0.4), labelled by function ID:
 ---`funcs_calls_total`, `funcs_failures_total{kind}`, `funcs_timeouts_total`,
 ---`funcs_traps_total{code}`, `funcs_in_flight`, `funcs_queued`, `funcs_workers`,

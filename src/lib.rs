@@ -6,6 +6,7 @@
 //! (Lua values in and out, the direct path's stack reads) touch mlua.
 
 pub mod compile;
+pub mod describe;
 pub mod engine;
 pub mod error;
 pub mod function;

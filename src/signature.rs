@@ -54,6 +54,11 @@ impl Signature {
         })
     }
 
+    /// The WIT of function `method` with the named types it uses (see `describe`).
+    pub fn describe(&self, method: &str) -> Option<String> {
+        crate::describe::function(&self.resolve, self.world, method)
+    }
+
     /// The names of the world's exported functions (`iface#func` for interface exports).
     pub fn exports(&self) -> Vec<String> {
         let mut names = Vec::new();

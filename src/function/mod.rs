@@ -29,6 +29,7 @@ pub use self::handler::IncomingBody;
 use self::link::{component_target, core_target};
 pub use self::store::CallCtx;
 use crate::compile::{self, Artefact};
+use crate::describe;
 use crate::limits::{Control, Limits};
 use crate::signature::Signature;
 use crate::value::direct::{self, Shape};
@@ -108,7 +109,15 @@ pub struct Function {
     warm: Mutex<Vec<Warm>>,
     /// Held so that other entries with the same bytes find it (the shared map is weak).
     _artefact: Arc<Artefact>,
+    /// A core module's `wit` field, for [`Function::signature`].
+    wit: Option<String>,
+    /// Where the bytes can be read again, for [`Function::signature`] of a component.
+    origin: Option<Origin>,
 }
+
+/// Reads an entry's bytes again (the registry knows where they came from), so that a function
+/// does not keep them for the rare `funcs.describe`.
+pub type Origin = Arc<dyn Fn() -> Result<Vec<u8>, String> + Send + Sync>;
 
 enum Target {
     Core {
@@ -207,7 +216,62 @@ impl Function {
             reuse,
             warm: Mutex::new(Vec::new()),
             _artefact: wrapped_artefact.unwrap_or(artefact),
+            wit: wit.map(str::to_string),
+            origin: None,
         })
+    }
+
+    /// Tells where the bytes can be read again (see [`Origin`]).
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// The method's signature as WIT text, with the named types it uses (`funcs.describe`):
+    /// from the `wit` field of a core module, the bytes of a component (read again), or the
+    /// core types of a core module without `wit`.
+    ///
+    /// # Errors
+    /// The bytes cannot be read again or decoded.
+    pub fn signature(&self) -> Result<String, String> {
+        if let Some(wit) = &self.wit {
+            let sig = Signature::parse(wit)?;
+            return sig
+                .describe(&self.method)
+                .ok_or_else(|| format!("`{}` is not in the wit", self.method));
+        }
+        match &self.target {
+            Target::Core {
+                params, results, ..
+            } => {
+                let params: Vec<String> = params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+                let results: Vec<String> = results.iter().map(|t| t.to_string()).collect();
+                let result = match results.as_slice() {
+                    [] => String::new(),
+                    [one] => format!(" -> {one}"),
+                    more => format!(" -> tuple<{}>", more.join(", ")),
+                };
+                Ok(format!(
+                    "{}: func({}){result};\n",
+                    self.method,
+                    params.join(", ")
+                ))
+            }
+            Target::Component { bound, .. } => {
+                let origin = self
+                    .origin
+                    .as_ref()
+                    .ok_or("the component's bytes are not at hand")?;
+                let (resolve, world) = describe::component_world(&origin()?)?;
+                describe::function(&resolve, world, bound)
+                    .ok_or_else(|| format!("`{bound}` is not among the component's exports"))
+            }
+        }
+    }
+
+    /// The interfaces the entry grants (`imports`, as WASI interface names).
+    pub fn granted(&self) -> &[&'static str] {
+        &self.sandbox.granted
     }
 
     /// Marks the function as served over HTTP (`transport: wasi-http`).

@@ -102,6 +102,18 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
 
     let rt = runtime.clone();
     funcs.set(
+        "describe",
+        lua.create_function(move |lua, id: LuaValue| {
+            let id = string_arg(&id, 1, "describe")?;
+            match rt.function(&id) {
+                Ok(handle) => describe_table(lua, &handle)?.into_lua_multi(lua),
+                Err(e) => error::fail(lua, e),
+            }
+        })?,
+    )?;
+
+    let rt = runtime.clone();
+    funcs.set(
         "metrics",
         lua.create_function(move |_, ()| Ok(rt.metrics()))?,
     )?;
@@ -451,6 +463,41 @@ fn stats_table(lua: &Lua, s: &Stats) -> LuaResult<LuaTable> {
     t.set("workers", s.workers)?;
     t.set("instances", s.instances)?;
     t.set("direct", s.direct)?;
+    Ok(t)
+}
+
+/// `funcs.describe`'s table: what it takes to call an entry.
+fn describe_table(lua: &Lua, handle: &Handle) -> LuaResult<LuaTable> {
+    let pool = &handle.0;
+    let f = pool.function();
+    let t = lua.create_table()?;
+    t.set("id", f.id())?;
+    t.set("export", f.bound())?;
+    match f.signature() {
+        Ok(text) => t.set("signature", text)?,
+        Err(e) => t.set("signature_error", e)?,
+    }
+    let spec = pool.spec();
+    let p = lua.create_table()?;
+    p.set("type", spec.kind.as_str())?;
+    p.set("size", spec.size)?;
+    if spec.buffer != usize::MAX {
+        p.set("buffer", spec.buffer)?;
+    }
+    p.set("warm_start", spec.warm_start)?;
+    t.set("pool", p)?;
+    let limits = f.limits();
+    let l = lua.create_table()?;
+    l.set("max_execution_ms", limits.max_execution_ms)?;
+    l.set("max_memory_bytes", limits.max_memory_bytes)?;
+    l.set("max_fuel", limits.max_fuel)?;
+    t.set("limits", l)?;
+    t.set(
+        "imports",
+        lua.create_sequence_from(f.granted().iter().copied())?,
+    )?;
+    t.set("http", f.is_http())?;
+    t.set("direct", f.is_direct())?;
     Ok(t)
 }
 

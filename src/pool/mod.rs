@@ -285,6 +285,11 @@ impl Pool {
         &self.function
     }
 
+    /// The pool's kind and sizes.
+    pub fn spec(&self) -> &PoolSpec {
+        &self.spec
+    }
+
     /// Starts the workers a pool keeps from the beginning (static, warm adaptive).
     pub fn start(self: &Arc<Self>) {
         let want = self.policy().workers_at_start(&self.spec);

@@ -22,7 +22,7 @@ use self::schema::{
 use self::source::RawEntry;
 use crate::compile;
 use crate::error::{Error, Result};
-use crate::function::{Function, Sandbox};
+use crate::function::{Function, Origin, Sandbox};
 use crate::limits::Limits;
 use crate::pool::{Handle, Pool, PoolSpec};
 use crate::transport::http::{EndpointSpec, ServiceSpec};
@@ -361,12 +361,24 @@ impl Registry {
         config: &FunctionConfig,
         pending: &[(String, Entry)],
     ) -> Result<Function> {
-        let bytes = match entry.kind.as_str() {
+        let (bytes, origin): (_, Origin) = match entry.kind.as_str() {
             "function.wat" => {
-                let source = config.source.as_deref().unwrap_or_default();
-                compile::wat(source).map_err(|e| entry.error(field_error("source", &e)))?
+                let source = config.source.clone().unwrap_or_default();
+                let bytes =
+                    compile::wat(&source).map_err(|e| entry.error(field_error("source", &e)))?;
+                (bytes, Arc::new(move || compile::wat(&source)))
             }
-            _ => self.read_wasm(entry, config, pending)?,
+            _ => {
+                let (bytes, path) = self.read_wasm(entry, config, pending)?;
+                let hash = config.hash.clone().unwrap_or_default();
+                let again = move || {
+                    let bytes =
+                        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    compile::verify_hash(&bytes, &hash)?;
+                    Ok(bytes)
+                };
+                (bytes, Arc::new(again))
+            }
         };
         let method = config.method.as_deref().unwrap_or_default();
         let limits = Limits::from_config(config.limits.as_ref());
@@ -386,7 +398,10 @@ impl Registry {
             sandbox,
             reuse,
         )
-        .map(|f| f.with_http(config.transport.as_deref() == Some("wasi-http")))
+        .map(|f| {
+            f.with_http(config.transport.as_deref() == Some("wasi-http"))
+                .with_origin(origin)
+        })
         .map_err(|e| entry.error(Error::invalid(e)))
     }
 
@@ -497,13 +512,13 @@ impl Registry {
         })
     }
 
-    /// The bytes of a `function.wasm` entry, hash-checked.
+    /// The bytes of a `function.wasm` entry, hash-checked, and the file they came from.
     fn read_wasm(
         &self,
         entry: &RawEntry,
         config: &FunctionConfig,
         pending: &[(String, Entry)],
-    ) -> Result<Vec<u8>> {
+    ) -> Result<(Vec<u8>, PathBuf)> {
         let fs_id = entry.resolve_id(config.fs.as_deref().unwrap_or_default());
         let dir = match self.lookup(pending, &fs_id) {
             Some(Entry::Directory(dir)) => dir,
@@ -560,7 +575,7 @@ impl Registry {
         let bytes = std::fs::read(&canonical).map_err(not_found)?;
         let hash = config.hash.as_deref().unwrap_or_default();
         compile::verify_hash(&bytes, hash).map_err(|e| entry.error(field_error("hash", &e)))?;
-        Ok(bytes)
+        Ok((bytes, canonical))
     }
 }
 
