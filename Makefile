@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: demo test build bench bench-http soak clean rock rock-install clean-room
+.PHONY: demo test build bench bench-http soak fuzz stress clean rock rock-install clean-room
 
 demo:
 	scripts/demo.sh
@@ -17,10 +17,25 @@ bench:
 bench-http:
 	scripts/bench-http.sh
 
-# A million calls on each path (a hundred thousand over HTTP), resident memory before and after.
+# A million calls on each path (direct, general, async, HTTP), resident memory before and after:
+# make soak SOAK_ARGS="1000000 http" runs one path.
 soak:
 	scripts/build.sh lua5.4 >/dev/null
-	LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/soak.lua
+	LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/soak.lua $(SOAK_ARGS)
+
+# The fuzz campaign over the whole Lua surface (fuzz/surface.lua in child processes of
+# FUZZ_CHUNK executions each; crashes, hangs, panics and unclean errors are reported with their
+# seed): make fuzz FUZZ_EXECS=5000000   (FUZZ_SEED=N replays a campaign; see scripts/fuzz.sh)
+FUZZ_EXECS ?= 1000000
+fuzz:
+	scripts/build.sh lua5.4 >/dev/null
+	scripts/fuzz.sh $(FUZZ_EXECS)
+
+# wrk -t2 -c32 for 30 s against an HTTP endpoint while its registry is reloaded every 100 ms:
+# 0 errors, 0 lost calls (scripts/reload-load.sh; installs wrk when missing).
+stress:
+	scripts/build.sh lua5.4 >/dev/null
+	scripts/reload-load.sh 30
 
 clean:
 	rm -rf build target

@@ -12,8 +12,9 @@ packages=(
   luarocks liblua5.4-dev liblua5.1-0-dev
   # The C compiler: cargo links with it, and the in-process tests build a vendored Lua.
   gcc libc6-dev
-  # The demo and the HTTP specs call the endpoints with curl.
-  curl ca-certificates
+  # The demo and the HTTP specs call the endpoints with curl; the reload-under-load spec
+  # drives one with wrk.
+  curl ca-certificates wrk
 )
 # The guests' build tools live in a venv (Debian's Python refuses `pip install` outside one).
 python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
