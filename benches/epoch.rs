@@ -16,7 +16,7 @@ const SPIN: &str = r#"(module (func (export "spin") (param $n i64) (result i64) 
 fn main() {
     let plain = Engine::new(&Config::new()).unwrap();
     let funcs_engine = funcs::engine::engine();
-    let _ticker = funcs::engine::TickerGuard::acquire();
+    let _ticker = funcs::engine::TickerGuard::acquire().expect("the ticker");
     for (name, engine, deadline) in [
         ("spin-1e9-no-epoch-checks", &plain, None),
         ("spin-1e9-epoch-no-deadline", funcs_engine, Some(1u64 << 62)),

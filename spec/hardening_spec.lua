@@ -72,6 +72,55 @@ describe("an executor timeout", function()
   end)
 end)
 
+describe("a future", function()
+  it("read by a finalizer while its own result is converted does not deadlock", function()
+    local status, out = h.run_lua(([[
+      local funcs = require("funcs")
+      assert(funcs.load(%q))
+      local f = assert(funcs.async("echo:list_string", { "a", "b", "c" }))
+      local mt = { __gc = function() f:wait(0); f:is_canceled() end }
+      for _ = 1, 100000 do setmetatable({}, mt); f:result() end
+      print("done", #f:result())
+    ]]):format(ECHO), "timeout 60")
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("done\t3", 1, true), out)
+  end)
+end)
+
+describe("a large argument", function()
+  it("of 4 MiB goes through funcs.async as through funcs.call", function()
+    assert(funcs.load(ECHO))
+    local s = string.rep("x", 1 << 22)
+    assert.are.equal(1 << 22, #funcs.call("echo:bytes", s))
+    local v, err = assert(funcs.async("echo:bytes", s)):wait()
+    assert.is_nil(err)
+    assert.are.equal(1 << 22, #v)
+  end)
+end)
+
+describe("a pool", function()
+  it("of more than 1,024 workers fails the load, naming the field", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir)
+    local f = assert(io.open(dir .. "/_index.yaml", "w"))
+    f:write([[
+version: "1.0"
+namespace: big
+entries:
+  - name: a
+    kind: function.wat
+    method: a
+    source: "(module (func (export \"a\")))"
+    pool: {workers: 100000}
+]])
+    f:close()
+    local ok, err = funcs.load(dir)
+    os.execute("rm -rf " .. dir)
+    h.assert_fails("INVALID", { "pool.workers must be at most 1024, got 100000" }, ok, err)
+  end)
+end)
+
 describe("future:wait", function()
   it("takes math.huge as no time limit and refuses NaN and negative numbers", function()
     local out = survives([[

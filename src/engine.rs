@@ -110,7 +110,10 @@ static TICKER: Mutex<Option<Ticker>> = Mutex::new(None);
 
 impl TickerGuard {
     /// Starts the ticker if no guard holds it yet.
-    pub fn acquire() -> TickerGuard {
+    ///
+    /// # Errors
+    /// `INTERNAL` when its thread cannot be started (the process is out of threads).
+    pub fn acquire() -> crate::error::Result<TickerGuard> {
         let mut ticker = unpoison(TICKER.lock());
         match ticker.as_mut() {
             Some(t) => t.holders += 1,
@@ -140,7 +143,11 @@ impl TickerGuard {
                             }
                         }
                     })
-                    .expect("spawning the epoch ticker");
+                    .map_err(|e| {
+                        crate::error::Error::internal(format!(
+                            "cannot start the epoch ticker thread: {e}"
+                        ))
+                    })?;
                 *ticker = Some(Ticker {
                     holders: 1,
                     stop,
@@ -148,7 +155,7 @@ impl TickerGuard {
                 });
             }
         }
-        TickerGuard(())
+        Ok(TickerGuard(()))
     }
 }
 

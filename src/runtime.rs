@@ -44,7 +44,7 @@ impl Runtime {
         // Reading and compiling happen outside the write lock: calls go on meanwhile.
         let prepared = self.registry().prepare(path)?;
         if prepared.has_deadlines() {
-            self.ensure_ticker();
+            self.ensure_ticker()?;
         }
         let new: Vec<_> = prepared.pools().cloned().collect();
         let summary = {
@@ -114,7 +114,7 @@ impl Runtime {
     /// See [`crate::function::Function::run`].
     pub fn call_with(&self, handle: &Handle, args: Args, options: CallOptions) -> Result<Value> {
         if options.timeout_ms.is_some() {
-            self.ensure_ticker();
+            self.ensure_ticker()?;
         }
         handle.0.call(args, options)
     }
@@ -131,7 +131,7 @@ impl Runtime {
         f: impl FnOnce(&Function) -> Result<Option<T>>,
     ) -> Result<Option<T>> {
         if options.timeout_ms.is_some() {
-            self.ensure_ticker();
+            self.ensure_ticker()?;
         }
         handle.0.here(f)
     }
@@ -147,7 +147,7 @@ impl Runtime {
         options: CallOptions,
     ) -> Result<Arc<Completion>> {
         // Cancellation is checked on epoch ticks.
-        self.ensure_ticker();
+        self.ensure_ticker()?;
         let done = Completion::new();
         handle.0.submit(args, options, done.clone())?;
         Ok(done)
@@ -195,7 +195,7 @@ impl Runtime {
                 .collect();
             (spec.clone(), endpoints)
         };
-        self.ensure_ticker();
+        self.ensure_ticker()?;
         let registry = self.registry.clone();
         let lookup: Lookup = Arc::new(move |func| unpoison(registry.read()).function(func));
         let registry = self.registry.clone();
@@ -262,8 +262,13 @@ impl Runtime {
         Ok(())
     }
 
-    fn ensure_ticker(&self) {
-        self.ticker.get_or_init(TickerGuard::acquire);
+    /// Holds the epoch ticker from now on (deadlines need it).
+    fn ensure_ticker(&self) -> Result<()> {
+        if self.ticker.get().is_none() {
+            // Two threads may both acquire: the guard not kept is dropped, which is counted.
+            let _ = self.ticker.set(TickerGuard::acquire()?);
+        }
+        Ok(())
     }
 
     fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {

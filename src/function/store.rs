@@ -129,6 +129,10 @@ impl Function {
         {
             store.limiter(|ctx| &mut ctx.limiter);
         }
+        // A call's data is bounded by the guest's memory (`limits.max_memory_bytes`), as on the
+        // direct path: wasmtime's default (128 MiB of `Val`s, about 4 million list elements)
+        // would fail a 4 MiB `list<u8>` on the general path only.
+        store.set_hostcall_fuel(usize::MAX);
         self.limits.arm(&mut store, timeout, control);
         Ok(store)
     }

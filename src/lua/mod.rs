@@ -394,11 +394,13 @@ struct Future {
 
 impl Future {
     fn result(&self, lua: &Lua) -> LuaResult<LuaMultiValue> {
-        self.done.with_result(|r| match r {
-            None => (LuaValue::Nil, LuaValue::Nil).into_lua_multi(lua),
-            Some(Ok(v)) => value::to_lua(lua, v)?.into_lua_multi(lua),
-            Some(Err(e)) => error::fail(lua, e.clone()),
-        })
+        let Some(result) = self.done.result() else {
+            return (LuaValue::Nil, LuaValue::Nil).into_lua_multi(lua);
+        };
+        match &*result {
+            Ok(v) => value::to_lua(lua, v)?.into_lua_multi(lua),
+            Err(e) => error::fail(lua, e.clone()),
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use crate::value::Value;
 /// The result of a call made with [`Pool::submit`](super::Pool::submit), filled in by whoever runs it.
 #[derive(Debug, Default)]
 pub struct Completion {
-    result: Mutex<Option<Result<Value, Error>>>,
+    /// Shared, so that readers convert it with the lock released (a conversion to Lua may
+    /// run finalizers that come back here).
+    result: Mutex<Option<Arc<Result<Value, Error>>>>,
     done: Condvar,
     /// Wakes async waiters (the HTTP server).
     notify: Notify,
@@ -29,7 +31,7 @@ impl Completion {
     pub(super) fn complete(&self, result: Result<Value, Error>) {
         let mut slot = unpoison(self.result.lock());
         if slot.is_none() {
-            *slot = Some(result);
+            *slot = Some(Arc::new(result));
         }
         self.done.notify_all();
         self.notify.notify_waiters();
@@ -52,16 +54,18 @@ impl Completion {
     /// Whether [`Completion::cancel`] ended the call.
     pub fn is_canceled(&self) -> bool {
         self.control.is_canceled()
-            && self.with_result(|r| matches!(r, Some(Err(e)) if e.kind() == Kind::Canceled))
+            && self
+                .result()
+                .is_some_and(|r| matches!(&*r, Err(e) if e.kind() == Kind::Canceled))
     }
 
     pub fn is_complete(&self) -> bool {
         unpoison(self.result.lock()).is_some()
     }
 
-    /// The result when there is one; `f` reads it in place.
-    pub fn with_result<R>(&self, f: impl FnOnce(Option<&Result<Value, Error>>) -> R) -> R {
-        f(unpoison(self.result.lock()).as_ref())
+    /// The result when there is one (the lock is not held while the caller reads it).
+    pub fn result(&self) -> Option<Arc<Result<Value, Error>>> {
+        unpoison(self.result.lock()).clone()
     }
 
     /// Waits for the result, at most `timeout`; `false` if it did not come.

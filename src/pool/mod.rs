@@ -45,6 +45,9 @@ use crate::value::Value;
 /// Calls one worker interleaves while they wait on the host.
 pub const PER_WORKER: usize = 128;
 
+/// The most workers (`size`, `workers`, `max_size`) a pool may have: each is a thread.
+pub const MAX_WORKERS: i64 = 1024;
+
 /// `pool:`; see SPEC section 5 for the defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +82,21 @@ impl PoolConfig {
         ];
         if values.iter().flatten().any(|v| *v < 0) {
             problems.push(("pool".into(), "pool values cannot be negative".into()));
+        }
+        for (field, v) in [
+            ("size", self.size),
+            ("workers", self.workers),
+            ("max_size", self.max_size),
+        ] {
+            if v.is_some_and(|v| v > MAX_WORKERS) {
+                problems.push((
+                    format!("pool.{field}"),
+                    format!(
+                        "pool.{field} must be at most {MAX_WORKERS}, got {}",
+                        v.unwrap_or(0)
+                    ),
+                ));
+            }
         }
         // Fixed-size kinds need a size to be fixed at.
         let fixed = matches!(self.kind.as_deref(), Some("static" | "inline"));
@@ -309,7 +327,7 @@ impl Pool {
         let done = Completion::new();
         self.submit(args, options, done.clone())?;
         done.wait(None);
-        done.with_result(|r| r.cloned().expect("waited for it"))
+        Result::clone(&done.result().expect("waited for it"))
     }
 
     /// Whether blocking calls run on the caller's thread: in inline pools, and for entries

@@ -423,7 +423,7 @@ async fn handle(
         return Ok(failure(&shared, &e));
     }
     done.finished().await;
-    let result = done.with_result(|r| r.cloned().expect("finished"));
+    let result = Result::clone(&done.result().expect("finished"));
     Ok(
         match result.map(|v| payload::body(v, BodyKind::of(function.results()))) {
             Ok(None) => response(StatusCode::NO_CONTENT, None, Bytes::new()),
@@ -532,7 +532,7 @@ async fn incoming_handler(
         // The guest ended without a response: its error says why.
         Err(_) => {
             done.finished().await;
-            match done.with_result(|r| r.cloned().expect("finished")) {
+            match Result::clone(&done.result().expect("finished")) {
                 Err(e) => failure(shared, &e),
                 Ok(_) => text(
                     StatusCode::INTERNAL_SERVER_ERROR,
