@@ -9,6 +9,7 @@
 //! entries or Lua; errors are plain messages that the registry puts in context.
 
 pub mod cache;
+mod progress;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
+use self::progress::Progress;
 use crate::engine::{WASMTIME_VERSION, engine_for};
 use crate::sync::unpoison;
 
@@ -81,6 +83,15 @@ pub fn is_component(bytes: &[u8]) -> bool {
 /// # Errors
 /// Not WebAssembly, or wasmtime's validation or compilation error.
 pub fn compile(bytes: &[u8], fuel: bool) -> Result<Arc<Artefact>, String> {
+    compile_named(bytes, fuel, "a module")
+}
+
+/// [`compile`], naming what compiles (`` `ns:name` ``) on stderr if it takes long (see
+/// `progress`).
+///
+/// # Errors
+/// As [`compile`].
+pub fn compile_named(bytes: &[u8], fuel: bool, what: &str) -> Result<Arc<Artefact>, String> {
     type Shared = HashMap<(bool, [u8; 32]), Weak<Artefact>>;
     static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
     if bytes.len() < 8 || bytes[..4] != *b"\0asm" {
@@ -98,9 +109,20 @@ pub fn compile(bytes: &[u8], fuel: bool) -> Result<Arc<Artefact>, String> {
     // Compiled outside the lock: two loads of new bytes compile in parallel.
     let component = is_component(bytes);
     let name = cache_name(engine, bytes);
-    let artefact = match cache::load(&name).and_then(|body| deserialize(engine, &body, component)) {
+    let size = bytes.len() as f64 / (1 << 20) as f64;
+    let reading = cache::dir().map(|_| {
+        Progress::start(format!(
+            "loading {what} ({size:.1} MiB) from the artefact cache"
+        ))
+    });
+    let cached = cache::load(&name).and_then(|body| deserialize(engine, &body, component));
+    drop(reading);
+    let artefact = match cached {
         Some(cached) => cached,
         None => {
+            let _compiling = Progress::start(format!(
+                "compiling {what} ({size:.1} MiB, not in the artefact cache)"
+            ));
             let compiled = if component {
                 Artefact::Component(
                     Component::new(engine, bytes)

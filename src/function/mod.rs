@@ -158,7 +158,8 @@ impl Function {
         reuse: usize,
     ) -> Result<Function, String> {
         let fuel = limits.max_fuel.is_some();
-        let artefact = compile::compile(bytes, fuel)?;
+        let what = format!("`{id}`");
+        let artefact = compile::compile_named(bytes, fuel, &what)?;
         let mut wrapped_artefact = None;
         let granted = &sandbox.granted;
         let target = match (&*artefact, wit) {
@@ -171,7 +172,8 @@ impl Function {
                 match sig.scalar(method)? {
                     Some(scalar) => core_target(module, method, Some(scalar), fuel, granted)?,
                     None => {
-                        let wrapped = compile::compile(&sig.componentize(bytes)?, fuel)?;
+                        let wrapped =
+                            compile::compile_named(&sig.componentize(bytes)?, fuel, &what)?;
                         let Artefact::Component(component) = &*wrapped else {
                             unreachable!("componentize makes components")
                         };
