@@ -1,6 +1,8 @@
 -- Instructions per call, for callgrind (the VM is too noisy for timings):
 --   valgrind --tool=callgrind --callgrind-out-file=/dev/null lua5.4 bench/instructions.lua <id> <n>
 -- run once with n = 0 and once with n = N: the difference over N is the cost of one call.
+-- A third argument `async` makes the calls with funcs.async(...):wait() (the general
+-- conversion, on a worker thread; callgrind counts every thread).
 local funcs = require("funcs")
 assert(funcs.load("bench/registry"))
 local id, n = arg[1], tonumber(arg[2])
@@ -12,6 +14,10 @@ local args = {
   ["bench:transform_users"] = {users}, ["bench:transform_users_warm"] = {users},
 }
 local a = args[id]
+local call = funcs.call
+if arg[3] == "async" then
+  call = function(...) return funcs.async(...):wait() end
+end
 -- warm-up outside the difference: one call always
-funcs.call(id, (table.unpack or unpack)(a))
-for _ = 1, n do funcs.call(id, (table.unpack or unpack)(a)) end
+call(id, (table.unpack or unpack)(a))
+for _ = 1, n do call(id, (table.unpack or unpack)(a)) end
