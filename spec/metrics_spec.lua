@@ -92,6 +92,44 @@ print(r.read().decode())
     assert.are.equal(2, value(parsed, "funcs_calls_total", "function=met:answer"))
   end)
 
+  it("fails a load whose GET endpoint sits on its service's metrics path", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir)
+    local f = assert(io.open(dir .. "/_index.yaml", "w"))
+    f:write([[
+version: "1.0"
+namespace: clash
+entries:
+  - name: s
+    kind: http.service
+    addr: "127.0.0.1:0"
+    metrics: /metrics
+  - name: r
+    kind: http.router
+    meta: {server: s}
+  - name: f
+    kind: function.wat
+    method: f
+    transport: wasi-http
+    source: "(module (func (export \"f\")))"
+  - name: e
+    kind: http.endpoint
+    meta: {router: r}
+    method: GET
+    path: /metrics
+    func: f
+]])
+    f:close()
+    local ok, err = funcs.load(dir)
+    os.execute("rm -rf " .. dir)
+    assert.is_nil(ok)
+    assert.are.equal("INVALID", err:kind())
+    assert.truthy(tostring(err):find(
+      "endpoint `clash:e` serves GET /metrics, where http.service `clash:s` serves its metrics",
+      1, true), tostring(err))
+  end)
+
   it("refuses a metrics path that is not a path", function()
     local dir = os.tmpname()
     os.remove(dir)

@@ -39,9 +39,9 @@ pub fn function(resolve: &Resolve, world: WorldId, export: &str) -> Option<Strin
     let params: Vec<String> = func
         .params
         .iter()
-        .map(|p| format!("{}: {}", p.name, printer.ty(&p.ty)))
+        .map(|p| format!("{}: {}", ident(&p.name), printer.ty(&p.ty)))
         .collect();
-    let mut out = format!("{}: func({})", func.name, params.join(", "));
+    let mut out = format!("{}: func({})", ident(&func.name), params.join(", "));
     if let Some(result) = &func.result {
         out += &format!(" -> {}", printer.ty(result));
     }
@@ -66,6 +66,59 @@ pub fn component_world(bytes: &[u8]) -> Result<(Resolve, WorldId), String> {
         wit_parser::decoding::DecodedWasm::WitPackage(..) => {
             Err("a WIT package, not a component".into())
         }
+    }
+}
+
+/// A WIT identifier as WIT writes it: `%` before a keyword (`%type`).
+fn ident(name: &str) -> String {
+    const KEYWORDS: [&str; 42] = [
+        "as",
+        "bool",
+        "borrow",
+        "char",
+        "constructor",
+        "enum",
+        "error-context",
+        "export",
+        "f32",
+        "f64",
+        "flags",
+        "from",
+        "func",
+        "future",
+        "import",
+        "include",
+        "interface",
+        "list",
+        "option",
+        "own",
+        "package",
+        "record",
+        "resource",
+        "result",
+        "s16",
+        "s32",
+        "s64",
+        "s8",
+        "static",
+        "stream",
+        "string",
+        "tuple",
+        "type",
+        "u16",
+        "u32",
+        "u64",
+        "u8",
+        "use",
+        "variant",
+        "with",
+        "world",
+        "async",
+    ];
+    if KEYWORDS.contains(&name) {
+        format!("%{name}")
+    } else {
+        name.to_string()
     }
 }
 
@@ -112,7 +165,7 @@ impl Printer<'_> {
             if !self.named.contains(&id) {
                 self.named.push(id);
             }
-            return name.clone();
+            return ident(name);
         }
         self.kind(&def.kind)
     }
@@ -154,7 +207,7 @@ impl Printer<'_> {
     fn definition(&mut self, id: TypeId) -> String {
         let resolve = self.resolve;
         let def = &resolve.types[id];
-        let name = def.name.clone().unwrap_or_default();
+        let name = ident(def.name.as_deref().unwrap_or_default());
         let body = |items: Vec<String>| {
             if items.is_empty() {
                 "{}".to_string()
@@ -167,7 +220,7 @@ impl Printer<'_> {
                 let fields = r
                     .fields
                     .iter()
-                    .map(|f| format!("  {}: {}", f.name, self.ty(&f.ty)))
+                    .map(|f| format!("  {}: {}", ident(&f.name), self.ty(&f.ty)))
                     .collect();
                 format!("record {name} {}\n", body(fields))
             }
@@ -176,18 +229,26 @@ impl Printer<'_> {
                     .cases
                     .iter()
                     .map(|c| match &c.ty {
-                        Some(t) => format!("  {}({})", c.name, self.ty(t)),
-                        None => format!("  {}", c.name),
+                        Some(t) => format!("  {}({})", ident(&c.name), self.ty(t)),
+                        None => format!("  {}", ident(&c.name)),
                     })
                     .collect();
                 format!("variant {name} {}\n", body(cases))
             }
             TypeDefKind::Enum(e) => {
-                let cases = e.cases.iter().map(|c| format!("  {}", c.name)).collect();
+                let cases = e
+                    .cases
+                    .iter()
+                    .map(|c| format!("  {}", ident(&c.name)))
+                    .collect();
                 format!("enum {name} {}\n", body(cases))
             }
             TypeDefKind::Flags(f) => {
-                let flags = f.flags.iter().map(|c| format!("  {}", c.name)).collect();
+                let flags = f
+                    .flags
+                    .iter()
+                    .map(|c| format!("  {}", ident(&c.name)))
+                    .collect();
                 format!("flags {name} {}\n", body(flags))
             }
             TypeDefKind::Resource => format!("resource {name};\n"),
@@ -215,7 +276,7 @@ mod tests {
             "package t:m@1.0.0;
              interface users {
                record user-record { id: u32, name: string, tags: list<string> }
-               record user-output { display: string, kind: kind }
+               record user-output { display: string, kind: kind, %type: u8 }
                enum kind { admin, guest }
                transform-users: func(users: list<user-record>) -> list<user-output>;
              }
@@ -226,7 +287,7 @@ mod tests {
             text,
             "transform-users: func(users: list<user-record>) -> list<user-output>;\n\n\
              record user-record {\n  id: u32,\n  name: string,\n  tags: list<string>\n}\n\n\
-             record user-output {\n  display: string,\n  kind: kind\n}\n\n\
+             record user-output {\n  display: string,\n  kind: kind,\n  %type: u8\n}\n\n\
              enum kind {\n  admin,\n  guest\n}\n"
         );
         assert_eq!(function(&resolve, w, "users#transform-users"), Some(text));

@@ -1,7 +1,7 @@
 //! funcs: run WebAssembly functions declared in a YAML registry from Lua.
 //!
 //! `require("funcs")` gives a table with `load`, `call` and `errors`; see the README for the
-//! API and `SPEC.md` for the behaviour, and its architecture paragraph for the map of these
+//! API and `SPEC.md` for the behaviour, and the README's Layout section for the map of these
 //! modules. Only `lua` (the entry point, [`funcs`], and the Lua-facing objects) and `value`
 //! (Lua values in and out, the direct path's stack reads) touch mlua.
 

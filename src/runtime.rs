@@ -155,10 +155,7 @@ impl Runtime {
 
     /// Counters of every function entry, by ID.
     pub fn stats(&self) -> Vec<(String, Stats)> {
-        self.registry()
-            .pools()
-            .map(|(id, p)| (id.to_string(), p.stats()))
-            .collect()
+        self.registry().stats()
     }
 
     /// [`Runtime::stats`] in the Prometheus text format (`funcs.metrics`).
@@ -199,13 +196,8 @@ impl Runtime {
         let registry = self.registry.clone();
         let lookup: Lookup = Arc::new(move |func| unpoison(registry.read()).function(func));
         let registry = self.registry.clone();
-        let metrics: Metrics = Arc::new(move || {
-            let pools: Vec<_> = unpoison(registry.read())
-                .pools()
-                .map(|(id, p)| (id.to_string(), p.stats()))
-                .collect();
-            crate::metrics::render(&pools)
-        });
+        let metrics: Metrics =
+            Arc::new(move || crate::metrics::render(&unpoison(registry.read()).stats()));
         let server = Server::start(id, &spec, endpoints, lookup, metrics)?;
         let addr = server.addr;
         servers.insert(id.to_string(), server);

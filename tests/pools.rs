@@ -59,7 +59,7 @@ fn start(rt: &Runtime, id: &str, args: &[Value]) -> Arc<Completion> {
 
 fn result(done: &Completion) -> Result<Value, funcs::error::Error> {
     done.wait(None);
-    done.with_result(|r| r.cloned().unwrap())
+    Result::clone(&done.result().unwrap())
 }
 
 fn stats(rt: &Runtime, id: &str) -> funcs::pool::Stats {

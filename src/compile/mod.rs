@@ -1,4 +1,5 @@
-//! Bytes to compiled artefacts: WAT text, hash checks, core/component detection, sharing.
+//! Bytes to compiled artefacts: WAT text, hash checks, core/component detection, sharing, and
+//! word on stderr while a compilation keeps a load waiting (`progress`).
 //!
 //! Two entries whose bytes are the same share one compiled [`Artefact`], found by the SHA-256
 //! of the bytes while any entry still holds it; across processes, [`cache`] keeps them on
@@ -110,13 +111,12 @@ pub fn compile_named(bytes: &[u8], fuel: bool, what: &str) -> Result<Arc<Artefac
     let component = is_component(bytes);
     let name = cache_name(engine, bytes);
     let size = bytes.len() as f64 / (1 << 20) as f64;
-    let reading = cache::dir().map(|_| {
-        Progress::start(format!(
+    let cached = cache::load(&name).and_then(|body| {
+        let _reading = Progress::start(format!(
             "loading {what} ({size:.1} MiB) from the artefact cache"
-        ))
+        ));
+        deserialize(engine, &body, component)
     });
-    let cached = cache::load(&name).and_then(|body| deserialize(engine, &body, component));
-    drop(reading);
     let artefact = match cached {
         Some(cached) => cached,
         None => {

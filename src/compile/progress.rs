@@ -3,8 +3,6 @@
 //! is compiling and whether from the artefact cache, and another how long it took
 //! (`FUNCS_PROGRESS_MS=0`: for every compilation). `FUNCS_QUIET` (any value) silences both.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,8 +14,10 @@ const DEFAULT_AFTER_MS: u64 = 1000;
 pub(super) struct Progress {
     /// Dropped to wake the thread early.
     stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-    said: Arc<AtomicBool>,
+    /// Whether it said something, when it is joined.
+    thread: Option<JoinHandle<bool>>,
+    /// Said without a thread (no wait).
+    said: bool,
     started: Instant,
     what: String,
 }
@@ -28,7 +28,7 @@ impl Progress {
         let mut progress = Progress {
             stop: None,
             thread: None,
-            said: Arc::new(AtomicBool::new(false)),
+            said: false,
             started: Instant::now(),
             what,
         };
@@ -42,21 +42,22 @@ impl Progress {
         let line = format!("funcs: {} ...", progress.what);
         if after == 0 {
             eprintln!("{line}");
-            progress.said.store(true, Ordering::Release);
+            progress.said = true;
             return progress;
         }
         let (stop, stopped) = mpsc::channel::<()>();
-        let said = progress.said.clone();
         // No thread, no word: the compilation matters more than the message.
         progress.thread = std::thread::Builder::new()
             .name("funcs-progress".into())
             .spawn(move || {
-                if let Err(RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(Duration::from_millis(after))
-                {
+                let late = matches!(
+                    stopped.recv_timeout(Duration::from_millis(after)),
+                    Err(RecvTimeoutError::Timeout)
+                );
+                if late {
                     eprintln!("{line}");
-                    said.store(true, Ordering::Release);
                 }
+                late
             })
             .ok();
         progress.stop = Some(stop);
@@ -67,10 +68,11 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        if self.said.load(Ordering::Acquire) {
+        let said = match self.thread.take() {
+            Some(thread) => thread.join().unwrap_or(false),
+            None => self.said,
+        };
+        if said {
             eprintln!(
                 "funcs: {}: done in {:.1} s",
                 self.what,

@@ -115,8 +115,9 @@ pub struct Function {
     origin: Option<Origin>,
 }
 
-/// Reads an entry's bytes again (the registry knows where they came from), so that a function
-/// does not keep them for the rare `funcs.describe`.
+/// Reads an entry's bytes again (the registry knows where they came from: a file, read and
+/// hash-checked again, or a `function.wat` source, kept as text), so that a function does not
+/// keep its bytes for the rare `funcs.describe`.
 pub type Origin = Arc<dyn Fn() -> Result<Vec<u8>, String> + Send + Sync>;
 
 enum Target {

@@ -14,6 +14,11 @@ use crate::engine::engine_for;
 use crate::error::Error;
 use crate::limits::{Control, MemoryLimiter};
 
+/// What one call may make the host allocate for dynamic values moved between host and
+/// guest (wasmtime's "hostcall fuel", about bytes of `Val`s): 1 GiB, some 32 million list
+/// elements.
+pub const HOSTCALL_FUEL: usize = 1 << 30;
+
 /// Per-call store data.
 pub struct CallCtx {
     pub(super) table: ResourceTable,
@@ -129,10 +134,10 @@ impl Function {
         {
             store.limiter(|ctx| &mut ctx.limiter);
         }
-        // A call's data is bounded by the guest's memory (`limits.max_memory_bytes`), as on the
-        // direct path: wasmtime's default (128 MiB of `Val`s, about 4 million list elements)
-        // would fail a 4 MiB `list<u8>` on the general path only.
-        store.set_hostcall_fuel(usize::MAX);
+        // wasmtime's default (128 MiB of `Val`s, about 4 million list elements) would fail a
+        // 4 MiB `list<u8>` on the general path only; a bound stays, so that a guest cannot make
+        // the host allocate without limit.
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
         self.limits.arm(&mut store, timeout, control);
         Ok(store)
     }

@@ -1,6 +1,6 @@
-//! What a pool counts about the calls it ran, for `funcs.stats` and `funcs.metrics`: calls,
-//! failures by kind, traps by code, and a histogram of call durations (from when a call
-//! starts running, queueing not included).
+//! What a pool counts about the calls it ran, for `funcs.stats` and `funcs.metrics`: failures
+//! by kind, traps by code, and a histogram of call durations (from when a call starts
+//! running, queueing not included), whose count is the number of calls.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -20,7 +20,6 @@ pub const BUCKETS: [f64; 14] = [
 /// The counters of one pool.
 #[derive(Default)]
 pub(super) struct Meter {
-    calls: AtomicU64,
     /// By [`Kind::ALL`]'s order.
     failures: [AtomicU64; Kind::ALL.len()],
     /// Failures are rare: a lock is cheap enough for them.
@@ -33,14 +32,13 @@ pub(super) struct Meter {
 /// A reading of a [`Meter`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Metered {
-    pub calls: u64,
     /// Failures by kind, in [`Kind::ALL`]'s order.
     pub failures: [u64; Kind::ALL.len()],
     /// Traps by code (`unreachable_code_reached`, `interrupt`, ...).
     pub traps: Vec<(String, u64)>,
     /// Cumulative counts of calls no longer than each of [`BUCKETS`].
     pub buckets: [u64; BUCKETS.len()],
-    /// Calls in the histogram (`+Inf`).
+    /// Every call (`+Inf`).
     pub count: u64,
     /// All calls' durations added up, in nanoseconds.
     pub duration_ns: u64,
@@ -56,7 +54,6 @@ impl Metered {
 impl Meter {
     /// Counts a call that ran for `took` and ended with `error`, if it failed.
     pub(super) fn record(&self, error: Option<&Error>, took: Duration) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
         let secs = took.as_secs_f64();
         let bucket = BUCKETS
             .iter()
@@ -83,7 +80,6 @@ impl Meter {
         }
         let count = below + self.buckets[BUCKETS.len()].load(Ordering::Relaxed);
         Metered {
-            calls: self.calls.load(Ordering::Relaxed),
             failures: std::array::from_fn(|i| self.failures[i].load(Ordering::Relaxed)),
             traps: unpoison(self.traps.lock())
                 .iter()

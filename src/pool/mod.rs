@@ -5,7 +5,7 @@
 //! sizes, the workers started with the pool and kept however idle, how long an idle worker
 //! lives, and whether calls run on the caller's thread. The machinery they share is here (a
 //! queue, slots, shutdown) and in `workers` (the worker threads); a call's result slot is
-//! [`Completion`].
+//! [`Completion`]; what a pool counts for `funcs.stats` and `funcs.metrics` is `meter`.
 //!
 //! A worker is a thread with its own single-threaded Tokio runtime. For entries without
 //! WASI a call occupies its thread from start to end, so the pool's size bounds how many run
@@ -99,7 +99,10 @@ impl PoolConfig {
             }
         }
         // Fixed-size kinds need a size to be fixed at.
-        let fixed = matches!(self.kind.as_deref(), Some("static" | "inline"));
+        let fixed = matches!(
+            self.kind.as_deref().and_then(PoolKind::from_name),
+            Some(PoolKind::Static | PoolKind::Inline)
+        );
         if fixed && self.size == Some(0) && self.workers.unwrap_or(0) == 0 {
             problems.push((
                 "pool.size".into(),
@@ -447,7 +450,7 @@ impl Pool {
         let st = self.lock();
         Stats {
             kind: self.spec.kind.as_str(),
-            calls: metered.calls,
+            calls: metered.count,
             failures: metered.failed(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             queued: st.queue.len(),

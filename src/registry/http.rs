@@ -177,11 +177,30 @@ pub(crate) fn endpoint<'a>(
     }))
 }
 
-/// Two endpoints of one service with the same method and path in one load fail it.
+/// Two endpoints of one service with the same method and path in one load fail it, and so
+/// does a `GET` endpoint on the path where its service serves the metrics.
 pub(crate) fn check_duplicates(pending: &[(String, Entry)]) -> Result<()> {
+    let metrics: Vec<(&str, &str)> = pending
+        .iter()
+        .filter_map(|(id, e)| match e {
+            Entry::Service(s) => s.metrics.as_deref().map(|m| (id.as_str(), m)),
+            _ => None,
+        })
+        .collect();
     let mut seen: HashMap<(Option<String>, Method, String), &str> = HashMap::new();
     for (id, e) in pending {
         if let Entry::Endpoint(ep) = e {
+            let shadowed = metrics.iter().find(|(service, path)| {
+                ep.method == Method::GET
+                    && *path == ep.path
+                    && ep.service.as_deref().is_none_or(|s| s == *service)
+            });
+            if let Some((service, path)) = shadowed {
+                return Err(Error::invalid(format!(
+                    "endpoint `{id}` serves GET {path}, where http.service `{service}` serves its metrics"
+                ))
+                .with(|d| d.entry = Some(id.clone())));
+            }
             let key = (ep.service.clone(), ep.method.clone(), ep.path.clone());
             if let Some(other) = seen.insert(key, id) {
                 return Err(Error::invalid(format!(

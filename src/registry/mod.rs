@@ -24,7 +24,7 @@ use crate::compile;
 use crate::error::{Error, Result};
 use crate::function::{Function, Origin, Sandbox};
 use crate::limits::Limits;
-use crate::pool::{Handle, Pool, PoolSpec};
+use crate::pool::{Handle, Pool, PoolSpec, Stats};
 use crate::transport::http::{EndpointSpec, ServiceSpec};
 use crate::wasi::{self, EnvBinding, EnvSource, Mount, WasiSpec};
 
@@ -136,6 +136,13 @@ impl Prepared {
 }
 
 impl Registry {
+    /// The counters of every function's pool, by ID.
+    pub fn stats(&self) -> Vec<(String, Stats)> {
+        self.pools()
+            .map(|(id, p)| (id.to_string(), p.stats()))
+            .collect()
+    }
+
     /// The function with ID `id`.
     ///
     /// # Errors

@@ -2,7 +2,9 @@
 //!
 //! Every struct denies unknown fields so that typos fail the load. Required fields are
 //! `Option`s here so that [`validate`] can report them with the SPEC's exact wording
-//! (`method is required`) rather than serde's. Defaults are stated on each field.
+//! (`method is required`) rather than serde's. Defaults are stated on each field. The configs
+//! of pools, limits and the HTTP kinds are defined by the modules that use them (`pool`,
+//! `limits`, `transport::http`) and re-exported here.
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -4,7 +4,8 @@
 //! (header and body timeouts, body size, connections, a grace period to stop).
 //!
 //! Plain functions are called in the [`payload`] form; `wasi:http/incoming-handler`
-//! components get the whole request. Routes are read when a service starts; the function
+//! components get the whole request; a service's `metrics` path answers `GET` with
+//! `funcs.metrics()`'s text. Routes are read when a service starts; the function
 //! behind a route is looked up per request, so a reload swaps code without a restart.
 
 use std::convert::Infallible;
