@@ -3,7 +3,7 @@
 //! `require("funcs")` gives a table with `load`, `call` and `errors`; see the README for the
 //! API and `SPEC.md` for the behaviour, and the README's Layout section for the map of these
 //! modules. Only `lua` (the entry point, [`funcs`], and the Lua-facing objects) and `value`
-//! (Lua values in and out, the direct path's stack reads) touch mlua.
+//! (Lua values in and out, the direct path's stack reads) use the Lua bindings crate.
 
 pub mod compile;
 pub mod describe;
