@@ -1,6 +1,7 @@
 -- funcs.metrics() and an http.service's `metrics` path, read by Prometheus' own parser
 -- (prometheus-client from PyPI, in the project's venv: scripts/test.sh installs it).
 local funcs = require("funcs")
+local h = require("spec.support.helpers")
 
 local venv_python = "build/tools/venv/bin/python"
 
@@ -93,11 +94,7 @@ print(r.read().decode())
   end)
 
   it("fails a load whose GET endpoint sits on its service's metrics path", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    os.execute("mkdir -p " .. dir)
-    local f = assert(io.open(dir .. "/_index.yaml", "w"))
-    f:write([[
+    local ok, err = h.load_yaml(funcs, [[
 version: "1.0"
 namespace: clash
 entries:
@@ -120,9 +117,6 @@ entries:
     path: /metrics
     func: f
 ]])
-    f:close()
-    local ok, err = funcs.load(dir)
-    os.execute("rm -rf " .. dir)
     assert.is_nil(ok)
     assert.are.equal("INVALID", err:kind())
     assert.truthy(tostring(err):find(
@@ -131,15 +125,8 @@ entries:
   end)
 
   it("refuses a metrics path that is not a path", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    os.execute("mkdir -p " .. dir)
-    local f = assert(io.open(dir .. "/_index.yaml", "w"))
-    f:write('version: "1.0"\nnamespace: bad\nentries:\n  - name: s\n    kind: http.service\n'
+    local ok, err = h.load_yaml(funcs, 'version: "1.0"\nnamespace: bad\nentries:\n  - name: s\n    kind: http.service\n'
       .. '    addr: "127.0.0.1:0"\n    metrics: metrics\n')
-    f:close()
-    local ok, err = funcs.load(dir)
-    os.execute("rm -rf " .. dir)
     assert.is_nil(ok)
     assert.are.equal("INVALID", err:kind())
     assert.truthy(tostring(err):find("metrics must be a path starting with `/`", 1, true))

@@ -45,4 +45,18 @@ function M.run_lua(chunk, prefix)
   return status, out
 end
 
+-- Loads a registry made of one `_index.yaml` with `text` from a temporary folder (removed
+-- after): what `funcs.load` returns.
+function M.load_yaml(funcs, text)
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute("mkdir -p " .. dir)
+  local f = assert(io.open(dir .. "/_index.yaml", "w"))
+  f:write(text)
+  f:close()
+  local summary, err = funcs.load(dir)
+  os.execute("rm -rf " .. dir)
+  return summary, err
+end
+
 return M
