@@ -1,5 +1,5 @@
 -- Pools, measured (issue 4): a CPU-bound guest through `inline` and a static pool of 2
--- workers via funcs.async, and per-call time with a fresh instance vs a reused one
+-- workers via funcs.async, a WASI one through a lazy pool from 1, 2 and 4 callers, and per-call time with a fresh instance vs a reused one
 -- (`pool.reuse`) for `compute` and a CPython component. Run once per allocator
 -- (FUNCS_ALLOCATOR=on-demand for the other). Prints `name value unit`.
 local funcs = require("funcs")
@@ -26,6 +26,24 @@ for _, id in ipairs({ "bench:spin", "bench:spin_static2" }) do
     runs[r] = CALLS / (clock() - start)
   end
   print(("throughput-%s %.1f calls/s"):format(id:gsub("bench:", ""), median(runs)))
+end
+
+-- A WASI entry's CPU-bound calls (on workers of a lazy pool of up to 4) from 1, 2 and 4
+-- callers at once: batches of that many futures, each batch waited for.
+for _, callers in ipairs({ 1, 2, 4 }) do
+  local id = "bench:spin_wasi_lazy"
+  assert(funcs.async(id, 1):wait())
+  local runs = {}
+  for r = 1, 3 do
+    local start = clock()
+    for _ = 1, CALLS // callers do
+      local futures = {}
+      for i = 1, callers do futures[i] = assert(funcs.async(id, SPIN)) end
+      for i = 1, callers do assert(futures[i]:wait() == SPIN) end
+    end
+    runs[r] = (CALLS // callers * callers) / (clock() - start)
+  end
+  print(("throughput-wasi-lazy-%d-callers %.1f calls/s"):format(callers, median(runs)))
 end
 
 local function per_call(name, id, n, ...)
