@@ -9,6 +9,7 @@ scripts/deps.sh || exit 1
 scripts/guests.sh || exit 1
 # The Prometheus parser spec/metrics_spec.lua reads funcs.metrics() with (PyPI, in the
 # project's venv, which guests.sh made).
+[ -x build/tools/venv/bin/python ] || python3 -m venv build/tools/venv || exit 1
 build/tools/venv/bin/python -c 'import prometheus_client' 2>/dev/null ||
   build/tools/venv/bin/python -m pip install --quiet "prometheus-client==0.26.0" || exit 1
 # Compiled artefacts of the test runs stay in the build folder.
