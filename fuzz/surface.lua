@@ -700,15 +700,18 @@ end
 
 local ops = {}
 
-function ops.call()
-  local t, id, idtag
+-- The entry a call goes to: now and then a random ID (mostly unknown), else a fixture's.
+local function call_target()
   if chance(0.05) then
-    id, idtag = random_id()
-    t = { traps = false, p = { "u32" } }
-  else
-    t = pick_target("plain")
-    id, idtag = t.id, t.id
+    local id, idtag = random_id()
+    return { traps = false, p = { "u32" } }, id, idtag
   end
+  local t = pick_target("plain")
+  return t, t.id, t.id
+end
+
+function ops.call()
+  local t, id, idtag = call_target()
   local args, n, how = args_for(t)
   current_desc = ("call %s %s"):format(idtag, how)
   mark(current_desc)
@@ -716,14 +719,7 @@ function ops.call()
 end
 
 function ops.async()
-  local t, id, idtag
-  if chance(0.05) then
-    id, idtag = random_id()
-    t = { traps = false, p = { "u32" } }
-  else
-    t = pick_target("plain")
-    id, idtag = t.id, t.id
-  end
+  local t, id, idtag = call_target()
   local args, n, how = args_for(t)
   current_desc = ("async %s %s"):format(idtag, how)
   mark(current_desc)
