@@ -107,6 +107,18 @@ function funcs.describe(id) end
 ---@return string text
 function funcs.metrics() end
 
+---A file descriptor for event loops: readable while futures of this Lua state have completed
+---since the last `funcs.poll()` (the same descriptor on every call). `lua/funcs/luv.lua` and
+---`lua/funcs/cqueues.lua` watch it for coroutines that await futures.
+---@return integer? fd
+---@return funcs.Error? err `INTERNAL` when the process cannot make a pipe.
+function funcs.fd() end
+
+---Clears `funcs.fd()` and returns how many futures completed (with a result, an error or a
+---cancel) since the last poll.
+---@return integer completed
+function funcs.poll() end
+
 ---Stops every pool: queued calls fail with `UNAVAILABLE`, running guests are interrupted,
 ---worker threads are joined. Loads and calls afterwards give `UNAVAILABLE`. Closing the Lua
 ---state does the same.
@@ -245,5 +257,17 @@ function Error:retryable() end
 
 ---@return funcs.ErrorDetails
 function Error:details() end
+
+---`require("funcs.luv")`: awaiting futures on a luv loop (`lua/funcs/luv.lua`).
+---@class funcs.luv
+---Inside a coroutine, yields until `future` completes while the loop runs; outside one, `future:wait()`.
+---@field await fun(future: funcs.Future): any, funcs.Error?
+---@field all fun(futures: funcs.Future[]): any[], (funcs.Error?)[]
+
+---`require("funcs.cqueues")`: awaiting futures in a cqueues controller (`lua/funcs/cqueues.lua`).
+---@class funcs.cqueues
+---Inside a controller's coroutine, waits until `future` completes while the controller runs its other coroutines; outside one, `future:wait()`.
+---@field await fun(future: funcs.Future): any, funcs.Error?
+---@field all fun(futures: funcs.Future[]): any[], (funcs.Error?)[]
 
 return funcs

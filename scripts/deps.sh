@@ -6,10 +6,16 @@
 set -euo pipefail
 packages=(
   # The interpreters the specs run under, and busted.
-  lua5.4 lua5.1 luajit lua-busted
-  # `luarocks make` (scripts/rock-check.sh) for 5.4 and 5.1: luarocks and the Lua headers it
-  # looks for (5.1's only come along with luarocks by chance).
-  luarocks liblua5.4-dev liblua5.1-0-dev
+  lua5.4 lua5.3 lua5.2 lua5.1 luajit lua-busted
+  # `luarocks make` (scripts/rock-check.sh) for each of them: luarocks and the Lua headers it
+  # checks for before any build.
+  luarocks liblua5.4-dev liblua5.3-dev liblua5.2-dev liblua5.1-0-dev libluajit-5.1-dev
+  # The event loops the adapters lua/funcs/luv.lua and lua/funcs/cqueues.lua are tested with.
+  lua-luv lua-cqueues
+  # nginx for scripts/nginx-check.sh. Its Lua module is not installed here: on Debian 12 it
+  # needs OpenResty's LuaJIT, which conflicts with the luajit above; the check unpacks the
+  # module's packages under build/ instead (see its header).
+  nginx-light
   # The C compiler: cargo links with it, and the in-process tests build a vendored Lua.
   gcc libc6-dev
   # The demo and the HTTP specs call the endpoints with curl; the reload-under-load spec
@@ -20,7 +26,8 @@ packages=(
 python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  # Installed, not merely known (a removed package keeps the state "config-files").
+  [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}"

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pool;
 pub mod registry;
 pub mod runtime;
+pub mod signal;
 pub mod signature;
 pub mod sync;
 pub mod transport;

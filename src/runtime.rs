@@ -13,6 +13,7 @@ use crate::error::{Error, Kind, Result};
 use crate::function::{Args, CallOptions, Function};
 use crate::pool::{Completion, Handle, Pool, Stats};
 use crate::registry::{Entry, Registry, Summary};
+use crate::signal::Signal;
 use crate::sync::unpoison;
 use crate::transport::http::{EndpointSpec, Lookup, Metrics, Server};
 use crate::value::Value;
@@ -29,6 +30,8 @@ pub struct Runtime {
     /// Held from the first deadline or async call until the runtime is dropped.
     ticker: OnceLock<TickerGuard>,
     closed: std::sync::atomic::AtomicBool,
+    /// Raised by every future's completion (`funcs.fd`, `funcs.poll`).
+    signal: Arc<Signal>,
 }
 
 impl Runtime {
@@ -148,9 +151,24 @@ impl Runtime {
     ) -> Result<Arc<Completion>> {
         // Cancellation is checked on epoch ticks.
         self.ensure_ticker()?;
-        let done = Completion::new();
+        let done = Completion::signaling(self.signal.clone());
         handle.0.submit(args, options, done.clone())?;
         Ok(done)
+    }
+
+    /// A descriptor that becomes readable when a future completes (SPEC section 12).
+    ///
+    /// # Errors
+    /// `INTERNAL` when the process cannot make a pipe.
+    pub fn fd(&self) -> Result<std::os::fd::RawFd> {
+        self.signal
+            .fd()
+            .map_err(|e| Error::internal(format!("cannot make the event-loop descriptor: {e}")))
+    }
+
+    /// Clears the descriptor of [`Runtime::fd`]; the futures completed since the last poll.
+    pub fn poll(&self) -> usize {
+        self.signal.take()
     }
 
     /// Counters of every function entry, by ID.

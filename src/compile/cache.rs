@@ -82,29 +82,33 @@ fn open(dir: &Path) -> Result<[u8; 32], String> {
     }
     private(dir, "folder")?;
     let file = dir.join(".key");
-    let mut key = [0u8; 32];
-    match OpenOptions::new()
+    // A new key is written aside in full, then linked in place: a process starting at the
+    // same time (nginx workers on an empty cache) reads either no key or a whole one.
+    let made = random()?;
+    let tmp = dir.join(format!(".{}.key", hex::encode(&random()?[..12])));
+    let linked = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&file)
-    {
-        Ok(mut f) => {
-            key = random()?;
-            f.write_all(&key).map_err(|e| e.to_string())?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mut f = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&file)
-                .map_err(|e| format!("its key: {e}"))?;
-            private(&file, "key")?;
-            f.read_exact(&mut key)
-                .map_err(|e| format!("its key: {e}"))?;
-        }
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&made).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::hard_link(&tmp, &file));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => return Ok(made),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(format!("its key: {e}")),
     }
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&file)
+        .map_err(|e| format!("its key: {e}"))?;
+    private(&file, "key")?;
+    let mut key = [0u8; 32];
+    f.read_exact(&mut key)
+        .map_err(|e| format!("its key: {e}"))?;
     Ok(key)
 }
 
@@ -207,4 +211,27 @@ pub fn store(name: &str, body: &[u8]) {
         })
     };
     let _ = write();
+}
+
+#[cfg(test)]
+mod tests {
+    /// Processes starting together on an empty cache (nginx workers) agree on one whole key.
+    #[test]
+    fn concurrent_openers_read_one_whole_key() {
+        for round in 0..20 {
+            let dir = std::env::temp_dir().join(format!(
+                "funcs-key-race-{}-{round}",
+                std::process::id()
+            ));
+            let keys: Vec<_> = std::thread::scope(|s| {
+                let openers: Vec<_> = (0..8).map(|_| s.spawn(|| super::open(&dir))).collect();
+                openers.into_iter().map(|o| o.join().unwrap()).collect()
+            });
+            std::fs::remove_dir_all(&dir).unwrap();
+            let first = keys[0].clone().expect("a key");
+            for key in keys {
+                assert_eq!(key, Ok(first));
+            }
+        }
+    }
 }

@@ -118,6 +118,18 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(move |_, ()| Ok(rt.metrics()))?,
     )?;
 
+    // Event loops (SPEC section 12): watch `fd()` for reading, then `poll()`.
+    let rt = runtime.clone();
+    funcs.set(
+        "fd",
+        lua.create_function(move |lua, ()| match rt.fd() {
+            Ok(fd) => fd.into_lua_multi(lua),
+            Err(e) => error::fail(lua, e),
+        })?,
+    )?;
+    let rt = runtime.clone();
+    funcs.set("poll", lua.create_function(move |_, ()| Ok(rt.poll()))?)?;
+
     let rt = runtime.clone();
     funcs.set(
         "shutdown",

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use crate::error::{Error, Kind};
 use crate::limits::{Control, notified_until};
+use crate::signal::Signal;
 use crate::sync::unpoison;
 use crate::value::Value;
 
@@ -21,6 +22,8 @@ pub struct Completion {
     /// Wakes async waiters (the HTTP server).
     notify: Notify,
     pub control: Arc<Control>,
+    /// Raised when the call completes (futures of a Lua state: its event-loop descriptor).
+    signal: Option<Arc<Signal>>,
 }
 
 impl Completion {
@@ -28,10 +31,22 @@ impl Completion {
         Arc::new(Completion::default())
     }
 
+    /// A completion that raises `signal` when it completes.
+    pub fn signaling(signal: Arc<Signal>) -> Arc<Completion> {
+        Arc::new(Completion {
+            signal: Some(signal),
+            ..Completion::default()
+        })
+    }
+
     pub(super) fn complete(&self, result: Result<Value, Error>) {
         let mut slot = unpoison(self.result.lock());
         if slot.is_none() {
             *slot = Some(Arc::new(result));
+            // Under the lock: whoever sees the result also sees it counted by `funcs.poll`.
+            if let Some(signal) = &self.signal {
+                signal.raise();
+            }
         }
         self.done.notify_all();
         self.notify.notify_waiters();

@@ -46,7 +46,7 @@ impl Stack {
         if self.kind(idx) != ffi::LUA_TNUMBER {
             return None;
         }
-        #[cfg(feature = "lua54")]
+        #[cfg(any(feature = "lua53", feature = "lua54", feature = "lua55"))]
         unsafe {
             if ffi::lua_isinteger(self.0, idx) != 0 {
                 return Some(Number::Int(ffi::lua_tointegerx(
@@ -61,9 +61,9 @@ impl Stack {
                 std::ptr::null_mut(),
             )))
         }
-        #[cfg(not(feature = "lua54"))]
+        #[cfg(not(any(feature = "lua53", feature = "lua54", feature = "lua55")))]
         {
-            // Lua 5.1 and LuaJIT have only floats; mlua calls those that are integers integers.
+            // Lua 5.1, 5.2 and LuaJIT have only floats; mlua calls those that are integers integers.
             let n = unsafe { ffi::lua_tonumberx(self.0, idx, std::ptr::null_mut()) };
             let i = n as i64;
             Some(if n.is_finite() && (i as f64).to_bits() == n.to_bits() {
