@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: demo test build bench bench-http soak fuzz stress clean rock rock-install clean-room
+.PHONY: demo test build bench bench-http soak fuzz stress clean rock-check nginx-check clean-room
 
 demo:
 	scripts/demo.sh
@@ -46,15 +46,13 @@ clean:
 clean-room:
 	scripts/clean-room.sh $(CLEAN_ROOM_FLAGS)
 
-# For `luarocks make` (funcs-0.1.0-1.rockspec): LUA is the interpreter luarocks builds for.
-LUA ?= lua5.4
-ROCK_LUA = $(shell $(LUA) -e 'print(jit and "luajit" or ({["Lua 5.1"] = "lua5.1", ["Lua 5.4"] = "lua5.4"})[_VERSION] or "unsupported")')
+# The rock for each interpreter (or ROCK_LUAS="lua5.4"): `luarocks make`, `luarocks pack`, and
+# the binary rock installed without a Rust toolchain on PATH (scripts/rock-check.sh).
+ROCK_LUAS ?= lua5.4 lua5.3 lua5.2 lua5.1 luajit
+rock-check:
+	scripts/rock-check.sh $(ROCK_LUAS)
 
-rock:
-	scripts/build.sh $(ROCK_LUA)
-
-rock-install:
-	mkdir -p "$(INST_LIBDIR)" "$(INST_LUADIR)/funcs"
-	cp build/$(ROCK_LUA)/funcs.so "$(INST_LIBDIR)/funcs.so"
-	cp lua/funcs/await.lua "$(INST_LUADIR)/funcs/await.lua"
-	cp lua/funcs.d.lua "$(INST_LUADIR)/funcs.d.lua"
+# funcs in nginx with the Lua module, under wrk (scripts/nginx-check.sh).
+nginx-check:
+	scripts/build.sh luajit >/dev/null
+	scripts/nginx-check.sh
