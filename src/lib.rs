@@ -10,6 +10,7 @@ pub mod describe;
 pub mod engine;
 pub mod error;
 pub mod function;
+pub mod host;
 pub mod limits;
 pub mod lua;
 pub mod metrics;

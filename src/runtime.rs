@@ -13,6 +13,7 @@ use crate::error::{Error, Kind, Result};
 use crate::function::{Args, CallOptions, Function};
 use crate::pool::{Completion, Handle, Pool, Stats};
 use crate::registry::{Entry, Registry, Summary};
+use crate::host::{self, HostCall, HostInterface, HostSet};
 use crate::signal::Signal;
 use crate::sync::unpoison;
 use crate::transport::http::{EndpointSpec, Lookup, Metrics, Server};
@@ -30,8 +31,11 @@ pub struct Runtime {
     /// Held from the first deadline or async call until the runtime is dropped.
     ticker: OnceLock<TickerGuard>,
     closed: std::sync::atomic::AtomicBool,
-    /// Raised by every future's completion (`funcs.fd`, `funcs.poll`).
+    /// The Lua thread's inbox: every future's completion (`funcs.fd`, `funcs.poll`) and host
+    /// calls from workers.
     signal: Arc<Signal>,
+    /// Interfaces registered with `funcs.host`, for the loads after.
+    hosts: RwLock<Vec<Arc<HostInterface>>>,
 }
 
 impl Runtime {
@@ -45,7 +49,11 @@ impl Runtime {
     pub fn load(&self, path: &Path) -> Result<Summary> {
         self.check_open()?;
         // Reading and compiling happen outside the write lock: calls go on meanwhile.
-        let prepared = self.registry().prepare(path)?;
+        let hosts = HostSet {
+            interfaces: unpoison(self.hosts.read()).clone(),
+            inbox: self.signal.clone(),
+        };
+        let prepared = self.registry().prepare(path, &hosts)?;
         if prepared.has_deadlines() {
             self.ensure_ticker()?;
         }
@@ -122,6 +130,60 @@ impl Runtime {
         handle.0.call(args, options)
     }
 
+    /// [`Runtime::call_with`] answering host calls while it waits: through `serve` on this
+    /// thread when the call runs here, and from the inbox when it runs on a worker.
+    ///
+    /// # Errors
+    /// As [`Runtime::call_with`].
+    pub fn call_serving(
+        &self,
+        handle: &Handle,
+        args: Args,
+        options: CallOptions,
+        serve: &dyn Fn(HostCall),
+    ) -> Result<Value> {
+        if handle.0.runs_here() {
+            return host::serving(&self.signal, serve, || self.call_with(handle, args, options));
+        }
+        self.ensure_ticker()?;
+        let done = Completion::waking(self.signal.clone());
+        handle.0.submit(args, options, done.clone())?;
+        self.wait_serving(&done, None, serve);
+        Result::clone(&done.result().expect("waited for it"))
+    }
+
+    /// Waits for `done` until `until`, answering host calls meanwhile (and serving this
+    /// thread's own for what they call); whether it completed.
+    pub fn wait_serving(
+        &self,
+        done: &Completion,
+        until: Option<std::time::Instant>,
+        serve: &dyn Fn(HostCall),
+    ) -> bool {
+        loop {
+            self.serve_waiting(serve);
+            if done.is_complete() {
+                return true;
+            }
+            if !self.signal.wait(|| done.is_complete(), until) && !done.is_complete() {
+                return false;
+            }
+        }
+    }
+
+    /// Answers the host calls waiting in the inbox (those nobody waits for any more are
+    /// dropped); how many ran.
+    pub fn serve_waiting(&self, serve: &dyn Fn(HostCall)) -> usize {
+        let mut ran = 0;
+        for call in self.signal.calls() {
+            if !call.abandoned() {
+                host::serving(&self.signal, serve, || serve(call));
+                ran += 1;
+            }
+        }
+        ran
+    }
+
     /// Runs `f` as a call of `handle`'s pool on this thread (see [`Pool::here`]); the pool
     /// must [run calls here](Pool::runs_here).
     ///
@@ -154,6 +216,23 @@ impl Runtime {
         let done = Completion::signaling(self.signal.clone());
         handle.0.submit(args, options, done.clone())?;
         Ok(done)
+    }
+
+    /// Registers (or replaces) a host interface for the loads after (`funcs.host`).
+    pub fn register_host(&self, interface: HostInterface) {
+        let mut hosts = unpoison(self.hosts.write());
+        hosts.retain(|h| h.name != interface.name);
+        hosts.push(Arc::new(interface));
+    }
+
+    /// Whether any host interface is registered (calls then wait serving host calls).
+    pub fn has_hosts(&self) -> bool {
+        !unpoison(self.hosts.read()).is_empty()
+    }
+
+    /// The Lua thread's inbox.
+    pub fn inbox(&self) -> &Arc<Signal> {
+        &self.signal
     }
 
     /// A descriptor that becomes readable when a future completes (SPEC section 12).

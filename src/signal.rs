@@ -1,70 +1,143 @@
-//! The event-loop signal of one Lua state (SPEC section 12): a file descriptor that becomes
-//! readable when one of its futures completes, for loops (luv, cqueues, nginx) to watch
-//! instead of blocking on a guest; `funcs.poll()` clears it and counts what completed.
+//! The inbox of one Lua state's thread (SPEC sections 10 and 12): futures that completed and
+//! host calls from workers waiting for Lua. Event loops watch its descriptor (`funcs.fd()`),
+//! readable while either is pending; a thread waiting inside funcs (`funcs.call`,
+//! `future:wait`) waits on it to run host calls as they come.
 //!
-//! Completions only count until the descriptor exists (`funcs.fd()` makes the pipe); after
-//! that, the first completion since the last poll writes one byte, so a completion costs an
-//! atomic add and at most one `write` per poll.
+//! The descriptor is a pipe made on first use; while it is readable nothing more is written,
+//! so a completion costs a lock and at most one `write` per poll.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
+use crate::host::HostCall;
 use crate::sync::unpoison;
 
 #[derive(Debug, Default)]
 pub struct Signal {
-    /// Completions since the last [`Signal::take`].
-    pending: AtomicUsize,
-    pipe: OnceLock<(io::PipeReader, io::PipeWriter)>,
-    /// Serializes making the pipe.
-    making: std::sync::Mutex<()>,
+    state: Mutex<State>,
+    changed: Condvar,
 }
 
-impl Signal {
-    /// One more completion: the descriptor becomes readable if it was not.
-    pub fn raise(&self) {
-        if self.pending.fetch_add(1, Ordering::AcqRel) == 0
-            && let Some((_, w)) = self.pipe.get()
+#[derive(Debug, Default)]
+struct State {
+    /// Completions since the last [`Signal::take`].
+    completed: usize,
+    /// Host calls waiting for the Lua thread.
+    calls: VecDeque<HostCall>,
+    pipe: Option<(io::PipeReader, io::PipeWriter)>,
+    /// Whether a byte is in the pipe.
+    readable: bool,
+    /// Threads in [`Signal::wait`].
+    waiting: usize,
+}
+
+impl State {
+    fn wake(&mut self, changed: &Condvar) {
+        if !self.readable
+            && let Some((_, w)) = &self.pipe
         {
             // A full pipe is readable already: the byte is not needed.
             let _ = (&*w).write(&[1]);
+            self.readable = true;
+        }
+        if self.waiting > 0 {
+            changed.notify_all();
+        }
+    }
+}
+
+impl Signal {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        unpoison(self.state.lock())
+    }
+
+    /// A call completed: one more for [`Signal::take`] if `counted` (a future's).
+    pub fn raise(&self, counted: bool) {
+        let mut st = self.lock();
+        if counted {
+            st.completed += 1;
+            st.wake(&self.changed);
+        } else if st.waiting > 0 {
+            self.changed.notify_all();
         }
     }
 
+    /// A host call for the Lua thread.
+    pub fn push(&self, call: HostCall) {
+        let mut st = self.lock();
+        st.calls.push_back(call);
+        st.wake(&self.changed);
+    }
+
+    /// The host calls waiting, in order.
+    pub fn calls(&self) -> Vec<HostCall> {
+        self.lock().calls.drain(..).collect()
+    }
+
+    /// Waits until `done()` holds, a host call waits, or `until` passes (`false` then).
+    /// `done` is checked under this inbox's lock: it must not take a lock a completion
+    /// holds while it calls [`Signal::raise`].
+    pub fn wait(&self, done: impl Fn() -> bool, until: Option<Instant>) -> bool {
+        let mut st = self.lock();
+        st.waiting += 1;
+        let result = loop {
+            if done() || !st.calls.is_empty() {
+                break true;
+            }
+            match until {
+                None => st = unpoison(self.changed.wait(st)),
+                Some(t) => {
+                    let left = t.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break false;
+                    }
+                    st = unpoison(self.changed.wait_timeout(st, left)).0;
+                }
+            }
+        };
+        st.waiting -= 1;
+        result
+    }
+
     /// The descriptor to watch for reading (made on first use; readable at once if
-    /// completions are pending).
+    /// something is pending).
     ///
     /// # Errors
     /// When the process cannot make a pipe (out of descriptors).
     pub fn fd(&self) -> io::Result<RawFd> {
-        if let Some((r, _)) = self.pipe.get() {
-            return Ok(r.as_raw_fd());
-        }
-        let _making = unpoison(self.making.lock());
-        if self.pipe.get().is_none() {
+        let mut st = self.lock();
+        if st.pipe.is_none() {
             let (r, w) = io::pipe()?;
             for fd in [r.as_raw_fd(), w.as_raw_fd()] {
                 set_nonblocking(fd)?;
             }
-            if self.pending.load(Ordering::Acquire) > 0 {
-                let _ = (&w).write(&[1]);
+            st.pipe = Some((r, w));
+            if st.completed > 0 || !st.calls.is_empty() {
+                st.readable = false;
+                st.wake(&self.changed);
             }
-            let _ = self.pipe.set((r, w));
         }
-        Ok(self.pipe.get().expect("the pipe was just made").0.as_raw_fd())
+        Ok(st.pipe.as_ref().map(|(r, _)| r.as_raw_fd()).expect("made above"))
     }
 
-    /// Clears the descriptor and returns the completions since the last call. The pipe is
-    /// drained before the count is taken: a completion racing with this call either is
-    /// counted now or leaves the descriptor readable, never neither.
+    /// Clears the descriptor and returns the completions since the last call (host calls
+    /// stay for [`Signal::calls`]; the descriptor is readable again while they wait).
     pub fn take(&self) -> usize {
-        if let Some((r, _)) = self.pipe.get() {
+        let mut st = self.lock();
+        if st.readable
+            && let Some((r, _)) = &st.pipe
+        {
             let mut buf = [0u8; 64];
             while matches!((&*r).read(&mut buf), Ok(n) if n > 0) {}
         }
-        self.pending.swap(0, Ordering::AcqRel)
+        st.readable = false;
+        if !st.calls.is_empty() {
+            st.wake(&self.changed);
+        }
+        std::mem::take(&mut st.completed)
     }
 }
 

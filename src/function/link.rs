@@ -11,6 +11,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use super::exports::find_export;
 use super::{CallCtx, Target};
 use crate::engine::{engine, engine_for};
+use crate::host::{self, HostGrant};
 use crate::signature::ScalarSig;
 use crate::value::CoreType;
 use crate::wasi;
@@ -122,11 +123,13 @@ pub(super) fn component_target(
     method: &str,
     fuel: bool,
     granted: &[&'static str],
+    hosts: &[HostGrant],
     http: bool,
 ) -> Result<Target, String> {
     let (func, export, bound) = find_export(component, method)?;
     let mut linker = wasmtime::component::Linker::new(engine_for(fuel));
     wasi::link(&mut linker, granted).map_err(|e| format!("{e:#}"))?;
+    let hosted = host::link(&mut linker, component, hosts)?;
     let handler = http
         && component
             .component_type()
@@ -136,7 +139,7 @@ pub(super) fn component_target(
     if handler {
         wasi::link_http(&mut linker, &mut granted).map_err(|e| format!("{e:#}"))?;
     }
-    stub_imports(&mut linker, component, &granted).map_err(|e| format!("{e:#}"))?;
+    stub_imports(&mut linker, component, &granted, &hosted).map_err(|e| format!("{e:#}"))?;
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| format!("failed to prepare instances: {e:#}"))?;
@@ -164,6 +167,7 @@ fn stub_imports(
     linker: &mut wasmtime::component::Linker<CallCtx>,
     component: &Component,
     granted: &[&str],
+    hosted: &[String],
 ) -> wasmtime::Result<()> {
     let ty = component.component_type();
     let imports: Vec<_> = ty.imports(engine()).collect();
@@ -193,7 +197,7 @@ fn stub_imports(
     };
     for (name, item) in imports {
         let unversioned = name.split('@').next().unwrap_or_default();
-        if granted.contains(&unversioned) {
+        if granted.contains(&unversioned) || hosted.iter().any(|h| h == name) {
             continue;
         }
         match item.ty {

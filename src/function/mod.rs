@@ -30,6 +30,7 @@ use self::link::{component_target, core_target};
 pub use self::store::CallCtx;
 use crate::compile::{self, Artefact};
 use crate::describe;
+use crate::host::HostGrant;
 use crate::limits::{Control, Limits};
 use crate::signature::Signature;
 use crate::value::direct::{self, Shape};
@@ -40,6 +41,8 @@ use crate::wasi::WasiSpec;
 #[derive(Debug, Clone, Default)]
 pub struct Sandbox {
     pub granted: Vec<&'static str>,
+    /// Host interfaces (`funcs.host`) the entry's `imports` grants.
+    pub hosts: Vec<HostGrant>,
     /// `transport: wasi-http`: a component exporting `wasi:http/incoming-handler` gets
     /// `wasi:http/types` and serves requests whole.
     pub http: bool,
@@ -165,7 +168,7 @@ impl Function {
         let granted = &sandbox.granted;
         let target = match (&*artefact, wit) {
             (Artefact::Component(component), _) => {
-                component_target(component, method, fuel, granted, sandbox.http)?
+                component_target(component, method, fuel, granted, &sandbox.hosts, sandbox.http)?
             }
             (Artefact::Module(module), None) => core_target(module, method, None, fuel, granted)?,
             (Artefact::Module(module), Some(wit)) => {
@@ -178,7 +181,8 @@ impl Function {
                         let Artefact::Component(component) = &*wrapped else {
                             unreachable!("componentize makes components")
                         };
-                        let target = component_target(component, method, fuel, granted, false)?;
+                        let target =
+                            component_target(component, method, fuel, granted, &sandbox.hosts, false)?;
                         wrapped_artefact = Some(wrapped.clone());
                         target
                     }
@@ -187,7 +191,9 @@ impl Function {
         };
         let asynchronous = match &target {
             Target::Core { p1, .. } => *p1,
-            Target::Component { handler, .. } => !sandbox.granted.is_empty() || handler.is_some(),
+            Target::Component { handler, .. } => {
+                !sandbox.granted.is_empty() || !sandbox.hosts.is_empty() || handler.is_some()
+            }
         };
         let direct = match &target {
             Target::Component {

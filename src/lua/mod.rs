@@ -5,8 +5,10 @@
 //! `nil, err` with an [`error::ErrorObject`].
 
 pub mod error;
+mod host;
 
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use mlua::prelude::*;
@@ -37,6 +39,15 @@ pub fn funcs(lua: &Lua) -> LuaResult<LuaTable> {
 pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let runtime = Arc::new(Runtime::default());
     let funcs = lua.create_table()?;
+    let fns = Rc::new(host::HostFns::default());
+
+    let (rt, f) = (runtime.clone(), fns.clone());
+    funcs.set(
+        "host",
+        lua.create_function(move |lua, (name, functions): (LuaValue, LuaValue)| {
+            host::register(lua, &rt, &f, &name, &functions).map(|()| true)
+        })?,
+    )?;
 
     let rt = runtime.clone();
     funcs.set(
@@ -53,6 +64,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let default = Executor {
         runtime: runtime.clone(),
         options: CallOptions::default(),
+        fns: fns.clone(),
     };
     let executor = default.clone();
     funcs.set(
@@ -127,8 +139,15 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
             Err(e) => error::fail(lua, e),
         })?,
     )?;
-    let rt = runtime.clone();
-    funcs.set("poll", lua.create_function(move |_, ()| Ok(rt.poll()))?)?;
+    let (rt, f) = (runtime.clone(), fns.clone());
+    funcs.set(
+        "poll",
+        lua.create_function(move |lua, ()| {
+            let completed = rt.poll();
+            rt.serve_waiting(&|call| host::serve(lua, &f, call));
+            Ok(completed)
+        })?,
+    )?;
 
     let rt = runtime.clone();
     funcs.set(
@@ -170,7 +189,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
             Ok(rt.http_addr(&id).map(|a| a.to_string()))
         })?,
     )?;
-    let rt = runtime.clone();
+    let (rt, f) = (runtime.clone(), fns.clone());
     http.set(
         "serve",
         lua.create_function(move |lua, id: LuaValue| {
@@ -180,9 +199,11 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
             {
                 return error::fail(lua, e);
             }
-            // Serves until the process is stopped: this thread has nothing else to do.
+            // Serves until the process is stopped, answering host calls (this thread has
+            // nothing else to do).
+            let never = Completion::new();
             loop {
-                std::thread::park();
+                rt.wait_serving(&never, None, &|call| host::serve(lua, &f, call));
             }
         })?,
     )?;
@@ -221,6 +242,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
 struct Executor {
     runtime: Arc<Runtime>,
     options: CallOptions,
+    fns: Rc<host::HostFns>,
 }
 
 impl Executor {
@@ -242,8 +264,14 @@ impl Executor {
             return done;
         }
         let result = self.convert(&handle, &args).and_then(|values| {
-            self.runtime
-                .call_with(&handle, values, self.options.clone())
+            if self.runtime.has_hosts() {
+                let serve = |call| host::serve(lua, &self.fns, call);
+                self.runtime
+                    .call_serving(&handle, values, self.options.clone(), &serve)
+            } else {
+                self.runtime
+                    .call_with(&handle, values, self.options.clone())
+            }
         });
         match result {
             Ok(v) => value::to_lua(lua, &v)?.into_lua_multi(lua),
@@ -319,7 +347,12 @@ impl Executor {
             let id = handle.0.function().id().to_string();
             self.runtime
                 .submit(&handle, values, self.options.clone())
-                .map(|done| Future { done, id })
+                .map(|done| Future {
+                    done,
+                    id,
+                    runtime: self.runtime.clone(),
+                    fns: self.fns.clone(),
+                })
         });
         match result {
             Ok(f) => f.into_lua_multi(lua),
@@ -402,6 +435,8 @@ impl LuaUserData for Executor {
 struct Future {
     done: Arc<Completion>,
     id: String,
+    runtime: Arc<Runtime>,
+    fns: Rc<host::HostFns>,
 }
 
 impl Future {
@@ -434,7 +469,14 @@ impl LuaUserData for Future {
                     }
                 },
             };
-            if this.done.wait(timeout) {
+            let completed = if this.runtime.has_hosts() {
+                let until = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+                let serve = |call| host::serve(lua, &this.fns, call);
+                this.runtime.wait_serving(&this.done, until, &serve)
+            } else {
+                this.done.wait(timeout)
+            };
+            if completed {
                 this.result(lua)
             } else {
                 let ms = timeout.unwrap_or_default().as_millis();

@@ -1,6 +1,7 @@
 //! A call's result slot: filled once by whoever runs the call, waited on by threads (a
 //! condition variable) or by async code (a `Notify`), and cancellable.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -22,8 +23,11 @@ pub struct Completion {
     /// Wakes async waiters (the HTTP server).
     notify: Notify,
     pub control: Arc<Control>,
-    /// Raised when the call completes (futures of a Lua state: its event-loop descriptor).
-    signal: Option<Arc<Signal>>,
+    /// Raised when the call completes (futures of a Lua state: its event-loop descriptor);
+    /// counted by `funcs.poll` when the flag is set (futures, not blocking calls).
+    signal: Option<(Arc<Signal>, bool)>,
+    /// Set with the result: read without the lock (by [`Signal::wait`]).
+    finished: AtomicBool,
 }
 
 impl Completion {
@@ -31,10 +35,18 @@ impl Completion {
         Arc::new(Completion::default())
     }
 
-    /// A completion that raises `signal` when it completes.
+    /// A future's completion: raises `signal` when it completes, counted by `funcs.poll`.
     pub fn signaling(signal: Arc<Signal>) -> Arc<Completion> {
         Arc::new(Completion {
-            signal: Some(signal),
+            signal: Some((signal, true)),
+            ..Completion::default()
+        })
+    }
+
+    /// A blocking call's completion: wakes a thread waiting on `signal`, not counted.
+    pub fn waking(signal: Arc<Signal>) -> Arc<Completion> {
+        Arc::new(Completion {
+            signal: Some((signal, false)),
             ..Completion::default()
         })
     }
@@ -43,9 +55,10 @@ impl Completion {
         let mut slot = unpoison(self.result.lock());
         if slot.is_none() {
             *slot = Some(Arc::new(result));
+            self.finished.store(true, Ordering::Release);
             // Under the lock: whoever sees the result also sees it counted by `funcs.poll`.
-            if let Some(signal) = &self.signal {
-                signal.raise();
+            if let Some((signal, counted)) = &self.signal {
+                signal.raise(*counted);
             }
         }
         self.done.notify_all();
@@ -75,7 +88,7 @@ impl Completion {
     }
 
     pub fn is_complete(&self) -> bool {
-        unpoison(self.result.lock()).is_some()
+        self.finished.load(Ordering::Acquire)
     }
 
     /// The result when there is one (the lock is not held while the caller reads it).

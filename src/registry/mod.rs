@@ -8,6 +8,7 @@ mod http;
 pub mod schema;
 pub mod source;
 
+use crate::host::HostSet;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
@@ -226,7 +227,7 @@ impl Registry {
     ///
     /// # Errors
     /// The first problem found, naming the file, the entry and the field.
-    pub fn prepare(&self, path: &Path) -> Result<Prepared> {
+    pub fn prepare(&self, path: &Path, hosts: &HostSet) -> Result<Prepared> {
         let (_root, raw) = source::read(path)?;
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         let mut seen = HashSet::new();
@@ -321,7 +322,7 @@ impl Registry {
             entries.push((entry.id.clone(), built));
         }
         for (entry, config) in functions {
-            let f = self.build_function(entry, &config, &entries)?;
+            let f = self.build_function(entry, &config, &entries, hosts)?;
             summary
                 .bound
                 .push((entry.id.clone(), f.bound().to_string()));
@@ -367,6 +368,7 @@ impl Registry {
         entry: &RawEntry,
         config: &FunctionConfig,
         pending: &[(String, Entry)],
+        hosts: &HostSet,
     ) -> Result<Function> {
         let (bytes, origin): (_, Origin) = match entry.kind.as_str() {
             "function.wat" => {
@@ -389,7 +391,7 @@ impl Registry {
         };
         let method = config.method.as_deref().unwrap_or_default();
         let limits = Limits::from_config(config.limits.as_ref());
-        let sandbox = self.sandbox(entry, config, pending)?;
+        let sandbox = self.sandbox(entry, config, pending, hosts)?;
         // Calls one instance serves; 0 and 1 both mean a fresh instance per call.
         let reuse = config
             .pool
@@ -418,13 +420,26 @@ impl Registry {
         entry: &RawEntry,
         config: &FunctionConfig,
         pending: &[(String, Entry)],
+        hosts: &HostSet,
     ) -> Result<Sandbox> {
-        let granted = wasi::grants(config.imports.as_deref().unwrap_or_default())
-            .map_err(|e| entry.error(field_error("imports", &e)))?;
+        // Each import is a host interface registered with `funcs.host`, or WASI.
+        let mut wasi_imports = Vec::new();
+        let mut host_grants = Vec::new();
+        for import in config.imports.as_deref().unwrap_or_default() {
+            match hosts.grant(import) {
+                Some(grant) => host_grants.push(grant),
+                None => wasi_imports.push(import.clone()),
+            }
+        }
+        let granted = wasi::grants(&wasi_imports).map_err(|e| {
+            let e = format!("{e} (neither WASI nor an interface registered with funcs.host)");
+            entry.error(field_error("imports", &e))
+        })?;
         let http = config.transport.as_deref() == Some("wasi-http");
         let Some(w) = &config.wasi else {
             return Ok(Sandbox {
                 granted,
+                hosts: host_grants,
                 http,
                 wasi: WasiSpec::default(),
             });
@@ -509,6 +524,7 @@ impl Registry {
         }
         Ok(Sandbox {
             granted,
+            hosts: host_grants,
             http,
             wasi: WasiSpec {
                 args: w.args.clone(),

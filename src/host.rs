@@ -1,0 +1,292 @@
+//! Host functions (SPEC section 10): interfaces a guest imports whose functions Lua provides
+//! (`funcs.host`). This module knows no Lua: an interface is a set of function names with
+//! keys the Lua side maps to its functions; linking defines each imported function as an
+//! async host function that carries a [`HostCall`] to the Lua thread and waits for its
+//! answer. When the guest runs on the Lua thread itself (inside [`serving`]), the call is
+//! answered right there; otherwise it goes to the Lua state's inbox ([`Signal`]), which
+//! the Lua thread services whenever it waits inside funcs.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, Linker, Type, Val};
+
+use crate::engine::engine;
+use crate::signal::Signal;
+use crate::value::{self, Value};
+
+/// What the Lua side knows a host function by.
+pub type HostKey = u64;
+
+/// The name under which top-level functions a world imports are registered.
+pub const ROOT: &str = "$root";
+
+/// An interface registered with `funcs.host`.
+#[derive(Debug)]
+pub struct HostInterface {
+    /// As registered: `ns:pkg/iface`, `ns:pkg/iface@1.0.0`, a plain name, or [`ROOT`].
+    pub name: String,
+    /// By WIT name (kebab-case).
+    pub functions: HashMap<String, HostKey>,
+}
+
+impl HostInterface {
+    /// Whether this interface provides the import `import` (an instance import's name):
+    /// the same name, or the same without the version when registered without one.
+    pub fn provides(&self, import: &str) -> bool {
+        self.name == import
+            || (!self.name.contains('@') && import.split('@').next() == Some(self.name.as_str()))
+    }
+}
+
+/// An interface an entry grants, with the inbox its calls go to.
+#[derive(Debug, Clone)]
+pub struct HostGrant {
+    pub interface: Arc<HostInterface>,
+    pub inbox: Arc<Signal>,
+}
+
+/// Every interface registered with `funcs.host` when a load starts, and the inbox of the
+/// Lua state: what an entry's `imports` may grant besides WASI.
+#[derive(Debug, Clone, Default)]
+pub struct HostSet {
+    pub interfaces: Vec<Arc<HostInterface>>,
+    pub inbox: Arc<Signal>,
+}
+
+impl HostSet {
+    /// The registered interface an `imports` item names (`ns:pkg/iface`, with or without a
+    /// version, a plain name, or `$root`).
+    pub fn grant(&self, import: &str) -> Option<HostGrant> {
+        let unversioned = import.split('@').next().unwrap_or_default();
+        let found = self.interfaces.iter().find(|i| i.name == import).or_else(|| {
+            self.interfaces
+                .iter()
+                .find(|i| i.name.split('@').next() == Some(unversioned))
+        })?;
+        Some(HostGrant {
+            interface: found.clone(),
+            inbox: self.inbox.clone(),
+        })
+    }
+}
+
+/// One call of a host function, for the Lua thread to answer.
+#[derive(Debug)]
+pub struct HostCall {
+    pub key: HostKey,
+    /// `iface#func` (or the function's name at the root), for messages.
+    pub name: Arc<str>,
+    pub args: Vec<Value>,
+    reply: oneshot::Sender<Result<Value, String>>,
+}
+
+impl HostCall {
+    /// Gives the guest its answer (a Lua error's message for `Err`).
+    pub fn answer(self, result: Result<Value, String>) {
+        let _ = self.reply.send(result);
+    }
+
+    /// Whether nobody waits for the answer any more (the call timed out or was cancelled).
+    pub fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// A host function failed: its Lua error, or a result of the wrong shape. The guest traps;
+/// the call fails `INTERNAL` naming the function (`err:details().host`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("host function `{name}` failed: {message}")]
+pub struct HostFailure {
+    pub name: String,
+    pub message: String,
+}
+
+type Serve = dyn Fn(HostCall);
+
+thread_local! {
+    /// The inbox whose calls this thread answers right away, and how.
+    static SERVING: Cell<Option<(*const Signal, *const Serve)>> = const { Cell::new(None) };
+}
+
+/// Runs `body` with this thread answering the host calls of `inbox` through `serve` (the
+/// Lua thread, while a call of its runs here).
+pub fn serving<'s, R>(
+    inbox: &Signal,
+    serve: &'s (dyn Fn(HostCall) + 's),
+    body: impl FnOnce() -> R,
+) -> R {
+    struct Restore(Option<(*const Signal, *const Serve)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERVING.with(|s| s.set(self.0));
+        }
+    }
+    // SAFETY (of the later dereference in `answer_here`): the pointers are set only for the
+    // extent of `body`, and restored when it ends, by return or unwind; `inbox` and `serve`
+    // outlive that. The lifetime is erased to store them.
+    let serve: *const Serve = unsafe {
+        std::mem::transmute::<&'s (dyn Fn(HostCall) + 's), &'static Serve>(serve)
+    };
+    let _restore = Restore(SERVING.with(|s| s.replace(Some((inbox as *const Signal, serve)))));
+    body()
+}
+
+/// Answers `call` on this thread if it serves `inbox`; gives it back otherwise.
+fn answer_here(inbox: &Signal, call: HostCall) -> Option<HostCall> {
+    match SERVING.with(Cell::get) {
+        Some((serving, serve)) if std::ptr::eq(serving, inbox) => {
+            // SAFETY: see `serving`: set only while `serve` is alive on this thread.
+            unsafe { (*serve)(call) };
+            None
+        }
+        _ => Some(call),
+    }
+}
+
+/// Links the granted host interfaces a component imports; the names of the imports linked.
+///
+/// # Errors
+/// An import of a granted interface that the interface does not provide, or that uses
+/// resources, named.
+pub fn link<T: 'static>(
+    linker: &mut Linker<T>,
+    component: &Component,
+    grants: &[HostGrant],
+) -> Result<Vec<String>, String> {
+    let mut linked = Vec::new();
+    let err = |e: wasmtime::Error| format!("{e:#}");
+    for (name, item) in component.component_type().imports(engine()) {
+        match item.ty {
+            ComponentItem::ComponentInstance(instance) => {
+                let Some(grant) = grants.iter().find(|g| g.interface.provides(name)) else {
+                    continue;
+                };
+                let mut inner = linker.instance(name).map_err(err)?;
+                for (export, item) in instance.exports(engine()) {
+                    let full = format!("{name}#{export}");
+                    match item.ty {
+                        ComponentItem::ComponentFunc(_) => {
+                            let key = lookup(grant, export, &full)?;
+                            let f = host_fn::<T>(grant.inbox.clone(), key, full.into());
+                            inner.func_new_async(export, f).map_err(err)?;
+                        }
+                        _ => {
+                            return Err(format!(
+                                "`{full}`: host interfaces with resources or types other than functions are not supported yet"
+                            ));
+                        }
+                    }
+                }
+                linked.push(name.to_string());
+            }
+            ComponentItem::ComponentFunc(_) => {
+                let Some(grant) = grants.iter().find(|g| g.interface.name == ROOT) else {
+                    continue;
+                };
+                let key = lookup(grant, name, name)?;
+                let f = host_fn::<T>(grant.inbox.clone(), key, name.into());
+                linker.root().func_new_async(name, f).map_err(err)?;
+                linked.push(name.to_string());
+            }
+            _ => {}
+        }
+    }
+    Ok(linked)
+}
+
+fn lookup(grant: &HostGrant, function: &str, full: &str) -> Result<HostKey, String> {
+    grant
+        .interface
+        .functions
+        .get(function)
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "the guest imports `{full}`, which the host interface `{}` does not have (it has: {})",
+                grant.interface.name,
+                names(&grant.interface.functions)
+            )
+        })
+}
+
+fn names(functions: &HashMap<String, HostKey>) -> String {
+    let mut names: Vec<_> = functions.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    names.join(", ")
+}
+
+/// The host function `key` of `inbox`'s Lua state, as a dynamic async host function.
+#[allow(clippy::type_complexity)]
+fn host_fn<T: 'static>(
+    inbox: Arc<Signal>,
+    key: HostKey,
+    name: Arc<str>,
+) -> impl for<'a> Fn(
+    wasmtime::StoreContextMut<'a, T>,
+    ComponentFunc,
+    &'a [Val],
+    &'a mut [Val],
+) -> Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>
++ Send
++ Sync
++ 'static {
+    move |_store, ty, params, results| {
+        let inbox = inbox.clone();
+        let name = name.clone();
+        Box::new(async move {
+            let fail = |message: String| HostFailure {
+                name: name.to_string(),
+                message,
+            };
+            let mut args = Vec::with_capacity(params.len());
+            for (i, (val, (_, ty))) in params.iter().zip(ty.params()).enumerate() {
+                let arg = value::from_wit(val.clone(), &ty)
+                    .map_err(|e| fail(format!("argument {}: {e}", i + 1)))?;
+                args.push(arg);
+            }
+            let (reply, answer) = oneshot::channel();
+            let call = HostCall {
+                key,
+                name: name.clone(),
+                args,
+                reply,
+            };
+            if let Some(call) = answer_here(&inbox, call) {
+                inbox.push(call);
+            }
+            let value = match answer.await {
+                Ok(Ok(value)) => value,
+                Ok(Err(message)) => return Err(fail(message).into()),
+                Err(_) => return Err(fail("the Lua state closed before answering".into()).into()),
+            };
+            let types: Vec<Type> = ty.results().collect();
+            match (types.as_slice(), results) {
+                ([], _) => {}
+                ([ty], [slot]) => {
+                    *slot = value::to_wit(&value, ty)
+                        .map_err(|e| fail(format!("bad return value: {e}")))?;
+                }
+                (types, slots) => {
+                    // Several results (not made by WIT today): one Lua array.
+                    let items = match value {
+                        Value::Array(items) if items.len() == types.len() => items,
+                        _ => {
+                            let n = types.len();
+                            return Err(fail(format!("expected an array of {n} results")).into());
+                        }
+                    };
+                    for ((slot, ty), item) in slots.iter_mut().zip(types).zip(&items) {
+                        *slot = value::to_wit(item, ty)
+                            .map_err(|e| fail(format!("bad return value: {e}")))?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! `funcs.host(name, functions)`: Lua functions that guests import (SPEC section 10), and
+//! answering their calls on the Lua thread.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use mlua::prelude::*;
+
+use crate::host::{HostCall, HostInterface, HostKey};
+use crate::runtime::Runtime;
+use crate::value::{self, Value};
+
+/// The Lua functions registered as host functions, by key.
+#[derive(Default)]
+pub(super) struct HostFns {
+    next: Cell<HostKey>,
+    fns: RefCell<HashMap<HostKey, LuaRegistryKey>>,
+}
+
+/// `funcs.host(name, functions)`: registers the interface for the loads after.
+pub(super) fn register(
+    lua: &Lua,
+    runtime: &Runtime,
+    fns: &HostFns,
+    name: &LuaValue,
+    functions: &LuaValue,
+) -> LuaResult<()> {
+    let bad = |n: usize, what: String| LuaError::runtime(format!("bad argument #{n} to 'host' ({what})"));
+    let name = match name {
+        LuaValue::String(s) => s
+            .to_str()
+            .map(|s| s.to_string())
+            .map_err(|_| bad(1, "the interface name is not UTF-8".into()))?,
+        other => return Err(bad(1, format!("string expected, got {}", other.type_name()))),
+    };
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_whitespace) {
+        return Err(bad(1, format!("`{name}` is not an interface name")));
+    }
+    if name.starts_with("wasi:") {
+        return Err(bad(1, format!("`{name}`: WASI is provided by funcs, granted by `imports`")));
+    }
+    let LuaValue::Table(table) = functions else {
+        return Err(bad(2, format!("table of functions expected, got {}", functions.type_name())));
+    };
+    let mut named: HashMap<String, LuaFunction> = HashMap::new();
+    // Raw reads: a table's metamethods do not run.
+    for pair in table.clone().pairs::<LuaValue, LuaValue>() {
+        let (k, v) = pair?;
+        let key = match &k {
+            LuaValue::String(s) => s.to_str().map(|s| s.to_string()).ok(),
+            _ => None,
+        };
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
+            return Err(bad(2, format!("function names must be strings, got {}", k.type_name())));
+        };
+        let LuaValue::Function(f) = v else {
+            return Err(bad(2, format!("`{key}` is a {}, not a function", v.type_name())));
+        };
+        // WIT names are kebab-case; `roundtrip_u8` names `roundtrip-u8`.
+        let wit = key.replace('_', "-");
+        if named.insert(wit.clone(), f).is_some() {
+            return Err(bad(2, format!("`{wit}` is given twice (as WIT and as snake_case)")));
+        }
+        if named.len() > 10_000 {
+            return Err(bad(2, "more than 10000 functions".into()));
+        }
+    }
+    if named.is_empty() {
+        return Err(bad(2, "no functions".into()));
+    }
+    let mut functions = HashMap::new();
+    for (wit, f) in named {
+        let key = fns.next.get();
+        fns.next.set(key + 1);
+        fns.fns.borrow_mut().insert(key, lua.create_registry_value(f)?);
+        functions.insert(wit, key);
+    }
+    runtime.register_host(HostInterface { name, functions });
+    Ok(())
+}
+
+/// Answers one host call: the Lua function with the arguments converted to Lua, its first
+/// result converted back; a Lua error's message otherwise.
+pub(super) fn serve(lua: &Lua, fns: &HostFns, call: HostCall) {
+    if call.abandoned() {
+        return;
+    }
+    let result = run(lua, fns, &call);
+    call.answer(result);
+}
+
+fn run(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, String> {
+    let f: LuaFunction = {
+        let map = fns.fns.borrow();
+        let key = map.get(&call.key).ok_or("the host function is gone")?;
+        lua.registry_value(key).map_err(|e| e.to_string())?
+    };
+    let mut args = LuaMultiValue::new();
+    for v in &call.args {
+        args.push_back(value::to_lua(lua, v).map_err(|e| e.to_string())?);
+    }
+    let returned: LuaMultiValue = f.call(args).map_err(message)?;
+    let first = returned.into_iter().next().unwrap_or(LuaValue::Nil);
+    value::from_lua(&first).map_err(|e| format!("bad return value: {e}"))
+}
+
+/// A Lua error's message, without mlua's wrapping.
+fn message(e: LuaError) -> String {
+    match e {
+        LuaError::RuntimeError(m) => m,
+        LuaError::CallbackError { cause, .. } => message((*cause).clone()),
+        other => other.to_string(),
+    }
+}
