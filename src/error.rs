@@ -84,6 +84,8 @@ pub struct Details {
     pub backtrace: Option<String>,
     /// The code a guest passed to `wasi:cli/exit`.
     pub exit_code: Option<i32>,
+    /// The host function (`iface#func`) whose Lua error or result failed the call.
+    pub host: Option<String>,
 }
 
 /// An error from loading a registry or calling a function.

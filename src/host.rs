@@ -16,6 +16,7 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, Linker, Type, Val};
 
 use crate::engine::engine;
+use crate::limits::Control;
 use crate::signal::Signal;
 use crate::value::{self, Value};
 
@@ -75,6 +76,12 @@ impl HostSet {
     }
 }
 
+/// What a host function needs of the store it is called from.
+pub trait HostState {
+    /// The call's cancel.
+    fn control(&self) -> Option<&Arc<Control>>;
+}
+
 /// One call of a host function, for the Lua thread to answer.
 #[derive(Debug)]
 pub struct HostCall {
@@ -83,6 +90,7 @@ pub struct HostCall {
     pub name: Arc<str>,
     pub args: Vec<Value>,
     reply: oneshot::Sender<Result<Value, String>>,
+    control: Option<Arc<Control>>,
 }
 
 impl HostCall {
@@ -93,7 +101,7 @@ impl HostCall {
 
     /// Whether nobody waits for the answer any more (the call timed out or was cancelled).
     pub fn abandoned(&self) -> bool {
-        self.reply.is_closed()
+        self.reply.is_closed() || self.control.as_ref().is_some_and(|c| c.is_canceled())
     }
 }
 
@@ -153,7 +161,7 @@ fn answer_here(inbox: &Signal, call: HostCall) -> Option<HostCall> {
 /// # Errors
 /// An import of a granted interface that the interface does not provide, or that uses
 /// resources, named.
-pub fn link<T: 'static>(
+pub fn link<T: HostState + 'static>(
     linker: &mut Linker<T>,
     component: &Component,
     grants: &[HostGrant],
@@ -222,7 +230,7 @@ fn names(functions: &HashMap<String, HostKey>) -> String {
 
 /// The host function `key` of `inbox`'s Lua state, as a dynamic async host function.
 #[allow(clippy::type_complexity)]
-fn host_fn<T: 'static>(
+fn host_fn<T: HostState + 'static>(
     inbox: Arc<Signal>,
     key: HostKey,
     name: Arc<str>,
@@ -235,9 +243,10 @@ fn host_fn<T: 'static>(
 + Send
 + Sync
 + 'static {
-    move |_store, ty, params, results| {
+    move |store, ty, params, results| {
         let inbox = inbox.clone();
         let name = name.clone();
+        let control = store.data().control().cloned();
         Box::new(async move {
             let fail = |message: String| HostFailure {
                 name: name.to_string(),
@@ -255,6 +264,7 @@ fn host_fn<T: 'static>(
                 name: name.clone(),
                 args,
                 reply,
+                control,
             };
             if let Some(call) = answer_here(&inbox, call) {
                 inbox.push(call);

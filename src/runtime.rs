@@ -145,7 +145,9 @@ impl Runtime {
         if handle.0.runs_here() {
             return host::serving(&self.signal, serve, || self.call_with(handle, args, options));
         }
-        self.ensure_ticker()?;
+        if options.timeout_ms.is_some() {
+            self.ensure_ticker()?;
+        }
         let done = Completion::waking(self.signal.clone());
         handle.0.submit(args, options, done.clone())?;
         self.wait_serving(&done, None, serve);

@@ -141,6 +141,7 @@ impl Function {
             }) => {
                 store.data_mut().limiter.refused = false;
                 store.data_mut().timeout = timeout;
+                store.data_mut().control = control.cloned();
                 self.limits.arm(&mut store, timeout, control);
                 (store, Some(instance), uses)
             }

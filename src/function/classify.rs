@@ -8,6 +8,7 @@ use wasmtime_wasi::I32Exit;
 use super::link::Ungranted;
 use super::{CallCtx, Function};
 use crate::error::{Error, Kind};
+use crate::host::HostFailure;
 use crate::limits::Canceled;
 use crate::value::ConvError;
 
@@ -61,6 +62,13 @@ impl Function {
         }
         if e.downcast_ref::<Canceled>().is_some() {
             return self.fail(Error::new(Kind::Canceled, "call canceled"));
+        }
+        if let Some(failed) = e.downcast_ref::<HostFailure>() {
+            let name = failed.name.clone();
+            return self.fail(Error::internal(failed.to_string()).with(|d| {
+                d.host = Some(name);
+                d.backtrace = backtrace;
+            }));
         }
         if let Some(denied) = e.downcast_ref::<Ungranted>() {
             return self.fail(Error::new(Kind::PermissionDenied, denied.to_string()));

@@ -33,6 +33,14 @@ pub struct CallCtx {
     /// wasi:http, for `wasi:http/incoming-handler` components.
     pub(super) http: WasiHttpCtx,
     pub(super) hooks: NoOutgoingRequests,
+    /// This call's cancel, for host calls to drop what nobody waits for.
+    pub(super) control: Option<Arc<Control>>,
+}
+
+impl crate::host::HostState for CallCtx {
+    fn control(&self) -> Option<&Arc<Control>> {
+        self.control.as_ref()
+    }
 }
 
 /// Outgoing requests are not linked (`wasi:http/outgoing-handler` is a stub), so this is
@@ -125,6 +133,7 @@ impl Function {
             timeout,
             http: WasiHttpCtx::new(),
             hooks: NoOutgoingRequests,
+            control: control.cloned(),
         };
         let mut store = Store::new(engine_for(self.limits.max_fuel.is_some()), ctx);
         // The pooling allocator bounds tables itself; on-demand stores need the limiter's

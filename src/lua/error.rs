@@ -32,6 +32,7 @@ fn details(lua: &Lua, e: &Error) -> LuaResult<LuaTable> {
         ("path", &d.path),
         ("trap", &d.trap),
         ("backtrace", &d.backtrace),
+        ("host", &d.host),
     ] {
         if let Some(v) = value {
             t.set(key, v.as_str())?;

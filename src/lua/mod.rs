@@ -345,9 +345,15 @@ impl Executor {
         let result = self.function(id, name)?.and_then(|handle| {
             let values = self.convert(&handle, args)?;
             let id = handle.0.function().id().to_string();
-            self.runtime
-                .submit(&handle, values, self.options.clone())
-                .map(|done| Future {
+            let submit = || self.runtime.submit(&handle, values, self.options.clone());
+            // An inline pool runs the call now, on this thread: its host calls too.
+            let submitted = if self.runtime.has_hosts() {
+                let serve = |call| host::serve(lua, &self.fns, call);
+                crate::host::serving(self.runtime.inbox(), &serve, submit)
+            } else {
+                submit()
+            };
+            submitted.map(|done| Future {
                     done,
                     id,
                     runtime: self.runtime.clone(),

@@ -281,6 +281,9 @@ pub struct Pool {
     local: OnceLock<tokio::runtime::Runtime>,
     /// Inline: one call at a time.
     inline: Mutex<()>,
+    /// The thread holding `inline` (its marker, 0 for none): a host function calling the
+    /// entry again on that thread would wait for itself.
+    inline_owner: AtomicUsize,
     /// Shut down (`Closing::Cancel`), readable without the state lock.
     canceled: AtomicBool,
 }
@@ -298,6 +301,7 @@ impl Pool {
             in_flight: AtomicUsize::new(0),
             local: OnceLock::new(),
             inline: Mutex::new(()),
+            inline_owner: AtomicUsize::new(0),
             canceled: AtomicBool::new(false),
         })
     }
@@ -354,7 +358,16 @@ impl Pool {
             if self.canceled.load(Ordering::Acquire) {
                 return Err(self.unavailable());
             }
-            Some(unpoison(self.inline.lock()))
+            let me = this_thread();
+            if self.inline_owner.load(Ordering::Acquire) == me {
+                return Err(self.reentered());
+            }
+            let held = unpoison(self.inline.lock());
+            self.inline_owner.store(me, Ordering::Release);
+            Some(InlineHeld {
+                owner: &self.inline_owner,
+                _held: held,
+            })
         } else {
             let mut st = self.lock();
             loop {
@@ -384,6 +397,15 @@ impl Pool {
             self.record(result.as_ref().err(), started);
         }
         result
+    }
+
+    /// The error of a call that would wait for the inline slot its own caller holds.
+    fn reentered(&self) -> Error {
+        let id = self.function.id();
+        Error::invalid(format!(
+            "failed to call `{id}`: it is already running on this thread (an inline pool runs one call at a time) and was called again from a host function; give it a lazy pool"
+        ))
+        .with(|d| d.entry = Some(id.to_string()))
     }
 
     /// The error a call that panicked inside funcs ends with.
@@ -540,6 +562,15 @@ impl Pool {
     fn run_here(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
         let result = self.here(|function| {
             if function.is_async() {
+                // A host function running inside another inline async call: that call's
+                // runtime drives this thread, and blocking on a second one is refused.
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    let id = function.id();
+                    return Err(Error::invalid(format!(
+                        "failed to call `{id}` from a host function: an inline entry with WASI or host imports cannot run inside another such call on the same thread; give it a lazy pool"
+                    ))
+                    .with(|d| d.entry = Some(id.to_string())));
+                }
                 let rt = self.local.get_or_init(|| {
                     tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -567,6 +598,25 @@ impl Drop for Slot<'_> {
             self.pool.release_slot();
         }
     }
+}
+
+/// The inline slot, held by this thread until dropped.
+struct InlineHeld<'a> {
+    owner: &'a AtomicUsize,
+    _held: std::sync::MutexGuard<'a, ()>,
+}
+
+impl Drop for InlineHeld<'_> {
+    fn drop(&mut self) {
+        // Before the guard is released (fields drop after this).
+        self.owner.store(0, Ordering::Release);
+    }
+}
+
+/// A marker of the calling thread, never 0.
+fn this_thread() -> usize {
+    thread_local!(static MARK: u8 = const { 0 });
+    MARK.with(|m| std::ptr::from_ref(m) as usize)
 }
 
 /// One call in flight, counted down on drop.

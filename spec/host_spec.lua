@@ -1,0 +1,173 @@
+-- Host functions (SPEC section 10): funcs.host provides the imports of the fixtures that
+-- call their host (minimal.wasm's test:minimal/host, strings.wasm's test:strings/host,
+-- calculator.wasm's wisma:calculator/host next to WASI), through an inline pool (the guest
+-- on the Lua thread calls Lua directly), a lazy pool (a worker hands each call to the Lua
+-- thread, answered while funcs.call waits) and funcs.async (answered in future:wait and
+-- funcs.poll).
+local funcs = require("funcs")
+local h = require("spec.support.helpers")
+
+local logs, adds = {}, 0
+local behaviour = "add" -- what the host `add` does: "add", "error", "bad", "reenter", "nested"
+
+setup(function()
+  assert(funcs.host("test:minimal/host", {
+    add = function(a, b)
+      adds = adds + 1
+      if behaviour == "error" then error("no adding today") end
+      if behaviour == "bad" then return "forty-two" end
+      if behaviour == "reenter" then return assert(funcs.call("host:add_inline", a, b)) end
+      if behaviour == "nested" then return #assert(funcs.call("host:process_lazy", ("x"):rep(a))) + b end
+      return a + b
+    end,
+  }))
+  assert(funcs.host("test:strings/host", {
+    log = function(msg) logs[#logs + 1] = msg end,
+    concat = function(a, b) return a .. b end,
+  }))
+  assert(funcs.host("wisma:calculator/host@0.1.0", {
+    log = function(msg) logs[#logs + 1] = msg end,
+    compute = function(a, b) return a + b end,
+  }))
+  assert(funcs.load("spec/fixtures/host"))
+end)
+
+before_each(function()
+  behaviour, logs, adds = "add", {}, 0
+end)
+
+for _, pool in ipairs({ "inline", "lazy" }) do
+  describe("through a " .. pool .. " pool", function()
+    it("minimal.wasm's compute-using-host calls the host's add", function()
+      assert.are.equal(13, funcs.call("host:add_" .. pool, 6, 7))
+      assert.are.equal(1, adds)
+      assert.are.equal(13, assert(funcs.async("host:add_" .. pool, 6, 7)):wait())
+      assert.are.equal(2, adds)
+    end)
+
+    it("strings.wasm's process logs and concatenates through the host", function()
+      assert.are.equal("hello!", funcs.call("host:process_" .. pool, "hello"))
+      assert.are.same({ "hello" }, logs)
+      local big = ("é"):rep(50000)
+      assert.are.equal(big .. "!", funcs.call("host:process_" .. pool, big))
+    end)
+
+    it("calculator.wasm asks the host to compute and logs through it, next to WASI", function()
+      -- It returns its own product and logs the host's sum.
+      assert.are.equal(42, funcs.call("host:calc_" .. pool, 6, 7, "hi"))
+      local text = table.concat(logs, "\n")
+      assert.truthy(text:find("Component received: hi", 1, true), text)
+      assert.truthy(text:find("Host computed: 6 + 7 = 13", 1, true), text)
+    end)
+
+    it("a Lua error in the host function traps the guest: INTERNAL naming it, pool still usable", function()
+      behaviour = "error"
+      local v, err = funcs.call("host:add_" .. pool, 1, 2)
+      h.assert_fails("INTERNAL", { "`host:add_" .. pool .. "`", "host function `test:minimal/host@0.1.0#add` failed",
+        "no adding today" }, v, err)
+      assert.are.equal("test:minimal/host@0.1.0#add", err:details().host)
+      behaviour = "bad"
+      h.assert_fails("INTERNAL", { "bad return value", "expected u32" }, funcs.call("host:add_" .. pool, 1, 2))
+      behaviour = "add"
+      assert.are.equal(3, funcs.call("host:add_" .. pool, 1, 2))
+    end)
+
+    it("a host function may call another function (on a lazy pool)", function()
+      behaviour = "nested"
+      assert.are.equal(5 + 2, funcs.call("host:add_" .. pool, 4, 2)) -- #("xxxx" .. "!") + 2
+    end)
+  end)
+end
+
+describe("the threading model", function()
+  it("an inline entry called again from its own host function fails INVALID instead of deadlocking", function()
+    behaviour = "reenter"
+    local v, err = funcs.call("host:add_inline", 1, 2)
+    h.assert_fails("INTERNAL", { "host function", "already running on this thread" }, v, err)
+  end)
+
+  it("futures' host calls are answered by funcs.poll", function()
+    local f = assert(funcs.async("host:add_lazy", 20, 22))
+    assert.is_truthy(h.eventually(function()
+      funcs.poll()
+      return f:is_complete()
+    end))
+    assert.are.equal(42, f:result())
+  end)
+
+  it("a deadline ends a call whose host call nobody answers; the Lua function never runs", function()
+    local f = assert(funcs.async("host:add_limited", 1, 2))
+    h.sleep(300) -- the Lua thread is not in funcs: nobody answers
+    h.assert_fails("TIMEOUT", { "`host:add_limited`", "execution time limit of 100 ms exceeded" }, f:wait())
+    funcs.poll()
+    assert.are.equal(0, adds)
+  end)
+
+  it("a cancel ends a call waiting for its host call", function()
+    local f = assert(funcs.async("host:add_lazy", 1, 2))
+    h.sleep(50)
+    f:cancel()
+    h.assert_fails("CANCELED", { "`host:add_lazy`" }, f:wait())
+    funcs.poll()
+    assert.are.equal(0, adds)
+    assert.are.equal(3, funcs.call("host:add_lazy", 1, 2))
+  end)
+end)
+
+describe("the per-entry sandbox", function()
+  it("links a host interface only where imports grants it", function()
+    -- fixtures/good's compute_using_host does not grant test:minimal/host: a stub naming it.
+    local status, out = h.run_lua([[
+      local funcs = require("funcs")
+      assert(funcs.host("test:minimal/host", { add = function(a, b) return a + b end }))
+      assert(funcs.load("spec/fixtures/good"))
+      local v, err = funcs.call("spec:compute_using_host", 1, 2)
+      print(err:kind(), tostring(err))
+    ]])
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("test:minimal/host@0.1.0#add", 1, true), out)
+  end)
+
+  it("fails a load that grants a name neither WASI nor registered, and a registration after a load counts for later loads only", function()
+    local status, out = h.run_lua([[
+      local funcs = require("funcs")
+      local v, err = funcs.load("spec/fixtures/host")
+      print("first", err:kind(), tostring(err))
+      assert(funcs.host("test:minimal/host", { add = function(a, b) return a + b end }))
+      assert(funcs.host("test:strings/host", { log = print, concat = function(a, b) return a .. b end }))
+      assert(funcs.host("wisma:calculator/host", { log = print, compute = function(a, b) return a + b end }))
+      assert(funcs.load("spec/fixtures/host"))
+      print("second", funcs.call("host:add_lazy", 2, 3))
+    ]])
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("first\tINVALID", 1, true), out)
+    assert.truthy(out:find("unknown import `test:minimal/host`", 1, true), out)
+    assert.truthy(out:find("second\t5", 1, true), out)
+  end)
+
+  it("fails a load whose granted interface lacks a function the guest imports, naming it", function()
+    local status, out = h.run_lua([[
+      local funcs = require("funcs")
+      assert(funcs.host("test:minimal/host", { sub = function(a, b) return a - b end }))
+      assert(funcs.host("test:strings/host", { log = print, concat = function(a, b) return a .. b end }))
+      assert(funcs.host("wisma:calculator/host", { log = print, compute = function(a, b) return a + b end }))
+      local v, err = funcs.load("spec/fixtures/host")
+      print(err:kind(), tostring(err))
+    ]])
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("`test:minimal/host@0.1.0#add`, which the host interface `test:minimal/host` does not have (it has: sub)", 1, true), out)
+  end)
+
+  it("refuses bad registrations with a Lua error naming what is wrong", function()
+    local cases = {
+      { 42, {} }, { "", { f = print } }, { "wasi:cli/stdout", { f = print } },
+      { "a:b/c", "nope" }, { "a:b/c", {} }, { "a:b/c", { f = 1 } }, { "a:b/c", { [1] = print } },
+      { "a:b/c", { a_b = print, ["a-b"] = print } },
+    }
+    for i, c in ipairs(cases) do
+      local ok, err = pcall(funcs.host, c[1], c[2])
+      assert.is_false(ok, "case " .. i)
+      assert.truthy(tostring(err):find("bad argument #", 1, true), tostring(err))
+    end
+  end)
+end)
