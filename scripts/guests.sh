@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the guests that come from other toolchains into build/guests/:
 #   python/       a CPython component (componentize-py, PyPI) with its registry;
-#   python-http/  a CPython wasi:http/incoming-handler, against wasmtime-wasi-http's WIT.
+#   python-http/  a CPython wasi:http/incoming-handler, against wasmtime-wasi-http's WIT;
+#   python-host/  a CPython component calling its host (funcs.host, wippy:runtime/funcs).
 # Skips a build when its sources did not change since the last one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,9 @@ build() {
 
 build spec/fixtures/python build/guests/python guest.wasm spec/fixtures/python/wit guest \
     data secret.txt
+
+build spec/fixtures/python-host build/guests/python-host guest.wasm spec/fixtures/python-host/wit \
+    guest
 
 # The wasi:http WIT our host implements, from the wasmtime-wasi-http crate's sources.
 http_wit=$(cargo metadata --format-version 1 --locked 2>/dev/null | python3 -c '

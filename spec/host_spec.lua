@@ -171,3 +171,38 @@ describe("the per-entry sandbox", function()
     end
   end)
 end)
+
+describe("a componentize-py guest", function()
+  local plogs = {}
+  setup(function()
+    assert(funcs.host("funcs:pyhost/log", { log = function(level, msg) plogs[#plogs + 1] = level .. " " .. msg end }))
+    assert(funcs.register("app:upper", function(s) return s:upper() end))
+    assert(funcs.register("app:fail", function(s) error("no upper for " .. s, 0) end))
+    assert(funcs.load("build/guests/python-host"))
+  end)
+
+  it("logs through a host function, on a lazy pool and through funcs.async", function()
+    assert.are.equal("hello, ann", funcs.call("pyhost:greet", "ann"))
+    assert.are.equal("hello, bob", assert(funcs.async("pyhost:greet", "bob")):wait())
+    assert.are.same({ "1 greeting ann", "1 greeting bob" }, plogs)
+  end)
+
+  it("calls registered Lua functions and entries through wippy:runtime/funcs", function()
+    assert.are.equal("ok:ABC", funcs.call("pyhost:relay", "app:upper", "abc"))
+    assert.are.equal("err:no upper for abc", funcs.call("pyhost:relay", "app:fail", "abc"))
+    assert.are.equal("err:invalid function target: app:nothing", funcs.call("pyhost:relay", "app:nothing", "x"))
+    assert.are.equal("ok:hello, cy", funcs.call("pyhost:relay", "pyhost:greet", "cy"))
+    assert.are.equal("ok:ASYNC", assert(funcs.async("pyhost:relay", "app:upper", "async")):wait())
+    -- call-bytes, granted by the interface's full name, on an inline pool.
+    assert.are.equal("ok:XYZ", funcs.call("pyhost:relay_bytes", "app:upper", "xyz"))
+  end)
+
+  it("funcs.call calls a registered Lua function; funcs.register refuses bad input", function()
+    assert.are.equal("DIRECT", funcs.call("app:upper", "direct"))
+    for _, c in ipairs({ { 1, print }, { "noid", print }, { ":x", print }, { "a:b", 3 } }) do
+      local ok, err = pcall(funcs.register, c[1], c[2])
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("bad argument #", 1, true), tostring(err))
+    end
+  end)
+end)

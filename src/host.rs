@@ -26,6 +26,14 @@ pub type HostKey = u64;
 /// The name under which top-level functions a world imports are registered.
 pub const ROOT: &str = "$root";
 
+/// The reference runtime's host interface, which funcs provides itself: a guest calls any
+/// function funcs can call (`call-string`, `call-bytes`). Granted as `funcs` or by name.
+pub const FUNCS: &str = "wippy:runtime/funcs";
+/// The keys of its two functions; keys of Lua functions start at [`FIRST_KEY`].
+pub const CALL_STRING: HostKey = 0;
+pub const CALL_BYTES: HostKey = 1;
+pub const FIRST_KEY: HostKey = 2;
+
 /// An interface registered with `funcs.host`.
 #[derive(Debug)]
 pub struct HostInterface {
@@ -64,6 +72,20 @@ impl HostSet {
     /// version, a plain name, or `$root`).
     pub fn grant(&self, import: &str) -> Option<HostGrant> {
         let unversioned = import.split('@').next().unwrap_or_default();
+        if import == "funcs" || unversioned == FUNCS {
+            let functions = HashMap::from([
+                ("call-string".to_string(), CALL_STRING),
+                ("call-bytes".to_string(), CALL_BYTES),
+            ]);
+            let interface = HostInterface {
+                name: FUNCS.to_string(),
+                functions,
+            };
+            return Some(HostGrant {
+                interface: Arc::new(interface),
+                inbox: self.inbox.clone(),
+            });
+        }
         let found = self.interfaces.iter().find(|i| i.name == import).or_else(|| {
             self.interfaces
                 .iter()

@@ -36,6 +36,9 @@ pub struct Runtime {
     signal: Arc<Signal>,
     /// Interfaces registered with `funcs.host`, for the loads after.
     hosts: RwLock<Vec<Arc<HostInterface>>>,
+    /// Set once an interface is registered or an entry grants `funcs`: from then on, waits
+    /// inside funcs answer host calls.
+    hosting: std::sync::atomic::AtomicBool,
 }
 
 impl Runtime {
@@ -56,6 +59,9 @@ impl Runtime {
         let prepared = self.registry().prepare(path, &hosts)?;
         if prepared.has_deadlines() {
             self.ensure_ticker()?;
+        }
+        if prepared.has_hosts() {
+            self.hosting.store(true, std::sync::atomic::Ordering::Release);
         }
         let new: Vec<_> = prepared.pools().cloned().collect();
         let summary = {
@@ -225,11 +231,12 @@ impl Runtime {
         let mut hosts = unpoison(self.hosts.write());
         hosts.retain(|h| h.name != interface.name);
         hosts.push(Arc::new(interface));
+        self.hosting.store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// Whether any host interface is registered (calls then wait serving host calls).
+    /// Whether host calls may come (calls then wait answering them).
     pub fn has_hosts(&self) -> bool {
-        !unpoison(self.hosts.read()).is_empty()
+        self.hosting.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The Lua thread's inbox.

@@ -306,6 +306,11 @@ impl Function {
         self.asynchronous
     }
 
+    /// Whether the entry links host interfaces (its calls may wait for the Lua thread).
+    pub fn has_hosts(&self) -> bool {
+        !self.sandbox.hosts.is_empty()
+    }
+
     /// The export the method bound (`ns:pkg/iface@0.2.0#func`, or the method itself).
     pub fn bound(&self) -> &str {
         &self.bound

@@ -3,18 +3,59 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use mlua::prelude::*;
 
-use crate::host::{HostCall, HostInterface, HostKey};
+use crate::host::{CALL_BYTES, CALL_STRING, FIRST_KEY, HostCall, HostInterface, HostKey};
 use crate::runtime::Runtime;
 use crate::value::{self, Value};
 
-/// The Lua functions registered as host functions, by key.
-#[derive(Default)]
+/// The Lua functions registered as host functions, by key, and with `funcs.register`, by
+/// registry ID.
 pub(super) struct HostFns {
+    runtime: Arc<Runtime>,
     next: Cell<HostKey>,
     fns: RefCell<HashMap<HostKey, LuaRegistryKey>>,
+    registered: RefCell<HashMap<String, LuaRegistryKey>>,
+}
+
+impl HostFns {
+    pub(super) fn new(runtime: Arc<Runtime>) -> HostFns {
+        HostFns {
+            runtime,
+            next: Cell::new(FIRST_KEY),
+            fns: RefCell::default(),
+            registered: RefCell::default(),
+        }
+    }
+
+    /// The Lua function `funcs.register` gave `id`.
+    pub(super) fn registered(&self, lua: &Lua, id: &str) -> Option<LuaFunction> {
+        let map = self.registered.borrow();
+        map.get(id).and_then(|k| lua.registry_value(k).ok())
+    }
+}
+
+/// `funcs.register(id, fn)`: a Lua function callable by registry ID (`funcs.call`, and
+/// guests through `wippy:runtime/funcs`).
+pub(super) fn register_fn(lua: &Lua, fns: &HostFns, id: &LuaValue, f: &LuaValue) -> LuaResult<()> {
+    let bad = |n: usize, what: String| LuaError::runtime(format!("bad argument #{n} to 'register' ({what})"));
+    let id = match id {
+        LuaValue::String(s) => s.to_str().map(|s| s.to_string()).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| bad(1, format!("string ID expected, got {}", id.type_name())))?;
+    match id.split_once(':') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && id.len() <= 256 => {}
+        _ => return Err(bad(1, format!("`{id}` is not an ID (`namespace:name`)"))),
+    }
+    let LuaValue::Function(f) = f else {
+        return Err(bad(2, format!("function expected, got {}", f.type_name())));
+    };
+    let key = lua.create_registry_value(f.clone())?;
+    fns.registered.borrow_mut().insert(id, key);
+    Ok(())
 }
 
 /// `funcs.host(name, functions)`: registers the interface for the loads after.
@@ -90,6 +131,9 @@ pub(super) fn serve(lua: &Lua, fns: &HostFns, call: HostCall) {
 }
 
 fn run(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, String> {
+    if call.key == CALL_STRING || call.key == CALL_BYTES {
+        return Ok(call_target(lua, fns, call));
+    }
     let f: LuaFunction = {
         let map = fns.fns.borrow();
         let key = map.get(&call.key).ok_or("the host function is gone")?;
@@ -106,9 +150,57 @@ fn run(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, String> {
 
 /// A Lua error's message, without mlua's wrapping.
 fn message(e: LuaError) -> String {
-    match e {
+    let mut m = match e {
         LuaError::RuntimeError(m) => m,
-        LuaError::CallbackError { cause, .. } => message((*cause).clone()),
+        LuaError::CallbackError { cause, .. } => return message((*cause).clone()),
         other => other.to_string(),
+    };
+    if let Some(at) = m.find("\nstack traceback:") {
+        m.truncate(at);
     }
+    m
+}
+
+/// `wippy:runtime/funcs`: calls the target (a function given to `funcs.register`, or an
+/// entry) with the input as its one argument; `{ok = output}` or `{err = message}`.
+fn call_target(lua: &Lua, fns: &HostFns, call: &HostCall) -> Value {
+    let text = call.key == CALL_STRING;
+    let result = (|| -> Result<Value, String> {
+        let (target, input) = match call.args.as_slice() {
+            [Value::Bytes(t), input @ (Value::Bytes(_) | Value::Array(_))] => {
+                (String::from_utf8_lossy(t).into_owned(), input.clone())
+            }
+            _ => return Err("expected (target, input)".into()),
+        };
+        let output = if let Some(f) = fns.registered(lua, &target) {
+            let input = value::to_lua(lua, &input).map_err(|e| e.to_string())?;
+            let returned: LuaValue = f.call(input).map_err(message)?;
+            value::from_lua(&returned).map_err(|e| e.to_string())?
+        } else {
+            let handle = match fns.runtime.function(&target) {
+                Ok(handle) => handle,
+                Err(e) if e.kind() == crate::error::Kind::NotFound => {
+                    return Err(format!("invalid function target: {target}"));
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            let args = handle.0.function().lower(&[input]).map_err(|e| e.to_string())?;
+            let serve = |call| serve(lua, fns, call);
+            fns.runtime
+                .call_serving(&handle, args, Default::default(), &serve)
+                .map_err(|e| e.to_string())?
+        };
+        match output {
+            Value::Bytes(b) if text && std::str::from_utf8(&b).is_err() => {
+                Err(format!("`{target}` returned bytes that are not UTF-8"))
+            }
+            Value::Bytes(b) => Ok(Value::Bytes(b)),
+            other => Err(format!("`{target}` returned a {}, not a {}", other.type_name(), if text { "string" } else { "byte string" })),
+        }
+    })();
+    let (arm, payload) = match result {
+        Ok(v) => ("ok", v),
+        Err(e) => ("err", Value::str(e)),
+    };
+    Value::Map(vec![(Value::str(arm), payload)])
 }

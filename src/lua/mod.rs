@@ -39,7 +39,7 @@ pub fn funcs(lua: &Lua) -> LuaResult<LuaTable> {
 pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let runtime = Arc::new(Runtime::default());
     let funcs = lua.create_table()?;
-    let fns = Rc::new(host::HostFns::default());
+    let fns = Rc::new(host::HostFns::new(runtime.clone()));
 
     let (rt, f) = (runtime.clone(), fns.clone());
     funcs.set(
@@ -66,6 +66,14 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         options: CallOptions::default(),
         fns: fns.clone(),
     };
+    let f = fns.clone();
+    funcs.set(
+        "register",
+        lua.create_function(move |lua, (id, fun): (LuaValue, LuaValue)| {
+            host::register_fn(lua, &f, &id, &fun).map(|()| true)
+        })?,
+    )?;
+
     let executor = default.clone();
     funcs.set(
         "call",
@@ -256,6 +264,15 @@ impl Executor {
     ) -> LuaResult<LuaMultiValue> {
         let handle = match self.function(id, name)? {
             Ok(handle) => handle,
+            Err(e) if e.kind() == Kind::NotFound => {
+                // A Lua function given to `funcs.register`?
+                if let LuaValue::String(s) = id
+                    && let Some(f) = self.fns.registered(lua, &s.to_string_lossy())
+                {
+                    return f.call(LuaMultiValue::from_iter(args));
+                }
+                return error::fail(lua, e);
+            }
             Err(e) => return error::fail(lua, e),
         };
         if handle.0.function().is_direct()

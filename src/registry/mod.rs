@@ -127,6 +127,11 @@ impl Prepared {
             .any(|p| p.function().limits().max_execution_ms.is_some())
     }
 
+    /// Whether any function of this load links a host interface.
+    pub fn has_hosts(&self) -> bool {
+        self.pools().any(|p| p.function().has_hosts())
+    }
+
     /// The pools of this load's functions.
     pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
         self.entries.iter().filter_map(|(_, e)| match e {
