@@ -206,3 +206,44 @@ describe("a componentize-py guest", function()
     end
   end)
 end)
+
+describe("core module imports", function()
+  it("are served from funcs.host with the import's core types, through inline and lazy pools", function()
+    assert(funcs.host("env", {
+      add = function(a, b) return a + b end,
+      scale = function(x) return x * 2.5 end,
+      pair_of = function(a) return { a, a + 1 } end,
+    }))
+    assert(h.load_yaml(funcs, [[
+version: "1.0"
+namespace: core
+entries:
+  - name: sum
+    kind: function.wat
+    method: sum
+    imports: [env]
+    pool: {type: inline}
+    source: &src |
+      (module
+        (import "env" "add" (func $add (param i32 i32) (result i32)))
+        (import "env" "scale" (func $scale (param f64) (result f64)))
+        (import "env" "pair_of" (func $pair (param i64) (result i64 i64)))
+        (func (export "sum") (param i32 i32) (result i32) (call $add (local.get 0) (local.get 1)))
+        (func (export "scaled") (param f64) (result f64) (call $scale (local.get 0)))
+        (func (export "pair") (param i64) (result i64) (call $pair (local.get 0)) (i64.add)))
+  - name: scaled
+    kind: function.wat
+    method: scaled
+    imports: [env]
+    source: *src
+  - name: pair
+    kind: function.wat
+    method: pair
+    imports: [env]
+    source: *src
+]]))
+    assert.are.equal(5, funcs.call("core:sum", 2, 3))
+    assert.are.equal(5.0, funcs.call("core:scaled", 2))
+    assert.are.equal(21, assert(funcs.async("core:pair", 10)):wait())
+  end)
+end)

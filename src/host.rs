@@ -18,7 +18,7 @@ use wasmtime::component::{Component, Linker, Type, Val};
 use crate::engine::engine;
 use crate::limits::Control;
 use crate::signal::Signal;
-use crate::value::{self, Value};
+use crate::value::{self, CoreType, Value};
 
 /// What the Lua side knows a host function by.
 pub type HostKey = u64;
@@ -250,6 +250,96 @@ fn names(functions: &HashMap<String, HostKey>) -> String {
     names.join(", ")
 }
 
+/// Hands a host call to the Lua thread (right here when this thread serves `inbox`) and
+/// waits for its answer.
+async fn ask(
+    inbox: &Signal,
+    key: HostKey,
+    name: &Arc<str>,
+    control: Option<Arc<Control>>,
+    args: Vec<Value>,
+) -> Result<Value, HostFailure> {
+    let fail = |message: String| HostFailure {
+        name: name.to_string(),
+        message,
+    };
+    let (reply, answer) = oneshot::channel();
+    let call = HostCall {
+        key,
+        name: name.clone(),
+        args,
+        reply,
+        control,
+    };
+    if let Some(call) = answer_here(inbox, call) {
+        inbox.push(call);
+    }
+    match answer.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(fail(message)),
+        Err(_) => Err(fail("the Lua state closed before answering".into())),
+    }
+}
+
+/// Links the granted host interfaces a core module imports (by module name: `env`); the
+/// `(module, name)` pairs linked.
+///
+/// # Errors
+/// An import of a granted module the interface does not provide, or with a core type other
+/// than i32, i64, f32 or f64, named.
+pub fn link_core<T: HostState + Send + 'static>(
+    linker: &mut wasmtime::Linker<T>,
+    module: &wasmtime::Module,
+    grants: &[HostGrant],
+) -> Result<(), String> {
+    for import in module.imports() {
+        let wasmtime::ExternType::Func(ty) = import.ty() else {
+            continue;
+        };
+        let Some(grant) = grants.iter().find(|g| g.interface.name == import.module()) else {
+            continue;
+        };
+        let full = format!("{}::{}", import.module(), import.name());
+        // Lua's snake_case keys were stored in kebab-case: a core name may have either.
+        let key = lookup(grant, import.name(), &full)
+            .or_else(|e| grant.interface.functions.get(&import.name().replace('_', "-")).copied().ok_or(e))?;
+        let scalar = |t: &wasmtime::ValType| {
+            CoreType::from_core(t).ok_or_else(|| format!("`{full}` has the core type {t}: only i32, i64, f32 and f64 cross to Lua"))
+        };
+        let params = ty.params().map(|t| scalar(&t)).collect::<Result<Vec<_>, _>>()?;
+        let results = ty.results().map(|t| scalar(&t)).collect::<Result<Vec<_>, _>>()?;
+        let (inbox, name): (_, Arc<str>) = (grant.inbox.clone(), full.into());
+        linker
+            .func_new_async(import.module(), import.name(), ty, move |caller, args, out| {
+                let (inbox, name, params, results) = (inbox.clone(), name.clone(), params.clone(), results.clone());
+                let control = caller.data().control().cloned();
+                Box::new(async move {
+                    let fail = |message: String| HostFailure {
+                        name: name.to_string(),
+                        message,
+                    };
+                    let mut values = Vec::with_capacity(args.len());
+                    for (val, ty) in args.iter().zip(&params) {
+                        values.push(value::from_core(val, *ty).map_err(|e| fail(e.to_string()))?);
+                    }
+                    let value = ask(&inbox, key, &name, control, values).await?;
+                    let value = match (results.len(), value) {
+                        (0, _) => return Ok(()),
+                        (1, v) => vec![v],
+                        (n, Value::Array(items)) if items.len() == n => items,
+                        (n, _) => return Err(fail(format!("expected an array of {n} results")).into()),
+                    };
+                    for ((slot, ty), v) in out.iter_mut().zip(&results).zip(&value) {
+                        *slot = value::to_core(v, *ty).map_err(|e| fail(format!("bad return value: {e}")))?;
+                    }
+                    Ok(())
+                })
+            })
+            .map_err(|e| format!("{e:#}"))?;
+    }
+    Ok(())
+}
+
 /// The host function `key` of `inbox`'s Lua state, as a dynamic async host function.
 #[allow(clippy::type_complexity)]
 fn host_fn<T: HostState + 'static>(
@@ -280,22 +370,7 @@ fn host_fn<T: HostState + 'static>(
                     .map_err(|e| fail(format!("argument {}: {e}", i + 1)))?;
                 args.push(arg);
             }
-            let (reply, answer) = oneshot::channel();
-            let call = HostCall {
-                key,
-                name: name.clone(),
-                args,
-                reply,
-                control,
-            };
-            if let Some(call) = answer_here(&inbox, call) {
-                inbox.push(call);
-            }
-            let value = match answer.await {
-                Ok(Ok(value)) => value,
-                Ok(Err(message)) => return Err(fail(message).into()),
-                Err(_) => return Err(fail("the Lua state closed before answering".into()).into()),
-            };
+            let value = ask(&inbox, key, &name, control, args).await?;
             let types: Vec<Type> = ty.results().collect();
             match (types.as_slice(), results) {
                 ([], _) => {}

@@ -22,6 +22,7 @@ pub(super) fn core_target(
     sig: Option<ScalarSig>,
     fuel: bool,
     granted: &[&str],
+    hosts: &[HostGrant],
 ) -> Result<Target, String> {
     let ty = match module.get_export(method) {
         Some(ExternType::Func(ty)) => ty,
@@ -101,6 +102,7 @@ pub(super) fn core_target(
             }
         }
     }
+    host::link_core(&mut linker, module, hosts)?;
     linker
         .define_unknown_imports_as_traps(module)
         .map_err(|e| format!("{e:#}"))?;

@@ -170,11 +170,15 @@ impl Function {
             (Artefact::Component(component), _) => {
                 component_target(component, method, fuel, granted, &sandbox.hosts, sandbox.http)?
             }
-            (Artefact::Module(module), None) => core_target(module, method, None, fuel, granted)?,
+            (Artefact::Module(module), None) => {
+                core_target(module, method, None, fuel, granted, &sandbox.hosts)?
+            }
             (Artefact::Module(module), Some(wit)) => {
                 let sig = Signature::parse(wit)?;
                 match sig.scalar(method)? {
-                    Some(scalar) => core_target(module, method, Some(scalar), fuel, granted)?,
+                    Some(scalar) => {
+                        core_target(module, method, Some(scalar), fuel, granted, &sandbox.hosts)?
+                    }
                     None => {
                         let wrapped =
                             compile::compile_named(&sig.componentize(bytes)?, fuel, &what)?;
@@ -190,7 +194,7 @@ impl Function {
             }
         };
         let asynchronous = match &target {
-            Target::Core { p1, .. } => *p1,
+            Target::Core { p1, .. } => *p1 || !sandbox.hosts.is_empty(),
             Target::Component { handler, .. } => {
                 !sandbox.granted.is_empty() || !sandbox.hosts.is_empty() || handler.is_some()
             }
