@@ -111,19 +111,23 @@ pub struct HostCall {
     /// `iface#func` (or the function's name at the root), for messages.
     pub name: Arc<str>,
     pub args: Vec<Value>,
-    reply: oneshot::Sender<Result<Value, String>>,
+    /// `None` for a call answered on the thread that makes it.
+    reply: Option<oneshot::Sender<Result<Value, String>>>,
     control: Option<Arc<Control>>,
 }
 
 impl HostCall {
     /// Gives the guest its answer (a Lua error's message for `Err`).
     pub fn answer(self, result: Result<Value, String>) {
-        let _ = self.reply.send(result);
+        if let Some(reply) = self.reply {
+            let _ = reply.send(result);
+        }
     }
 
     /// Whether nobody waits for the answer any more (the call timed out or was cancelled).
     pub fn abandoned(&self) -> bool {
-        self.reply.is_closed() || self.control.as_ref().is_some_and(|c| c.is_canceled())
+        self.reply.as_ref().is_some_and(oneshot::Sender::is_closed)
+            || self.control.as_ref().is_some_and(|c| c.is_canceled())
     }
 }
 
@@ -136,45 +140,42 @@ pub struct HostFailure {
     pub message: String,
 }
 
-type Serve = dyn Fn(HostCall);
+/// Answers a host call on the Lua thread.
+pub type Serve<'a> = dyn Fn(&HostCall) -> Result<Value, String> + 'a;
 
 thread_local! {
     /// The inbox whose calls this thread answers right away, and how.
-    static SERVING: Cell<Option<(*const Signal, *const Serve)>> = const { Cell::new(None) };
+    static SERVING: Cell<Option<(*const Signal, *const Serve<'static>)>> = const { Cell::new(None) };
 }
 
 /// Runs `body` with this thread answering the host calls of `inbox` through `serve` (the
 /// Lua thread, while a call of its runs here).
 pub fn serving<'s, R>(
     inbox: &Signal,
-    serve: &'s (dyn Fn(HostCall) + 's),
+    serve: &'s Serve<'s>,
     body: impl FnOnce() -> R,
 ) -> R {
-    struct Restore(Option<(*const Signal, *const Serve)>);
+    struct Restore(Option<(*const Signal, *const Serve<'static>)>);
     impl Drop for Restore {
         fn drop(&mut self) {
             SERVING.with(|s| s.set(self.0));
         }
     }
-    // SAFETY (of the later dereference in `answer_here`): the pointers are set only for the
+    // SAFETY (of the later dereference in `ask`): the pointers are set only for the
     // extent of `body`, and restored when it ends, by return or unwind; `inbox` and `serve`
     // outlive that. The lifetime is erased to store them.
-    let serve: *const Serve = unsafe {
-        std::mem::transmute::<&'s (dyn Fn(HostCall) + 's), &'static Serve>(serve)
+    let serve: *const Serve<'static> = unsafe {
+        std::mem::transmute::<&'s Serve<'s>, &'static Serve<'static>>(serve)
     };
     let _restore = Restore(SERVING.with(|s| s.replace(Some((inbox as *const Signal, serve)))));
     body()
 }
 
-/// Answers `call` on this thread if it serves `inbox`; gives it back otherwise.
-fn answer_here(inbox: &Signal, call: HostCall) -> Option<HostCall> {
+/// How this thread answers the host calls of `inbox`, if it serves them.
+fn served_here(inbox: &Signal) -> Option<*const Serve<'static>> {
     match SERVING.with(Cell::get) {
-        Some((serving, serve)) if std::ptr::eq(serving, inbox) => {
-            // SAFETY: see `serving`: set only while `serve` is alive on this thread.
-            unsafe { (*serve)(call) };
-            None
-        }
-        _ => Some(call),
+        Some((serving, serve)) if std::ptr::eq(serving, inbox) => Some(serve),
+        _ => None,
     }
 }
 
@@ -263,17 +264,20 @@ async fn ask(
         name: name.to_string(),
         message,
     };
-    let (reply, answer) = oneshot::channel();
-    let call = HostCall {
+    let mut call = HostCall {
         key,
         name: name.clone(),
         args,
-        reply,
+        reply: None,
         control,
     };
-    if let Some(call) = answer_here(inbox, call) {
-        inbox.push(call);
+    if let Some(serve) = served_here(inbox) {
+        // SAFETY: see `serving`: set only while `serve` is alive on this thread.
+        return unsafe { (*serve)(&call) }.map_err(fail);
     }
+    let (reply, answer) = oneshot::channel();
+    call.reply = Some(reply);
+    inbox.push(call);
     match answer.await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(message)) => Err(fail(message)),

@@ -13,7 +13,7 @@ use crate::error::{Error, Kind, Result};
 use crate::function::{Args, CallOptions, Function};
 use crate::pool::{Completion, Handle, Pool, Stats};
 use crate::registry::{Entry, Registry, Summary};
-use crate::host::{self, HostCall, HostInterface, HostSet};
+use crate::host::{self, HostInterface, HostSet};
 use crate::signal::Signal;
 use crate::sync::unpoison;
 use crate::transport::http::{EndpointSpec, Lookup, Metrics, Server};
@@ -146,7 +146,7 @@ impl Runtime {
         handle: &Handle,
         args: Args,
         options: CallOptions,
-        serve: &dyn Fn(HostCall),
+        serve: &host::Serve<'_>,
     ) -> Result<Value> {
         if handle.0.runs_here() {
             return host::serving(&self.signal, serve, || self.call_with(handle, args, options));
@@ -166,7 +166,7 @@ impl Runtime {
         &self,
         done: &Completion,
         until: Option<std::time::Instant>,
-        serve: &dyn Fn(HostCall),
+        serve: &host::Serve<'_>,
     ) -> bool {
         loop {
             self.serve_waiting(serve);
@@ -181,11 +181,12 @@ impl Runtime {
 
     /// Answers the host calls waiting in the inbox (those nobody waits for any more are
     /// dropped); how many ran.
-    pub fn serve_waiting(&self, serve: &dyn Fn(HostCall)) -> usize {
+    pub fn serve_waiting(&self, serve: &host::Serve<'_>) -> usize {
         let mut ran = 0;
         for call in self.signal.calls() {
             if !call.abandoned() {
-                host::serving(&self.signal, serve, || serve(call));
+                let result = host::serving(&self.signal, serve, || serve(&call));
+                call.answer(result);
                 ran += 1;
             }
         }

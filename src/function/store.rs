@@ -115,7 +115,10 @@ impl Function {
                         .build_p1(),
                 ))
             }
-            Target::Component { .. } if self.asynchronous => {
+            // Entries whose only imports are host interfaces need no WASI context.
+            Target::Component { handler, .. }
+                if !self.sandbox.granted.is_empty() || handler.is_some() =>
+            {
                 wasi = Some(Box::new(
                     self.sandbox
                         .wasi

@@ -1,7 +1,7 @@
 //! `funcs.host(name, functions)`: Lua functions that guests import (SPEC section 10), and
 //! answering their calls on the Lua thread.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -15,8 +15,8 @@ use crate::value::{self, Value};
 /// registry ID.
 pub(super) struct HostFns {
     runtime: Arc<Runtime>,
-    next: Cell<HostKey>,
-    fns: RefCell<HashMap<HostKey, LuaRegistryKey>>,
+    /// By key, from [`FIRST_KEY`].
+    fns: RefCell<Vec<LuaRegistryKey>>,
     registered: RefCell<HashMap<String, LuaRegistryKey>>,
 }
 
@@ -24,7 +24,6 @@ impl HostFns {
     pub(super) fn new(runtime: Arc<Runtime>) -> HostFns {
         HostFns {
             runtime,
-            next: Cell::new(FIRST_KEY),
             fns: RefCell::default(),
             registered: RefCell::default(),
         }
@@ -111,9 +110,9 @@ pub(super) fn register(
     }
     let mut functions = HashMap::new();
     for (wit, f) in named {
-        let key = fns.next.get();
-        fns.next.set(key + 1);
-        fns.fns.borrow_mut().insert(key, lua.create_registry_value(f)?);
+        let mut all = fns.fns.borrow_mut();
+        let key = FIRST_KEY + all.len() as HostKey;
+        all.push(lua.create_registry_value(f)?);
         functions.insert(wit, key);
     }
     runtime.register_host(HostInterface { name, functions });
@@ -122,30 +121,29 @@ pub(super) fn register(
 
 /// Answers one host call: the Lua function with the arguments converted to Lua, its first
 /// result converted back; a Lua error's message otherwise.
-pub(super) fn serve(lua: &Lua, fns: &HostFns, call: HostCall) {
-    if call.abandoned() {
-        return;
-    }
-    let result = run(lua, fns, &call);
-    call.answer(result);
-}
-
-fn run(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, String> {
+pub(super) fn serve(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, String> {
     if call.key == CALL_STRING || call.key == CALL_BYTES {
         return Ok(call_target(lua, fns, call));
     }
     let f: LuaFunction = {
-        let map = fns.fns.borrow();
-        let key = map.get(&call.key).ok_or("the host function is gone")?;
+        let all = fns.fns.borrow();
+        let key = usize::try_from(call.key - FIRST_KEY)
+            .ok()
+            .and_then(|i| all.get(i))
+            .ok_or("the host function is gone")?;
         lua.registry_value(key).map_err(|e| e.to_string())?
     };
-    let mut args = LuaMultiValue::new();
-    for v in &call.args {
-        args.push_back(value::to_lua(lua, v).map_err(|e| e.to_string())?);
+    let arg = |i: usize| value::to_lua(lua, &call.args[i]).map_err(|e| e.to_string());
+    // The first result only; up to three arguments without a list.
+    let returned: LuaValue = match call.args.len() {
+        0 => f.call(()),
+        1 => f.call(arg(0)?),
+        2 => f.call((arg(0)?, arg(1)?)),
+        3 => f.call((arg(0)?, arg(1)?, arg(2)?)),
+        n => f.call(LuaVariadic::from_iter((0..n).map(arg).collect::<Result<Vec<_>, _>>()?)),
     }
-    let returned: LuaMultiValue = f.call(args).map_err(message)?;
-    let first = returned.into_iter().next().unwrap_or(LuaValue::Nil);
-    value::from_lua(&first).map_err(|e| format!("bad return value: {e}"))
+    .map_err(message)?;
+    value::from_lua(&returned).map_err(|e| format!("bad return value: {e}"))
 }
 
 /// A Lua error's message, without mlua's wrapping.
@@ -185,7 +183,7 @@ fn call_target(lua: &Lua, fns: &HostFns, call: &HostCall) -> Value {
                 Err(e) => return Err(e.to_string()),
             };
             let args = handle.0.function().lower(&[input]).map_err(|e| e.to_string())?;
-            let serve = |call| serve(lua, fns, call);
+            let serve = |call: &HostCall| serve(lua, fns, call);
             fns.runtime
                 .call_serving(&handle, args, Default::default(), &serve)
                 .map_err(|e| e.to_string())?

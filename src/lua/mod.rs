@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::engine::Allocator;
 use crate::error::{Error, Kind};
 use crate::function::{Args, CallOptions};
+use crate::host::HostCall;
 use crate::pool::{Completion, Handle, Stats};
 use crate::registry::Summary;
 use crate::runtime::Runtime;
@@ -152,7 +153,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         "poll",
         lua.create_function(move |lua, ()| {
             let completed = rt.poll();
-            rt.serve_waiting(&|call| host::serve(lua, &f, call));
+            rt.serve_waiting(&|call: &HostCall| host::serve(lua, &f, call));
             Ok(completed)
         })?,
     )?;
@@ -211,7 +212,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
             // nothing else to do).
             let never = Completion::new();
             loop {
-                rt.wait_serving(&never, None, &|call| host::serve(lua, &f, call));
+                rt.wait_serving(&never, None, &|call: &HostCall| host::serve(lua, &f, call));
             }
         })?,
     )?;
@@ -282,7 +283,7 @@ impl Executor {
         }
         let result = self.convert(&handle, &args).and_then(|values| {
             if self.runtime.has_hosts() {
-                let serve = |call| host::serve(lua, &self.fns, call);
+                let serve = |call: &HostCall| host::serve(lua, &self.fns, call);
                 self.runtime
                     .call_serving(&handle, values, self.options.clone(), &serve)
             } else {
@@ -365,7 +366,7 @@ impl Executor {
             let submit = || self.runtime.submit(&handle, values, self.options.clone());
             // An inline pool runs the call now, on this thread: its host calls too.
             let submitted = if self.runtime.has_hosts() {
-                let serve = |call| host::serve(lua, &self.fns, call);
+                let serve = |call: &HostCall| host::serve(lua, &self.fns, call);
                 crate::host::serving(self.runtime.inbox(), &serve, submit)
             } else {
                 submit()
@@ -494,7 +495,7 @@ impl LuaUserData for Future {
             };
             let completed = if this.runtime.has_hosts() {
                 let until = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
-                let serve = |call| host::serve(lua, &this.fns, call);
+                let serve = |call: &HostCall| host::serve(lua, &this.fns, call);
                 this.runtime.wait_serving(&this.done, until, &serve)
             } else {
                 this.done.wait(timeout)
