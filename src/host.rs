@@ -10,6 +10,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::oneshot;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
@@ -57,6 +58,8 @@ impl HostInterface {
 pub struct HostGrant {
     pub interface: Arc<HostInterface>,
     pub inbox: Arc<Signal>,
+    /// Host calls of the entry, shared by all its grants (`funcs_host_calls_total`).
+    pub calls: Arc<AtomicU64>,
 }
 
 /// Every interface registered with `funcs.host` when a load starts, and the inbox of the
@@ -84,6 +87,7 @@ impl HostSet {
             return Some(HostGrant {
                 interface: Arc::new(interface),
                 inbox: self.inbox.clone(),
+                calls: Arc::default(),
             });
         }
         let found = self.interfaces.iter().find(|i| i.name == import).or_else(|| {
@@ -94,6 +98,7 @@ impl HostSet {
         Some(HostGrant {
             interface: found.clone(),
             inbox: self.inbox.clone(),
+            calls: Arc::default(),
         })
     }
 }
@@ -203,7 +208,7 @@ pub fn link<T: HostState + 'static>(
                     match item.ty {
                         ComponentItem::ComponentFunc(_) => {
                             let key = lookup(grant, export, &full)?;
-                            let f = host_fn::<T>(grant.inbox.clone(), key, full.into());
+                            let f = host_fn::<T>(grant.inbox.clone(), grant.calls.clone(), key, full.into());
                             inner.func_new_async(export, f).map_err(err)?;
                         }
                         _ => {
@@ -220,7 +225,7 @@ pub fn link<T: HostState + 'static>(
                     continue;
                 };
                 let key = lookup(grant, name, name)?;
-                let f = host_fn::<T>(grant.inbox.clone(), key, name.into());
+                let f = host_fn::<T>(grant.inbox.clone(), grant.calls.clone(), key, name.into());
                 linker.root().func_new_async(name, f).map_err(err)?;
                 linked.push(name.to_string());
             }
@@ -255,6 +260,7 @@ fn names(functions: &HashMap<String, HostKey>) -> String {
 /// waits for its answer.
 async fn ask(
     inbox: &Signal,
+    calls: &AtomicU64,
     key: HostKey,
     name: &Arc<str>,
     control: Option<Arc<Control>>,
@@ -264,6 +270,7 @@ async fn ask(
         name: name.to_string(),
         message,
     };
+    calls.fetch_add(1, Ordering::Relaxed);
     let mut call = HostCall {
         key,
         name: name.clone(),
@@ -313,9 +320,11 @@ pub fn link_core<T: HostState + Send + 'static>(
         let params = ty.params().map(|t| scalar(&t)).collect::<Result<Vec<_>, _>>()?;
         let results = ty.results().map(|t| scalar(&t)).collect::<Result<Vec<_>, _>>()?;
         let (inbox, name): (_, Arc<str>) = (grant.inbox.clone(), full.into());
+        let counter = grant.calls.clone();
         linker
             .func_new_async(import.module(), import.name(), ty, move |caller, args, out| {
                 let (inbox, name, params, results) = (inbox.clone(), name.clone(), params.clone(), results.clone());
+                let counter = counter.clone();
                 let control = caller.data().control().cloned();
                 Box::new(async move {
                     let fail = |message: String| HostFailure {
@@ -326,7 +335,7 @@ pub fn link_core<T: HostState + Send + 'static>(
                     for (val, ty) in args.iter().zip(&params) {
                         values.push(value::from_core(val, *ty).map_err(|e| fail(e.to_string()))?);
                     }
-                    let value = ask(&inbox, key, &name, control, values).await?;
+                    let value = ask(&inbox, &counter, key, &name, control, values).await?;
                     let value = match (results.len(), value) {
                         (0, _) => return Ok(()),
                         (1, v) => vec![v],
@@ -348,6 +357,7 @@ pub fn link_core<T: HostState + Send + 'static>(
 #[allow(clippy::type_complexity)]
 fn host_fn<T: HostState + 'static>(
     inbox: Arc<Signal>,
+    counter: Arc<AtomicU64>,
     key: HostKey,
     name: Arc<str>,
 ) -> impl for<'a> Fn(
@@ -361,6 +371,7 @@ fn host_fn<T: HostState + 'static>(
 + 'static {
     move |store, ty, params, results| {
         let inbox = inbox.clone();
+        let counter = counter.clone();
         let name = name.clone();
         let control = store.data().control().cloned();
         Box::new(async move {
@@ -374,7 +385,7 @@ fn host_fn<T: HostState + 'static>(
                     .map_err(|e| fail(format!("argument {}: {e}", i + 1)))?;
                 args.push(arg);
             }
-            let value = ask(&inbox, key, &name, control, args).await?;
+            let value = ask(&inbox, &counter, key, &name, control, args).await?;
             let types: Vec<Type> = ty.results().collect();
             match (types.as_slice(), results) {
                 ([], _) => {}

@@ -14,7 +14,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub fn render(pools: &[(String, Stats)]) -> String {
     let mut out = String::new();
     let pools: Vec<(String, &Stats)> = pools.iter().map(|(id, s)| (label(id), s)).collect();
-    let counters: [(&str, &str, fn(&Stats) -> u64); 3] = [
+    let counters: [(&str, &str, fn(&Stats) -> u64); 4] = [
         ("funcs_calls_total", "Calls that ran, failed or not.", |s| {
             s.calls
         }),
@@ -22,6 +22,11 @@ pub fn render(pools: &[(String, Stats)]) -> String {
             "funcs_instances_total",
             "Instances made (fresh per call unless pool.reuse).",
             |s| s.instances,
+        ),
+        (
+            "funcs_host_calls_total",
+            "Calls from the guest into host functions (funcs.host, wippy:runtime/funcs).",
+            |s| s.host_calls,
         ),
         (
             "funcs_timeouts_total",

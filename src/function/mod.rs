@@ -287,6 +287,11 @@ impl Function {
         &self.sandbox.granted
     }
 
+    /// The host interfaces (`funcs.host`, `wippy:runtime/funcs`) the entry grants.
+    pub fn host_interfaces(&self) -> impl Iterator<Item = &str> {
+        self.sandbox.hosts.iter().map(|g| g.interface.name.as_str())
+    }
+
     /// Marks the function as served over HTTP (`transport: wasi-http`).
     pub fn with_http(mut self, http: bool) -> Self {
         self.http = http;
@@ -323,6 +328,14 @@ impl Function {
     /// Instances created so far.
     pub fn instances(&self) -> u64 {
         self.instances.load(Ordering::Relaxed)
+    }
+
+    /// Calls from the guest into host functions so far.
+    pub fn host_calls(&self) -> u64 {
+        self.sandbox
+            .hosts
+            .first()
+            .map_or(0, |g| g.calls.load(Ordering::Relaxed))
     }
 
     /// The entry ID, `ns:name`.

@@ -542,6 +542,7 @@ fn stats_table(lua: &Lua, s: &Stats) -> LuaResult<LuaTable> {
     t.set("queued", s.queued)?;
     t.set("workers", s.workers)?;
     t.set("instances", s.instances)?;
+    t.set("host_calls", s.host_calls)?;
     t.set("direct", s.direct)?;
     Ok(t)
 }
@@ -574,7 +575,7 @@ fn describe_table(lua: &Lua, handle: &Handle) -> LuaResult<LuaTable> {
     t.set("limits", l)?;
     t.set(
         "imports",
-        lua.create_sequence_from(f.granted().iter().copied())?,
+        lua.create_sequence_from(f.granted().iter().copied().chain(f.host_interfaces()))?,
     )?;
     t.set("http", f.is_http())?;
     t.set("direct", f.is_direct())?;

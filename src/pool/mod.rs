@@ -228,6 +228,8 @@ pub struct Stats {
     pub queued: usize,
     pub workers: usize,
     pub instances: u64,
+    /// Calls from the guest into host functions.
+    pub host_calls: u64,
     /// Blocking calls take the direct path (`value::direct`).
     pub direct: bool,
     /// Failures by kind, traps by code, durations.
@@ -478,6 +480,7 @@ impl Pool {
             queued: st.queue.len(),
             workers: st.workers,
             instances: self.function.instances(),
+            host_calls: self.function.host_calls(),
             direct: self.function.is_direct(),
             metered,
         }

@@ -432,7 +432,14 @@ impl Registry {
         let mut host_grants = Vec::new();
         for import in config.imports.as_deref().unwrap_or_default() {
             match hosts.grant(import) {
-                Some(grant) => host_grants.push(grant),
+                // One counter of host calls for the entry.
+                Some(mut grant) => {
+                    if let Some(first) = host_grants.first() {
+                        let first: &crate::host::HostGrant = first;
+                        grant.calls = first.calls.clone();
+                    }
+                    host_grants.push(grant);
+                }
                 None => wasi_imports.push(import.clone()),
             }
         }
