@@ -71,6 +71,7 @@ function funcs.new() end
 ---@field queued integer Calls waiting for a worker.
 ---@field workers integer Worker threads now.
 ---@field instances integer Instances created (fewer than calls with `pool.reuse`).
+---@field host_calls integer Calls from the guest into host functions.
 ---@field direct boolean Whether `funcs.call` takes the direct path: Lua values written straight into guest memory (components without WASI whose types it knows; see the README).
 
 ---Counters of function `id`, or of every function by ID.
@@ -86,7 +87,7 @@ function funcs.stats(id) end
 ---@field signature_error string? Why there is no signature (the component's file changed since the load).
 ---@field pool {type: string, size: integer, buffer: integer?, warm_start: boolean}
 ---@field limits {max_execution_ms: integer?, max_memory_bytes: integer?, max_fuel: integer?}
----@field imports string[] The WASI interfaces the entry grants.
+---@field imports string[] The WASI interfaces and host interfaces the entry grants.
 ---@field http boolean `transport: wasi-http`.
 ---@field direct boolean Whether `funcs.call` takes the direct path.
 
@@ -101,21 +102,41 @@ function funcs.describe(id) end
 ---Every function's counters in the Prometheus text format (0.0.4), labelled by function ID:
 ---`funcs_calls_total`, `funcs_failures_total{kind}`, `funcs_timeouts_total`,
 ---`funcs_traps_total{code}`, `funcs_in_flight`, `funcs_queued`, `funcs_workers`,
----`funcs_instances_total` and the histogram `funcs_call_duration_seconds`. Counters start
+---`funcs_instances_total`, `funcs_host_calls_total` and the histogram `funcs_call_duration_seconds`. Counters start
 ---again when a reload replaces an entry's pool. An `http.service` with `metrics: /metrics`
 ---serves the same text.
 ---@return string text
 function funcs.metrics() end
 
+---Registers Lua functions for an interface guests import, for the loads after: a WIT
+---interface (`ns:pkg/iface`, with or without `@version`), a plain-named interface, `"$root"`
+---for functions a world imports at top level, or a core module's import module (`"env"`).
+---Keys are WIT names or their snake_case. An entry links it only when its `imports` names it.
+---Host functions run on the Lua thread; a Lua error or a badly shaped result fails the call
+---`INTERNAL` with `err:details().host`. Misuse raises a Lua error.
+---@param name string
+---@param functions table<string, function>
+---@return true
+function funcs.host(name, functions) end
+
+---Gives a Lua function a registry ID (`ns:name`): `funcs.call(id, ...)` calls it, and guests
+---granted `funcs` (`wippy:runtime/funcs@0.1.0`) call it with `call-string`/`call-bytes`.
+---An entry loaded under the same ID comes first.
+---@param id string
+---@param fn function
+---@return true
+function funcs.register(id, fn) end
+
 ---A file descriptor for event loops: readable while futures of this Lua state have completed
----since the last `funcs.poll()` (the same descriptor on every call). `lua/funcs/luv.lua` and
----`lua/funcs/cqueues.lua` watch it for coroutines that await futures.
+---since the last `funcs.poll()`, or host calls from workers wait for the Lua thread (the same
+---descriptor on every call). `lua/funcs/luv.lua` and `lua/funcs/cqueues.lua` watch it for
+---coroutines that await futures.
 ---@return integer? fd
 ---@return funcs.Error? err `INTERNAL` when the process cannot make a pipe.
 function funcs.fd() end
 
----Clears `funcs.fd()` and returns how many futures completed (with a result, an error or a
----cancel) since the last poll.
+---Clears `funcs.fd()`, answers the host calls waiting, and returns how many futures completed
+---(with a result, an error or a cancel) since the last poll.
 ---@return integer completed
 function funcs.poll() end
 
@@ -240,6 +261,7 @@ function Http.serve(id) end
 ---@field trap string? The trap code (`unreachable_code_reached`, `memory_out_of_bounds`, ...).
 ---@field backtrace string? The guest backtrace, when one was captured.
 ---@field exit_code integer? The status a guest passed to `wasi:cli/exit` or `proc_exit`.
+---@field host string? The host function (`iface#func`) whose Lua error or result failed the call.
 
 ---A failure of loading or calling. `tostring(err)` gives the message.
 ---@class funcs.Error

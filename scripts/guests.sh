@@ -92,7 +92,11 @@ build_c() {
     ensure_c_tools
     rm -rf "$out"
     mkdir -p "$out/gen"
-    "$CARGO_TOOLS/bin/wit-bindgen" c --world "$world" "$src/wit" --out-dir "$out/gen" >/dev/null
+    local log
+    if ! log=$("$CARGO_TOOLS/bin/wit-bindgen" c --world "$world" "$src/wit" --out-dir "$out/gen" 2>&1); then
+        echo "$log" >&2
+        return 1
+    fi
     "$VENV/bin/python" -m ziglang cc --target=wasm32-wasi -mexec-model=reactor -O2 -s \
         -Wall -Wextra -Werror -I "$out/gen" "$src/guest.c" "$out/gen/$world.c" \
         "$out/gen/${world}_component_type.o" -o "$out/gen/core.wasm"

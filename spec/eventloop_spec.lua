@@ -143,3 +143,30 @@ describe("the cqueues adapter", function()
     assert.are.equal(5, await(assert(funcs.async("sb:add", 2, 3))))
   end)
 end)
+
+describe("host calls from workers under an event loop", function()
+  it("are answered through funcs.fd while coroutines await (luv and cqueues)", function()
+    local calls = 0
+    assert(funcs.host("test:minimal/host", { add = function(a, b) calls = calls + 1; return a + b end }))
+    assert(funcs.host("test:strings/host", { log = function() end, concat = function(a, b) return a .. b end }))
+    assert(funcs.host("wisma:calculator/host", { log = function() end, compute = function(a, b) return a + b end }))
+    assert(funcs.load("spec/fixtures/host"))
+
+    local await = require("funcs.luv").await
+    local got = {}
+    for i = 1, 10 do
+      coroutine.wrap(function() got[i] = await(assert(funcs.async("host:add_lazy", i, 100))) end)()
+    end
+    uv.run()
+    for i = 1, 10 do assert.are.equal(i + 100, got[i]) end
+
+    local cq = cqueues.new()
+    local cawait = require("funcs.cqueues").await
+    for i = 1, 10 do
+      cq:wrap(function() got[i] = cawait(assert(funcs.async("host:add_lazy", i, 200))) end)
+    end
+    assert(cq:loop())
+    for i = 1, 10 do assert.are.equal(i + 200, got[i]) end
+    assert.are.equal(20, calls)
+  end)
+end)
