@@ -1149,7 +1149,7 @@ function ops.http()
 end
 
 function ops.misc()
-  local c = R(8)
+  local c = R(10)
   current_desc = "misc" .. c
   mark(current_desc)
   if c == 1 then check({}, pcall(funcs.engine, gen_any()))
@@ -1169,6 +1169,21 @@ function ops.misc()
     local a, b = gen_any(), gen_any()
     if fn == funcs.call or fn == funcs.async then a = random_id() end
     check({}, pcall(fn, a, b, gen_any()))
+  elseif c == 9 then
+    -- funcs.host with anything: a name, a table of anything, or other values.
+    local name = chance(0.5) and ("fz:h" .. R(3) .. "/i") or gen_any()
+    local k = gen_any()
+    if k == nil or k ~= k then k = "k" end -- nil and NaN cannot be keys
+    local t = chance(0.5) and { [k] = gen_any(), f = chance(0.5) and print or nil } or gen_any()
+    check({}, pcall(funcs.host, name, t))
+  elseif c == 10 then
+    -- funcs.register with anything, then a call of that ID.
+    local id = chance(0.7) and ("fz:reg" .. R(3)) or gen_any()
+    -- The fuzzer's own functions would run when called: only a harmless one, or a non-function.
+    local fn = gen_any()
+    if chance(0.5) or type(fn) == "function" then fn = function(...) return ... end end
+    check({}, pcall(funcs.register, id, fn))
+    if type(id) == "string" then check({}, pcall(funcs.call, id, gen_any())) end
   else
     local v = pick({ #live > 0 and live[1].f or 1, #recent_execs > 0 and recent_execs[1].ex or 2,
       #recent_errors > 0 and recent_errors[1] or 3 })

@@ -24,7 +24,7 @@ cargo_status=${PIPESTATUS[0]}
 
 # Lua 5.5: the in-process tests of the Lua surface on mlua's vendored 5.5 (Debian 12 has no
 # 5.5 interpreter for busted or luarocks).
-cargo test --release --locked --no-default-features --features lua55 --test lua --test values_prop 2>--features lua55 --test lua 2>&1 |1 |
+cargo test --release --locked --no-default-features --features lua55 --test lua --test values_prop 2>&1 |
   tee "$log/cargo55.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 

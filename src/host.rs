@@ -211,9 +211,11 @@ pub fn link<T: HostState + 'static>(
                             let f = host_fn::<T>(grant.inbox.clone(), grant.calls.clone(), key, full.into());
                             inner.func_new_async(export, f).map_err(err)?;
                         }
+                        // Named types (records, variants, ...) need nothing linked.
+                        ComponentItem::Type(_) => {}
                         _ => {
                             return Err(format!(
-                                "`{full}`: host interfaces with resources or types other than functions are not supported yet"
+                                "`{full}`: host interfaces with resources are not supported yet"
                             ));
                         }
                     }
