@@ -62,6 +62,14 @@ async function component(name, imports) {
 const minimal = await component('minimal', { 'test:minimal/host': trap });
 console.log(`compute ${(await measure(async () => check((await minimal.fresh()).compute(6, 7) === 42, 'compute'), 2000)).toFixed(0)} ${(await measure(() => check(minimal.warm.compute(6, 7) === 42, 'compute'), 100000)).toFixed(0)}`);
 
+// host-call: compute-using-host calls the import test:minimal/host@0.1.0#add, here a JS
+// function, once per call. The transpiled instantiate reads the import object under the
+// interface's name without its version ('test:minimal/host'), as for the trap above.
+let adds = 0;
+const host = await component('minimal', { 'test:minimal/host': { add: (a, b) => { adds++; return a + b; } } });
+console.log(`host-call ${(await measure(async () => check((await host.fresh()).computeUsingHost(6, 7) === 13, 'host-call'), 2000)).toFixed(0)} ${(await measure(() => check(host.warm.computeUsingHost(6, 7) === 13, 'host-call'), 100000)).toFixed(0)}`);
+check(adds > 0, 'host-call adds');
+
 const strings = await component('strings', { 'test:strings/host': trap });
 const kib = 'x'.repeat(1024);
 console.log(`echo-1k ${(await measure(async () => check((await strings.fresh()).echo(kib) === kib, 'echo'), 2000)).toFixed(0)} ${(await measure(() => check(strings.warm.echo(kib) === kib, 'echo'), 50000)).toFixed(0)}`);

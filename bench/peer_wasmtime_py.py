@@ -54,9 +54,12 @@ def main():
 
     print(f"answer {measure(answer_fresh, 2000):.0f} {measure(answer_warm, 20000):.0f}")
 
-    def component_case(path, export, args, check, n_fresh, n_warm):
+    # `host` defines the component's imports on the linker; without it they trap.
+    def component_case(path, export, args, check, n_fresh, n_warm, host=None):
         component = Component.from_file(engine, os.path.join(ROOT, path))
         clinker = Linker(engine)
+        if host:
+            host(clinker)
         clinker.define_unknown_imports_as_traps(component)
 
         def fresh():
@@ -85,6 +88,24 @@ def main():
 
     f, w = component_case("examples/app/wasm/minimal.wasm", "compute", (6, 7), eq(42), 1000, 20000)
     print(f"compute {f:.0f} {w:.0f}")
+
+    # host-call: compute-using-host calls the import test:minimal/host@0.1.0#add, here a
+    # Python function (wasmtime passes the store first), once per call.
+    adds = [0]
+
+    def add(_store, a, b):
+        adds[0] += 1
+        return a + b
+
+    def minimal_host(clinker):
+        with clinker.root() as root:
+            with root.add_instance("test:minimal/host@0.1.0") as host:
+                host.add_func("add", add)
+
+    f, w = component_case("examples/app/wasm/minimal.wasm", "compute-using-host", (6, 7), eq(13),
+                          1000, 20000, minimal_host)
+    assert adds[0] > 0
+    print(f"host-call {f:.0f} {w:.0f}")
     kib = "x" * 1024
     f, w = component_case("spec/fixtures/strings.wasm", "echo", (kib,), eq(kib), 1000, 20000)
     print(f"echo-1k {f:.0f} {w:.0f}")

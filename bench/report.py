@@ -1,8 +1,8 @@
 """Writes BENCHMARKS.md (and benchmarks.png) from one `make bench` run's outputs.
 
-Usage: report.py <results dir>. The dir holds `funcs.txt`, `rust.txt`, `wasmtime-py.txt`,
-`jco.txt` (`name fresh_ns warm_ns` lines), `limits.txt`, `pools.txt`, `pools-on-demand.txt`,
-`cache.txt` (`name value unit` lines) and `machine.txt`.
+Usage: report.py <results dir>. The dir holds `funcs.txt`, `funcs-host.txt`, `rust.txt`,
+`wasmtime-py.txt`, `jco.txt` (`name fresh_ns warm_ns` lines), `limits.txt`, `pools.txt`,
+`pools-on-demand.txt`, `cache.txt` (`name value unit` lines) and `machine.txt`.
 """
 import os
 import sys
@@ -29,6 +29,7 @@ def lines(name):
 
 
 funcs, rust, py, jco = rows("funcs.txt"), rows("rust.txt"), rows("wasmtime-py.txt"), rows("jco.txt")
+funcs_host = rows("funcs-host.txt")
 cases = ["answer", "compute", "echo-1k", "transform-users-10", "transform-users-100", "transform-users-1000"]
 
 
@@ -62,6 +63,35 @@ for c in cases:
     rf, rw = get(rust, c, 0), get(rust, c, 1)
     out.append(f"| {c} | {us(ff)} | {us(rf)} | {ratio(ff, rf)} | {us(fw)} | {us(rw)} | {ratio(fw, rw)} | "
                f"{us(get(jco, c, 1))} | {us(get(jco, c, 0))} | {us(get(py, c, 0))} | {us(get(py, c, 1))} |")
+out.append("")
+out.append("## Host calls: a guest calling its host (µs per call)\n")
+out.append("minimal.wasm's `compute-using-host` calls its import `test:minimal/host@0.1.0#add` once "
+           "per call; the import is a function of the calling language: Lua for funcs (`funcs.host`, "
+           "`bench/host.lua`: an `inline` pool runs the guest on the caller's thread, a `lazy` one on "
+           "a worker, which hands each host call to the Lua thread), Python for wasmtime-py (the "
+           "component `Linker`'s `add_func`), JS for jco (the import object of `instantiate`). "
+           "*compute*: the same component's export without the host call (funcs: `bench/host.lua`'s "
+           "`compute-no-host`). Fresh and warm as above; each ratio is host-call over compute within "
+           "one runtime.\n")
+out.append("| runtime | host-call fresh | compute fresh | ratio | host-call warm | compute warm | ratio |")
+out.append("|---|---|---|---|---|---|---|")
+host_rows = [
+    ("funcs, caller's thread", get(funcs_host, "host-call-caller-thread", 0), get(funcs_host, "host-call-caller-thread", 1),
+     get(funcs_host, "compute-no-host", 0), get(funcs_host, "compute-no-host", 1)),
+    ("funcs, from a worker", get(funcs_host, "host-call-from-worker", 0), get(funcs_host, "host-call-from-worker", 1),
+     get(funcs_host, "compute-no-host", 0), get(funcs_host, "compute-no-host", 1)),
+    ("wasmtime-py", get(py, "host-call", 0), get(py, "host-call", 1), get(py, "compute", 0), get(py, "compute", 1)),
+    ("jco", get(jco, "host-call", 0), get(jco, "host-call", 1), get(jco, "compute", 0), get(jco, "compute", 1)),
+]
+for name, hf, hw, cf, cw in host_rows:
+    out.append(f"| {name} | {us(hf)} | {us(cf)} | {ratio(hf, cf)} | {us(hw)} | {us(cw)} | {ratio(hw, cw)} |")
+out.append("")
+out.append("funcs' host-call on the caller's thread over the peers' host-call:\n")
+out.append("| against | fresh | warm |")
+out.append("|---|---|---|")
+for name, table in (("wasmtime-py", py), ("jco", jco)):
+    out.append(f"| {name} | {ratio(get(funcs_host, 'host-call-caller-thread', 0), get(table, 'host-call', 0))} | "
+               f"{ratio(get(funcs_host, 'host-call-caller-thread', 1), get(table, 'host-call', 1))} |")
 out.append("")
 out.append("## Targets\n")
 targets = [

@@ -3,7 +3,9 @@
 # benchmarks.png) by bench/report.py:
 #   1. calls: funcs.call from Lua 5.4 (bench/call.lua) next to the same calls from Rust on
 #      wasmtime (benches/raw.rs), Python's wasmtime package (bench/peer_wasmtime_py.py) and
-#      jco on Node.js (bench/peer_jco.mjs), fresh and warm instances;
+#      jco on Node.js (bench/peer_jco.mjs), fresh and warm instances; host calls: minimal.wasm's
+#      compute-using-host calling its import `add` in Lua (bench/host.lua, on the caller's thread
+#      and from a worker), in Python (wasmtime-py) and in JS (jco);
 #   2. the artefact cache: a cold and a warm start of the same registries;
 #   3. limits (bench/limits.lua, benches/epoch.rs) and pools (bench/pools.lua, with the
 #      pooling allocator and with on-demand allocation).
@@ -41,6 +43,7 @@ lua() { LUA_CPATH="build/lua5.4/?.so;;" lua5.4 "$@"; }
 
 echo "== calls (name fresh_ns warm_ns)"
 lua bench/call.lua | tee "$results/funcs.txt"
+lua bench/host.lua | tee "$results/funcs-host.txt"
 cargo bench --locked --bench raw 2>/dev/null | tee "$results/rust.txt"
 python3 bench/peer_wasmtime_py.py | tee "$results/wasmtime-py.txt"
 node bench/peer_jco.mjs | tee "$results/jco.txt"
