@@ -113,14 +113,21 @@ cleanup() { # after a failure: kill our master and its workers (they outlive a k
 trap cleanup EXIT
 mkdir -p "$prefix/lib" "$prefix/tmp" "$prefix/cache" || die "mkdir in $prefix"
 cp "$so" "$prefix/lib/funcs.so" || die "cp $so"
+# The registry and the Lua files too: the workers (user nobody when run as root) may not be
+# able to read a checkout under /root.
+cp -r examples/app "$prefix/app" && cp -r lua "$prefix/lua" || die "cp registry"
+if [ -n "$lua_share" ]; then # the private copy's resty.core, likewise
+  cp -r "$root/usr/share/lua/5.1" "$prefix/resty" || die "cp resty"
+  lua_share="$prefix/resty/?.lua;"
+fi
 
 # Run as root, nginx's workers switch to `user` (the built-in default is nobody): say so
 # explicitly and give that user the prefix (temp files) and funcs' artefact cache, which
-# must belong to the user who runs it. Workers need no more: the repository is readable.
+# must belong to the user who runs it. Workers need no more: what they read is in the prefix.
 user_line=""
 if [ "$(id -u)" -eq 0 ]; then
   user_line="user nobody nogroup;"
-  chmod 755 "$prefix" && chown nobody:nogroup "$prefix/cache" "$prefix/tmp" || die "chown"
+  chmod -R a+rX "$prefix" && chown nobody:nogroup "$prefix/cache" "$prefix/tmp" || die "chown"
 fi
 
 port=""
@@ -144,6 +151,7 @@ load_module $lua_mod;
 
 # nginx clears the environment of its workers; funcs' artefact cache goes to the prefix.
 env FUNCS_CACHE_DIR=$prefix/cache;
+env FUNCS_QUIET=1;
 
 events { worker_connections 256; }
 
@@ -157,12 +165,12 @@ http {
   default_type text/plain;
 
   lua_package_cpath "$prefix/lib/?.so;;";
-  lua_package_path "$repo/lua/?.lua;$lua_share;";
+  lua_package_path "$prefix/lua/?.lua;$lua_share;";
 
   # Per worker, after the fork: the registry, its pools and threads live in this worker.
   init_worker_by_lua_block {
     funcs = require("funcs")
-    assert(funcs.load("$repo/examples/app"))
+    assert(funcs.load("$prefix/app"))
   }
 
   server {

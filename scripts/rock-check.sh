@@ -40,6 +40,7 @@ for lua in "$@"; do
     *) echo "rock ($lua): FAILED (unknown Lua)"; status=1; continue ;;
   esac
   work=$(mktemp -d)
+  out=""
   args=(--lua-version="$v")
   if [ "$lua" = luajit ]; then
     # A LuaJIT setup: luarocks learns it is LuaJIT from the interpreter it is given.
@@ -49,7 +50,7 @@ for lua in "$@"; do
   else
     unset LUAROCKS_CONFIG
   fi
-  lua_path=${LUA_PATH:-}
+  lua_path=${LUA_PATH:-;;}
   backend="luarocks-build-rust-mlua"
   if ! luarocks "${args[@]}" show luarocks-build-rust-mlua >/dev/null 2>&1; then
     lua_path="$repo/scripts/rock/?.lua;;"
@@ -71,10 +72,16 @@ for lua in "$@"; do
 
   # The binary rock, installed where there is no Rust toolchain on PATH.
   bare=/usr/local/bin:/usr/bin:/bin
+  if PATH=$bare command -v cargo >/dev/null || PATH=$bare command -v rustc >/dev/null; then
+    echo "binary rock ($lua): FAILED (cargo or rustc is in $bare: no PATH without Rust to install into)"
+    status=1
+    rm -rf "$work"
+    continue
+  fi
+  out=""
   tree2="$work/bare-tree"
   if (cd "$work" && luarocks "${args[@]}" --tree="$tree" pack funcs >"$work/pack.log" 2>&1) &&
     rock=$(ls "$work"/funcs-0.1.0-1.*.rock 2>/dev/null | head -n 1) && [ -n "$rock" ] &&
-    ! PATH=$bare command -v cargo >/dev/null && ! PATH=$bare command -v rustc >/dev/null &&
     PATH=$bare luarocks "${args[@]}" --tree="$tree2" install --deps-mode=none "$rock" \
       >"$work/install.log" 2>&1 &&
     out=$(PATH=$bare use_tree "$tree2" "$v" "$interp"); then

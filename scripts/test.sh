@@ -52,8 +52,9 @@ done
 
 echo
 echo "== summary"
-grep -E '^test result:' "$log/cargo.txt" "$log/cargo55.txt" | sed 's/^[^:]*cargo55.txt:/(lua 5.5) /; s/^[^:]*cargo.txt://' ||
-  echo "cargo test: no summary (build failed?)"
+grep -E '^test result:' "$log/cargo.txt" || echo "cargo test: no summary (build failed?)"
+grep -E '^test result:' "$log/cargo55.txt" | sed 's/^/(Lua 5.5) /' ||
+  echo "cargo test (Lua 5.5): no summary (build failed?)"
 passed=0
 failed=0
 for f in "$log"/busted-*.txt; do
@@ -74,7 +75,7 @@ while read -r line; do
     *": ok"*) passed=$((passed + 1)) ;;
     *) failed=$((failed + 1)) ;;
   esac
-done < <(grep -E '^(rock \(|binary rock \(|nginx: )' "$log/rock.txt")
+done < <(grep -E '^(rock \(|binary rock \(|nginx: (ok|FAILED))' "$log/rock.txt")
 for n in $(cat "$log/cargo.txt" "$log/cargo55.txt" | grep -E '^test result:' | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' | tr ' ' ':'); do
   passed=$((passed + ${n%%:*}))
   failed=$((failed + ${n##*:}))

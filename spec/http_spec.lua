@@ -62,6 +62,12 @@ describe("HTTP endpoints", function()
     assert.are.equal(204, (request("DELETE", base .. "/nothing")))
   end)
 
+  it("runs a WASI entry of an inline pool on the server's thread", function()
+    local status, _, body = request("GET", base .. "/clock")
+    assert.are.equal(200, status)
+    assert.are.equal("0", body) -- clock_time_get's errno: success
+  end)
+
   it("gives 500 for a trap (its text stays in the server's log), 504 for a timeout", function()
     local status, _, body = request("GET", base .. "/boom")
     assert.are.equal(500, status)

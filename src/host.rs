@@ -12,17 +12,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::oneshot;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, Linker, Type, Val};
 
 use crate::engine::engine;
 use crate::limits::Control;
+pub use crate::signal::{HostCall, HostKey};
 use crate::signal::Signal;
 use crate::value::{self, CoreType, Value};
 
-/// What the Lua side knows a host function by.
-pub type HostKey = u64;
 
 /// The name under which top-level functions a world imports are registered.
 pub const ROOT: &str = "$root";
@@ -90,10 +88,12 @@ impl HostSet {
                 calls: Arc::default(),
             });
         }
+        // The same name, or the same without a version on one side.
         let found = self.interfaces.iter().find(|i| i.name == import).or_else(|| {
-            self.interfaces
-                .iter()
-                .find(|i| i.name.split('@').next() == Some(unversioned))
+            self.interfaces.iter().find(|i| {
+                i.name.split('@').next() == Some(unversioned)
+                    && !(i.name.contains('@') && import.contains('@'))
+            })
         })?;
         Some(HostGrant {
             interface: found.clone(),
@@ -107,33 +107,6 @@ impl HostSet {
 pub trait HostState {
     /// The call's cancel.
     fn control(&self) -> Option<&Arc<Control>>;
-}
-
-/// One call of a host function, for the Lua thread to answer.
-#[derive(Debug)]
-pub struct HostCall {
-    pub key: HostKey,
-    /// `iface#func` (or the function's name at the root), for messages.
-    pub name: Arc<str>,
-    pub args: Vec<Value>,
-    /// `None` for a call answered on the thread that makes it.
-    reply: Option<oneshot::Sender<Result<Value, String>>>,
-    control: Option<Arc<Control>>,
-}
-
-impl HostCall {
-    /// Gives the guest its answer (a Lua error's message for `Err`).
-    pub fn answer(self, result: Result<Value, String>) {
-        if let Some(reply) = self.reply {
-            let _ = reply.send(result);
-        }
-    }
-
-    /// Whether nobody waits for the answer any more (the call timed out or was cancelled).
-    pub fn abandoned(&self) -> bool {
-        self.reply.as_ref().is_some_and(oneshot::Sender::is_closed)
-            || self.control.as_ref().is_some_and(|c| c.is_canceled())
-    }
 }
 
 /// A host function failed: its Lua error, or a result of the wrong shape. The guest traps;
@@ -176,6 +149,26 @@ pub fn serving<'s, R>(
     body()
 }
 
+/// Answers one host call waiting in the inbox this thread serves (a thread that must wait
+/// for something else, such as an inline slot another thread holds while its guest waits
+/// for this thread); whether there was one.
+pub fn answer_one_here() -> bool {
+    let Some((inbox, serve)) = SERVING.with(Cell::get) else {
+        return false;
+    };
+    // SAFETY: see `serving`: both are alive while they are set on this thread.
+    let inbox = unsafe { &*inbox };
+    let Some(call) = inbox.next_call() else {
+        return false;
+    };
+    if !call.abandoned() {
+        // SAFETY: as above.
+        let result = unsafe { (*serve)(&call) };
+        call.answer(result);
+    }
+    true
+}
+
 /// How this thread answers the host calls of `inbox`, if it serves them.
 fn served_here(inbox: &Signal) -> Option<*const Serve<'static>> {
     match SERVING.with(Cell::get) {
@@ -200,6 +193,16 @@ pub fn link<T: HostState + 'static>(
         match item.ty {
             ComponentItem::ComponentInstance(instance) => {
                 let Some(grant) = grants.iter().find(|g| g.interface.provides(name)) else {
+                    let unversioned = name.split('@').next();
+                    if let Some(g) = grants
+                        .iter()
+                        .find(|g| g.interface.name.split('@').next() == unversioned)
+                    {
+                        return Err(format!(
+                            "the guest imports `{name}`, but the host interface is registered as `{}`",
+                            g.interface.name
+                        ));
+                    }
                     continue;
                 };
                 let mut inner = linker.instance(name).map_err(err)?;
@@ -273,20 +276,12 @@ async fn ask(
         message,
     };
     calls.fetch_add(1, Ordering::Relaxed);
-    let mut call = HostCall {
-        key,
-        name: name.clone(),
-        args,
-        reply: None,
-        control,
-    };
+    let call = HostCall::new(key, name.clone(), args, control);
     if let Some(serve) = served_here(inbox) {
         // SAFETY: see `serving`: set only while `serve` is alive on this thread.
         return unsafe { (*serve)(&call) }.map_err(fail);
     }
-    let (reply, answer) = oneshot::channel();
-    call.reply = Some(reply);
-    inbox.push(call);
+    let answer = inbox.push(call);
     match answer.await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(message)) => Err(fail(message)),

@@ -183,7 +183,7 @@ impl Runtime {
     /// dropped); how many ran.
     pub fn serve_waiting(&self, serve: &host::Serve<'_>) -> usize {
         let mut ran = 0;
-        for call in self.signal.calls() {
+        while let Some(call) = self.signal.next_call() {
             if !call.abandoned() {
                 let result = host::serving(&self.signal, serve, || serve(&call));
                 call.answer(result);

@@ -9,11 +9,60 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::host::HostCall;
+use tokio::sync::oneshot;
+
+use crate::limits::Control;
+use crate::value::Value;
 use crate::sync::unpoison;
+
+/// What the Lua side knows a host function by.
+pub type HostKey = u64;
+
+/// One call of a host function (`crate::host`), for the Lua thread to answer.
+#[derive(Debug)]
+pub struct HostCall {
+    pub key: HostKey,
+    /// `iface#func` (or the function's name at the root), for messages.
+    pub name: Arc<str>,
+    pub args: Vec<Value>,
+    /// `None` for a call answered on the thread that makes it.
+    reply: Option<oneshot::Sender<Result<Value, String>>>,
+    control: Option<Arc<Control>>,
+}
+
+impl HostCall {
+    /// Gives the guest its answer (a Lua error's message for `Err`).
+    pub fn answer(self, result: Result<Value, String>) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Whether nobody waits for the answer any more (the call timed out or was cancelled).
+    pub fn abandoned(&self) -> bool {
+        self.reply.as_ref().is_some_and(oneshot::Sender::is_closed)
+            || self.control.as_ref().is_some_and(|c| c.is_canceled())
+    }
+
+    /// A call not yet given a way back (answered on the thread that makes it, or pushed).
+    pub(crate) fn new(
+        key: HostKey,
+        name: Arc<str>,
+        args: Vec<Value>,
+        control: Option<Arc<Control>>,
+    ) -> HostCall {
+        HostCall {
+            key,
+            name,
+            args,
+            reply: None,
+            control,
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Signal {
@@ -65,16 +114,20 @@ impl Signal {
         }
     }
 
-    /// A host call for the Lua thread.
-    pub fn push(&self, call: HostCall) {
+    /// A host call for the Lua thread; its answer comes through the receiver.
+    pub fn push(&self, mut call: HostCall) -> oneshot::Receiver<Result<Value, String>> {
+        let (reply, answer) = oneshot::channel();
+        call.reply = Some(reply);
         let mut st = self.lock();
         st.calls.push_back(call);
         st.wake(&self.changed);
+        answer
     }
 
-    /// The host calls waiting, in order.
-    pub fn calls(&self) -> Vec<HostCall> {
-        self.lock().calls.drain(..).collect()
+    /// The oldest host call waiting. One at a time: while its Lua function runs (and maybe
+    /// waits inside funcs itself), the others stay in the inbox for that wait to answer.
+    pub fn next_call(&self) -> Option<HostCall> {
+        self.lock().calls.pop_front()
     }
 
     /// Waits until `done()` holds, a host call waits, or `until` passes (`false` then).

@@ -8,9 +8,11 @@
 ---     local co = coroutine.wrap(function() return await(funcs.async("app:compute", 6, 7)) end)
 ---
 --- `all(futures)` awaits a list and returns the values and errors in the same order.
+--- `is_yieldable()` tells whether the running code may yield (Lua 5.1 has no
+--- `coroutine.isyieldable`); the event-loop adapters use both.
 local M = {}
 
-local function is_yieldable()
+function M.is_yieldable()
   if coroutine.isyieldable then return coroutine.isyieldable() end
   -- Lua 5.1: the main thread is the only one that cannot yield.
   local _, main = coroutine.running()
@@ -18,7 +20,7 @@ local function is_yieldable()
 end
 
 function M.await(future)
-  if not is_yieldable() then
+  if not M.is_yieldable() then
     return future:wait()
   end
   while not future:is_complete() do
@@ -27,10 +29,12 @@ function M.await(future)
   return future:result()
 end
 
-function M.all(futures)
+--- Awaits each future of the list (with `await_one`, `M.await` by default).
+function M.all(futures, await_one)
+  await_one = await_one or M.await
   local values, errors = {}, {}
   for i, f in ipairs(futures) do
-    values[i], errors[i] = M.await(f)
+    values[i], errors[i] = await_one(f)
   end
   return values, errors
 end

@@ -14,23 +14,32 @@
 local cqueues = require("cqueues")
 local condition = require("cqueues.condition")
 local funcs = require("funcs")
+local base = require("funcs.await")
 
 local M = {}
 
 -- What cqueues.poll waits on: funcs' descriptor, for reading.
 local readable = {
-  pollfd = function() return assert(funcs.fd()) end,
+  pollfd = function() return (funcs.fd()) end,
   events = function() return "r" end,
 }
 
 local states = setmetatable({}, { __mode = "k" }) -- controller -> its dispatcher's state
 
 local function dispatcher(state)
+  -- (No pcall around the loop: Lua 5.1 cannot yield across one.)
+  local fd, err = funcs.fd()
+  if not fd then
+    state.running = false
+    state.completed:signal() -- its waiters try again
+    error(tostring(err), 0)
+  end
   while state.waiters > 0 do
     -- The descriptor, or a change in who waits (the last waiter leaving ends this loop).
     cqueues.poll(readable, state.left)
     funcs.poll()
-    state.completed:signal()
+    -- Every controller's waiters: a poll here clears the descriptor for all of them.
+    for _, s in pairs(states) do s.completed:signal() end
   end
   state.running = false
 end
@@ -45,11 +54,11 @@ function M.await(future)
     states[cq] = state
   end
   state.waiters = state.waiters + 1
-  if not state.running then
-    state.running = true
-    cq:wrap(dispatcher, state)
-  end
   while not future:is_complete() do
+    if not state.running then
+      state.running = true
+      cq:wrap(dispatcher, state)
+    end
     state.completed:wait()
   end
   state.waiters = state.waiters - 1
@@ -59,11 +68,7 @@ end
 
 --- Awaits a list of futures; the values and errors in the same order.
 function M.all(futures)
-  local values, errors = {}, {}
-  for i, f in ipairs(futures) do
-    values[i], errors[i] = M.await(f)
-  end
-  return values, errors
+  return base.all(futures, M.await)
 end
 
 return M

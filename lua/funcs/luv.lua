@@ -13,10 +13,11 @@
 ---     end)()
 ---     uv.run()
 ---
---- The coroutine is resumed from the poll callback; an error it raises is raised there, with
---- the coroutine's traceback.
+--- The coroutines are resumed from the poll callback; the first error one raises is raised
+--- there (with its traceback) after the others were resumed.
 local uv = require("luv")
 local funcs = require("funcs")
+local base = require("funcs.await")
 
 local M = {}
 
@@ -35,20 +36,18 @@ local function dispatch()
     count = count - 1
   end
   if count == 0 then handle:stop() end
+  -- Every ready coroutine is resumed; the first error is raised after.
+  local first
   for _, co in ipairs(ready) do
     local ok, err = coroutine.resume(co)
-    if not ok then error(debug.traceback(co, tostring(err)), 0) end
+    if not ok and not first then first = debug.traceback(co, tostring(err)) end
   end
-end
-
-local function in_coroutine()
-  local co, main = coroutine.running()
-  return co ~= nil and not main and co
+  if first then error(first, 0) end
 end
 
 function M.await(future)
-  local co = in_coroutine()
-  if not co then return future:wait() end
+  if not base.is_yieldable() then return future:wait() end
+  local co = coroutine.running()
   if not future:is_complete() then
     if not handle then handle = uv.new_poll(assert(funcs.fd())) end
     if count == 0 then handle:start("r", dispatch) end
@@ -61,11 +60,7 @@ end
 
 --- Awaits a list of futures; the values and errors in the same order.
 function M.all(futures)
-  local values, errors = {}, {}
-  for i, f in ipairs(futures) do
-    values[i], errors[i] = M.await(f)
-  end
-  return values, errors
+  return base.all(futures, M.await)
 end
 
 return M

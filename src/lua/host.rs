@@ -147,7 +147,7 @@ pub(super) fn serve(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, 
 }
 
 /// A Lua error's message, without mlua's wrapping.
-fn message(e: LuaError) -> String {
+pub(super) fn message(e: LuaError) -> String {
     let mut m = match e {
         LuaError::RuntimeError(m) => m,
         LuaError::CallbackError { cause, .. } => return message((*cause).clone()),
@@ -170,23 +170,24 @@ fn call_target(lua: &Lua, fns: &HostFns, call: &HostCall) -> Value {
             }
             _ => return Err("expected (target, input)".into()),
         };
-        let output = if let Some(f) = fns.registered(lua, &target) {
-            let input = value::to_lua(lua, &input).map_err(|e| e.to_string())?;
-            let returned: LuaValue = f.call(input).map_err(message)?;
-            value::from_lua(&returned).map_err(|e| e.to_string())?
-        } else {
-            let handle = match fns.runtime.function(&target) {
-                Ok(handle) => handle,
-                Err(e) if e.kind() == crate::error::Kind::NotFound => {
+        // An entry first, as funcs.call does; then a function given to funcs.register.
+        let output = match fns.runtime.function(&target) {
+            Ok(handle) => {
+                let args = handle.0.function().lower(&[input]).map_err(|e| e.to_string())?;
+                let serve = |call: &HostCall| serve(lua, fns, call);
+                fns.runtime
+                    .call_serving(&handle, args, Default::default(), &serve)
+                    .map_err(|e| e.to_string())?
+            }
+            Err(e) if e.kind() == crate::error::Kind::NotFound => {
+                let Some(f) = fns.registered(lua, &target) else {
                     return Err(format!("invalid function target: {target}"));
-                }
-                Err(e) => return Err(e.to_string()),
-            };
-            let args = handle.0.function().lower(&[input]).map_err(|e| e.to_string())?;
-            let serve = |call: &HostCall| serve(lua, fns, call);
-            fns.runtime
-                .call_serving(&handle, args, Default::default(), &serve)
-                .map_err(|e| e.to_string())?
+                };
+                let input = value::to_lua(lua, &input).map_err(|e| e.to_string())?;
+                let returned: LuaValue = f.call(input).map_err(message)?;
+                value::from_lua(&returned).map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
         };
         match output {
             Value::Bytes(b) if text && std::str::from_utf8(&b).is_err() => {

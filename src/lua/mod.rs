@@ -152,9 +152,9 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     funcs.set(
         "poll",
         lua.create_function(move |lua, ()| {
-            let completed = rt.poll();
+            // Host calls first: clearing the descriptor after them leaves no stale byte.
             rt.serve_waiting(&|call: &HostCall| host::serve(lua, &f, call));
-            Ok(completed)
+            Ok(rt.poll())
         })?,
     )?;
 
@@ -270,7 +270,19 @@ impl Executor {
                 if let LuaValue::String(s) = id
                     && let Some(f) = self.fns.registered(lua, &s.to_string_lossy())
                 {
-                    return f.call(LuaMultiValue::from_iter(args));
+                    // Its Lua errors fail the call like a guest's: `nil, err`.
+                    return match f.call::<LuaMultiValue>(LuaMultiValue::from_iter(args)) {
+                        Ok(values) => Ok(values),
+                        Err(e) => {
+                            let id = s.to_string_lossy();
+                            let message = host::message(e);
+                            error::fail(
+                                lua,
+                                Error::internal(format!("failed to call `{id}`: {message}"))
+                                    .with(|d| d.entry = Some(id.to_string())),
+                            )
+                        }
+                    };
                 }
                 return error::fail(lua, e);
             }

@@ -364,7 +364,23 @@ impl Pool {
             if self.inline_owner.load(Ordering::Acquire) == me {
                 return Err(self.reentered());
             }
-            let held = unpoison(self.inline.lock());
+            let held = if self.function.has_hosts() {
+                // Another thread's call (HTTP) may hold the slot while its guest waits for
+                // this thread to answer a host call: answer them while waiting.
+                loop {
+                    match self.inline.try_lock() {
+                        Ok(held) => break held,
+                        Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                        Err(std::sync::TryLockError::WouldBlock) => {
+                            if !crate::host::answer_one_here() {
+                                std::thread::sleep(std::time::Duration::from_millis(1));
+                            }
+                        }
+                    }
+                }
+            } else {
+                unpoison(self.inline.lock())
+            };
             self.inline_owner.store(me, Ordering::Release);
             Some(InlineHeld {
                 owner: &self.inline_owner,
@@ -567,7 +583,7 @@ impl Pool {
             if function.is_async() {
                 // A host function running inside another inline async call: that call's
                 // runtime drives this thread, and blocking on a second one is refused.
-                if tokio::runtime::Handle::try_current().is_ok() {
+                if IN_BLOCK_ON.with(std::cell::Cell::get) {
                     let id = function.id();
                     return Err(Error::invalid(format!(
                         "failed to call `{id}` from a host function: an inline entry with WASI or host imports cannot run inside another such call on the same thread; give it a lazy pool"
@@ -580,6 +596,14 @@ impl Pool {
                         .build()
                         .expect("a Tokio runtime")
                 });
+                IN_BLOCK_ON.with(|b| b.set(true));
+                struct Leave;
+                impl Drop for Leave {
+                    fn drop(&mut self) {
+                        IN_BLOCK_ON.with(|b| b.set(false));
+                    }
+                }
+                let _leave = Leave;
                 rt.block_on(function.run(args, options)).map(Some)
             } else {
                 function.call(args, options).map(Some)
@@ -614,6 +638,12 @@ impl Drop for InlineHeld<'_> {
         // Before the guard is released (fields drop after this).
         self.owner.store(0, Ordering::Release);
     }
+}
+
+thread_local! {
+    /// Whether this thread is inside an inline async call's `block_on` (a host function of
+    /// that call runs Lua, which may call funcs again).
+    static IN_BLOCK_ON: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// A marker of the calling thread, never 0.
