@@ -251,3 +251,30 @@ entries:
     assert.are.equal(21, assert(funcs.async("core:pair", 10)):wait())
   end)
 end)
+
+describe("top-level world imports", function()
+  it("are served from funcs.host(\"$root\", ...) when an entry grants $root", function()
+    assert(funcs.host("$root", { add = function(a, b) return a * 100 + b end }))
+    assert(h.load_yaml(funcs, [[
+version: "1.0"
+namespace: root
+entries:
+  - name: run
+    kind: function.wat
+    method: run
+    imports: ["$root"]
+    source: |
+      (component
+        (import "add" (func $add (param "a" u32) (param "b" u32) (result u32)))
+        (core func $add_lowered (canon lower (func $add)))
+        (core module $m
+          (import "" "add" (func $a (param i32 i32) (result i32)))
+          (func (export "run") (param i32 i32) (result i32) local.get 0 local.get 1 call $a))
+        (core instance $host (export "add" (func $add_lowered)))
+        (core instance $i (instantiate $m (with "" (instance $host))))
+        (func (export "run") (param "a" u32) (param "b" u32) (result u32) (canon lift (core func $i "run"))))
+]]))
+    assert.are.equal(402, funcs.call("root:run", 4, 2))
+    assert.are.equal(507, assert(funcs.async("root:run", 5, 7)):wait())
+  end)
+end)
