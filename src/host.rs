@@ -118,6 +118,15 @@ pub struct HostFailure {
     pub message: String,
 }
 
+impl HostFailure {
+    fn of(name: &str) -> impl Fn(String) -> HostFailure + '_ {
+        move |message| HostFailure {
+            name: name.to_string(),
+            message,
+        }
+    }
+}
+
 /// Answers a host call on the Lua thread.
 pub type Serve<'a> = dyn Fn(&HostCall) -> Result<Value, String> + 'a;
 
@@ -271,10 +280,7 @@ async fn ask(
     control: Option<Arc<Control>>,
     args: Vec<Value>,
 ) -> Result<Value, HostFailure> {
-    let fail = |message: String| HostFailure {
-        name: name.to_string(),
-        message,
-    };
+    let fail = HostFailure::of(name);
     calls.fetch_add(1, Ordering::Relaxed);
     let call = HostCall::new(key, name.clone(), args, control);
     if let Some(serve) = served_here(inbox) {
@@ -324,10 +330,7 @@ pub fn link_core<T: HostState + Send + 'static>(
                 let counter = counter.clone();
                 let control = caller.data().control().cloned();
                 Box::new(async move {
-                    let fail = |message: String| HostFailure {
-                        name: name.to_string(),
-                        message,
-                    };
+                    let fail = HostFailure::of(&name);
                     let mut values = Vec::with_capacity(args.len());
                     for (val, ty) in args.iter().zip(&params) {
                         values.push(value::from_core(val, *ty).map_err(|e| fail(e.to_string()))?);
@@ -372,10 +375,7 @@ fn host_fn<T: HostState + 'static>(
         let name = name.clone();
         let control = store.data().control().cloned();
         Box::new(async move {
-            let fail = |message: String| HostFailure {
-                name: name.to_string(),
-                message,
-            };
+            let fail = HostFailure::of(&name);
             let mut args = Vec::with_capacity(params.len());
             for (i, (val, (_, ty))) in params.iter().zip(ty.params()).enumerate() {
                 let arg = value::from_wit(val.clone(), &ty)
