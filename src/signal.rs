@@ -15,13 +15,13 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::limits::Control;
-use crate::value::Value;
 use crate::sync::unpoison;
+use crate::value::Value;
 
 /// What the Lua side knows a host function by.
 pub type HostKey = u64;
 
-/// One call of a host function (`crate::host`), for the Lua thread to answer.
+/// One call of a host function (see the host module), for the Lua thread to answer.
 #[derive(Debug)]
 pub struct HostCall {
     pub key: HostKey,
