@@ -17,10 +17,9 @@ use wasmtime::component::{Component, Linker, Type, Val};
 
 use crate::engine::engine;
 use crate::limits::Control;
-pub use crate::signal::{HostCall, HostKey};
 use crate::signal::Signal;
+pub use crate::signal::{HostCall, HostKey};
 use crate::value::{self, CoreType, Value};
-
 
 /// The name under which top-level functions a world imports are registered.
 pub const ROOT: &str = "$root";
@@ -89,12 +88,16 @@ impl HostSet {
             });
         }
         // The same name, or the same without a version on one side.
-        let found = self.interfaces.iter().find(|i| i.name == import).or_else(|| {
-            self.interfaces.iter().find(|i| {
-                i.name.split('@').next() == Some(unversioned)
-                    && !(i.name.contains('@') && import.contains('@'))
-            })
-        })?;
+        let found = self
+            .interfaces
+            .iter()
+            .find(|i| i.name == import)
+            .or_else(|| {
+                self.interfaces.iter().find(|i| {
+                    i.name.split('@').next() == Some(unversioned)
+                        && !(i.name.contains('@') && import.contains('@'))
+                })
+            })?;
         Some(HostGrant {
             interface: found.clone(),
             inbox: self.inbox.clone(),
@@ -137,11 +140,7 @@ thread_local! {
 
 /// Runs `body` with this thread answering the host calls of `inbox` through `serve` (the
 /// Lua thread, while a call of its runs here).
-pub fn serving<'s, R>(
-    inbox: &Signal,
-    serve: &'s Serve<'s>,
-    body: impl FnOnce() -> R,
-) -> R {
+pub fn serving<'s, R>(inbox: &Signal, serve: &'s Serve<'s>, body: impl FnOnce() -> R) -> R {
     struct Restore(Option<(*const Signal, *const Serve<'static>)>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -151,9 +150,8 @@ pub fn serving<'s, R>(
     // SAFETY (of the later dereference in `ask`): the pointers are set only for the
     // extent of `body`, and restored when it ends, by return or unwind; `inbox` and `serve`
     // outlive that. The lifetime is erased to store them.
-    let serve: *const Serve<'static> = unsafe {
-        std::mem::transmute::<&'s Serve<'s>, &'static Serve<'static>>(serve)
-    };
+    let serve: *const Serve<'static> =
+        unsafe { std::mem::transmute::<&'s Serve<'s>, &'static Serve<'static>>(serve) };
     let _restore = Restore(SERVING.with(|s| s.replace(Some((inbox as *const Signal, serve)))));
     body()
 }
@@ -220,7 +218,12 @@ pub fn link<T: HostState + 'static>(
                     match item.ty {
                         ComponentItem::ComponentFunc(_) => {
                             let key = lookup(grant, export, &full)?;
-                            let f = host_fn::<T>(grant.inbox.clone(), grant.calls.clone(), key, full.into());
+                            let f = host_fn::<T>(
+                                grant.inbox.clone(),
+                                grant.calls.clone(),
+                                key,
+                                full.into(),
+                            );
                             inner.func_new_async(export, f).map_err(err)?;
                         }
                         // Named types (records, variants, ...) need nothing linked.
@@ -315,13 +318,27 @@ pub fn link_core<T: HostState + Send + 'static>(
         };
         let full = format!("{}::{}", import.module(), import.name());
         // Lua's snake_case keys were stored in kebab-case: a core name may have either.
-        let key = lookup(grant, import.name(), &full)
-            .or_else(|e| grant.interface.functions.get(&import.name().replace('_', "-")).copied().ok_or(e))?;
+        let key = lookup(grant, import.name(), &full).or_else(|e| {
+            grant
+                .interface
+                .functions
+                .get(&import.name().replace('_', "-"))
+                .copied()
+                .ok_or(e)
+        })?;
         let scalar = |t: &wasmtime::ValType| {
-            CoreType::from_core(t).ok_or_else(|| format!("`{full}` has the core type {t}: only i32, i64, f32 and f64 cross to Lua"))
+            CoreType::from_core(t).ok_or_else(|| {
+                format!("`{full}` has the core type {t}: only i32, i64, f32 and f64 cross to Lua")
+            })
         };
-        let params = ty.params().map(|t| scalar(&t)).collect::<Result<Vec<_>, _>>()?;
-        let results = ty.results().map(|t| scalar(&t)).collect::<Result<Vec<_>, _>>()?;
+        let params = ty
+            .params()
+            .map(|t| scalar(&t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = ty
+            .results()
+            .map(|t| scalar(&t))
+            .collect::<Result<Vec<_>, _>>()?;
         let (inbox, name): (_, Arc<str>) = (grant.inbox.clone(), full.into());
         let counter = grant.calls.clone();
         linker

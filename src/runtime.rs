@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use crate::engine::TickerGuard;
 use crate::error::{Error, Kind, Result};
 use crate::function::{Args, CallOptions, Function};
+use crate::host::{self, HostInterface, HostSet};
 use crate::pool::{Completion, Handle, Pool, Stats};
 use crate::registry::{Entry, Registry, Summary};
-use crate::host::{self, HostInterface, HostSet};
 use crate::signal::Signal;
 use crate::sync::unpoison;
 use crate::transport::http::{EndpointSpec, Lookup, Metrics, Server};
@@ -61,7 +61,8 @@ impl Runtime {
             self.ensure_ticker()?;
         }
         if prepared.has_hosts() {
-            self.hosting.store(true, std::sync::atomic::Ordering::Release);
+            self.hosting
+                .store(true, std::sync::atomic::Ordering::Release);
         }
         let new: Vec<_> = prepared.pools().cloned().collect();
         let summary = {
@@ -149,7 +150,9 @@ impl Runtime {
         serve: &host::Serve<'_>,
     ) -> Result<Value> {
         if handle.0.runs_here() {
-            return host::serving(&self.signal, serve, || self.call_with(handle, args, options));
+            return host::serving(&self.signal, serve, || {
+                self.call_with(handle, args, options)
+            });
         }
         if options.timeout_ms.is_some() {
             self.ensure_ticker()?;
@@ -232,7 +235,8 @@ impl Runtime {
         let mut hosts = unpoison(self.hosts.write());
         hosts.retain(|h| h.name != interface.name);
         hosts.push(Arc::new(interface));
-        self.hosting.store(true, std::sync::atomic::Ordering::Release);
+        self.hosting
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether host calls may come (calls then wait answering them).

@@ -173,7 +173,11 @@ impl Signal {
                 st.wake(&self.changed);
             }
         }
-        Ok(st.pipe.as_ref().map(|(r, _)| r.as_raw_fd()).expect("made above"))
+        Ok(st
+            .pipe
+            .as_ref()
+            .map(|(r, _)| r.as_raw_fd())
+            .expect("made above"))
     }
 
     /// Clears the descriptor and returns the completions since the last call (host calls

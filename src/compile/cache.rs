@@ -219,10 +219,8 @@ mod tests {
     #[test]
     fn concurrent_openers_read_one_whole_key() {
         for round in 0..20 {
-            let dir = std::env::temp_dir().join(format!(
-                "funcs-key-race-{}-{round}",
-                std::process::id()
-            ));
+            let dir =
+                std::env::temp_dir().join(format!("funcs-key-race-{}-{round}", std::process::id()));
             let keys: Vec<_> = std::thread::scope(|s| {
                 let openers: Vec<_> = (0..8).map(|_| s.spawn(|| super::open(&dir))).collect();
                 openers.into_iter().map(|o| o.join().unwrap()).collect()

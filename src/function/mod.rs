@@ -167,9 +167,14 @@ impl Function {
         let mut wrapped_artefact = None;
         let granted = &sandbox.granted;
         let target = match (&*artefact, wit) {
-            (Artefact::Component(component), _) => {
-                component_target(component, method, fuel, granted, &sandbox.hosts, sandbox.http)?
-            }
+            (Artefact::Component(component), _) => component_target(
+                component,
+                method,
+                fuel,
+                granted,
+                &sandbox.hosts,
+                sandbox.http,
+            )?,
             (Artefact::Module(module), None) => {
                 core_target(module, method, None, fuel, granted, &sandbox.hosts)?
             }
@@ -185,8 +190,14 @@ impl Function {
                         let Artefact::Component(component) = &*wrapped else {
                             unreachable!("componentize makes components")
                         };
-                        let target =
-                            component_target(component, method, fuel, granted, &sandbox.hosts, false)?;
+                        let target = component_target(
+                            component,
+                            method,
+                            fuel,
+                            granted,
+                            &sandbox.hosts,
+                            false,
+                        )?;
                         wrapped_artefact = Some(wrapped.clone());
                         target
                     }

@@ -39,7 +39,9 @@ impl HostFns {
 /// `funcs.register(id, fn)`: a Lua function callable by registry ID (`funcs.call`, and
 /// guests through `wippy:runtime/funcs`).
 pub(super) fn register_fn(lua: &Lua, fns: &HostFns, id: &LuaValue, f: &LuaValue) -> LuaResult<()> {
-    let bad = |n: usize, what: String| LuaError::runtime(format!("bad argument #{n} to 'register' ({what})"));
+    let bad = |n: usize, what: String| {
+        LuaError::runtime(format!("bad argument #{n} to 'register' ({what})"))
+    };
     let id = match id {
         LuaValue::String(s) => s.to_str().map(|s| s.to_string()).ok(),
         _ => None,
@@ -65,22 +67,34 @@ pub(super) fn register(
     name: &LuaValue,
     functions: &LuaValue,
 ) -> LuaResult<()> {
-    let bad = |n: usize, what: String| LuaError::runtime(format!("bad argument #{n} to 'host' ({what})"));
+    let bad =
+        |n: usize, what: String| LuaError::runtime(format!("bad argument #{n} to 'host' ({what})"));
     let name = match name {
         LuaValue::String(s) => s
             .to_str()
             .map(|s| s.to_string())
             .map_err(|_| bad(1, "the interface name is not UTF-8".into()))?,
-        other => return Err(bad(1, format!("string expected, got {}", other.type_name()))),
+        other => {
+            return Err(bad(
+                1,
+                format!("string expected, got {}", other.type_name()),
+            ));
+        }
     };
     if name.is_empty() || name.len() > 256 || name.chars().any(char::is_whitespace) {
         return Err(bad(1, format!("`{name}` is not an interface name")));
     }
     if name.starts_with("wasi:") {
-        return Err(bad(1, format!("`{name}`: WASI is provided by funcs, granted by `imports`")));
+        return Err(bad(
+            1,
+            format!("`{name}`: WASI is provided by funcs, granted by `imports`"),
+        ));
     }
     let LuaValue::Table(table) = functions else {
-        return Err(bad(2, format!("table of functions expected, got {}", functions.type_name())));
+        return Err(bad(
+            2,
+            format!("table of functions expected, got {}", functions.type_name()),
+        ));
     };
     let mut named: HashMap<String, LuaFunction> = HashMap::new();
     // Raw reads: a table's metamethods do not run.
@@ -91,15 +105,24 @@ pub(super) fn register(
             _ => None,
         };
         let Some(key) = key.filter(|k| !k.is_empty()) else {
-            return Err(bad(2, format!("function names must be strings, got {}", k.type_name())));
+            return Err(bad(
+                2,
+                format!("function names must be strings, got {}", k.type_name()),
+            ));
         };
         let LuaValue::Function(f) = v else {
-            return Err(bad(2, format!("`{key}` is a {}, not a function", v.type_name())));
+            return Err(bad(
+                2,
+                format!("`{key}` is a {}, not a function", v.type_name()),
+            ));
         };
         // WIT names are kebab-case; `roundtrip_u8` names `roundtrip-u8`.
         let wit = key.replace('_', "-");
         if named.insert(wit.clone(), f).is_some() {
-            return Err(bad(2, format!("`{wit}` is given twice (as WIT and as snake_case)")));
+            return Err(bad(
+                2,
+                format!("`{wit}` is given twice (as WIT and as snake_case)"),
+            ));
         }
         if named.len() > 10_000 {
             return Err(bad(2, "more than 10000 functions".into()));
@@ -140,7 +163,9 @@ pub(super) fn serve(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, 
         1 => f.call(arg(0)?),
         2 => f.call((arg(0)?, arg(1)?)),
         3 => f.call((arg(0)?, arg(1)?, arg(2)?)),
-        n => f.call(LuaVariadic::from_iter((0..n).map(arg).collect::<Result<Vec<_>, _>>()?)),
+        n => f.call(LuaVariadic::from_iter(
+            (0..n).map(arg).collect::<Result<Vec<_>, _>>()?,
+        )),
     }
     .map_err(message)?;
     value::from_lua(&returned).map_err(|e| format!("bad return value: {e}"))
@@ -173,7 +198,11 @@ fn call_target(lua: &Lua, fns: &HostFns, call: &HostCall) -> Value {
         // An entry first, as funcs.call does; then a function given to funcs.register.
         let output = match fns.runtime.function(&target) {
             Ok(handle) => {
-                let args = handle.0.function().lower(&[input]).map_err(|e| e.to_string())?;
+                let args = handle
+                    .0
+                    .function()
+                    .lower(&[input])
+                    .map_err(|e| e.to_string())?;
                 let serve = |call: &HostCall| serve(lua, fns, call);
                 fns.runtime
                     .call_serving(&handle, args, Default::default(), &serve)
@@ -194,7 +223,11 @@ fn call_target(lua: &Lua, fns: &HostFns, call: &HostCall) -> Value {
                 Err(format!("`{target}` returned bytes that are not UTF-8"))
             }
             Value::Bytes(b) => Ok(Value::Bytes(b)),
-            other => Err(format!("`{target}` returned a {}, not a {}", other.type_name(), if text { "string" } else { "byte string" })),
+            other => Err(format!(
+                "`{target}` returned a {}, not a {}",
+                other.type_name(),
+                if text { "string" } else { "byte string" }
+            )),
         }
     })();
     let (arm, payload) = match result {

@@ -384,11 +384,11 @@ impl Executor {
                 submit()
             };
             submitted.map(|done| Future {
-                    done,
-                    id,
-                    runtime: self.runtime.clone(),
-                    fns: self.fns.clone(),
-                })
+                done,
+                id,
+                runtime: self.runtime.clone(),
+                fns: self.fns.clone(),
+            })
         });
         match result {
             Ok(f) => f.into_lua_multi(lua),
