@@ -3,27 +3,10 @@
 -- `name fresh_ns warm_ns` lines: the best of 3 timed rounds after a warm-up.
 local funcs = require("funcs")
 assert(funcs.load("bench/registry"))
-local clock, call = funcs.clock, funcs.call
-
--- `loop(n)` makes n calls, each checked; the loops call funcs.call directly (no Lua closure
--- call per iteration, as the Rust side's closures are inlined).
-local function measure(n, loop)
-  loop(math.max(10, n // 100))
-  local best = math.huge
-  for _ = 1, 3 do
-    local start = clock()
-    loop(n)
-    best = math.min(best, (clock() - start) / n * 1e9)
-  end
-  return best
-end
-
--- `make(id)` gives the timed loop for entry `id`, checking results as raw.rs does.
-local function row(name, n, id, make)
-  local fresh = measure(n, make(id))
-  local warm = measure(n, make(id .. "_warm"))
-  print(("%s %.0f %.0f"):format(name, fresh, warm))
-end
+local call = funcs.call
+-- The loops call funcs.call directly (no Lua closure call per iteration, as the Rust side's
+-- closures are inlined), checking results as raw.rs does.
+local row = require("bench.measure").row
 
 row("answer", 100000, "bench:answer", function(id)
   return function(n) for _ = 1, n do if call(id) ~= 42 then error("answer") end end end

@@ -6,24 +6,12 @@ local funcs = require("funcs")
 local adds = 0
 assert(funcs.host("test:minimal/host", { add = function(a, b) adds = adds + 1; return a + b end }))
 assert(funcs.load("bench/host-registry"))
-local clock, call = funcs.clock, funcs.call
-
-local function measure(n, loop)
-  loop(math.max(10, n // 100))
-  local best = math.huge
-  for _ = 1, 3 do
-    local start = clock()
-    loop(n)
-    best = math.min(best, (clock() - start) / n * 1e9)
-  end
-  return best
-end
+local call, base_row = funcs.call, require("bench.measure").row
 
 local function row(name, n, id, want)
-  local function make(id)
+  base_row(name, n, id, function(id)
     return function(k) for _ = 1, k do if call(id, 6, 7) ~= want then error(id) end end end
-  end
-  print(("%s %.0f %.0f"):format(name, measure(n, make(id)), measure(n, make(id .. "_warm"))))
+  end)
 end
 
 row("compute-no-host", 50000, "bench:compute", 42)
