@@ -55,26 +55,33 @@ want() {
 }
 WANTED=("$@")
 
+# stamp <files...>: a digest of what a guest is built from, and of this script.
+stamp() { cat "$@" "$0" | sha256sum | cut -d' ' -f1; }
+# fresh <out> <wasm> <stamp>: whether <out>/<wasm> was built from that.
+fresh() { [ -f "$1/$2" ] && [ "$(cat "$1/.stamp" 2>/dev/null)" = "$3" ]; }
+# finish <src> <out> <wasm> <stamp>: the registry from <src>/_index.yaml.in with the wasm's
+# hash, and the stamp.
+finish() {
+    local hash
+    hash=$(sha256sum "$2/$3" | cut -d' ' -f1)
+    sed "s/@HASH@/$hash/" "$1/_index.yaml.in" > "$2/_index.yaml"
+    echo "$4" > "$2/.stamp"
+    echo "guests.sh: built $2/$3 ($(du -h "$2/$3" | cut -f1))" >&2
+}
+
 # build <src> <out> <wasm name> <wit dir> <world> [files to copy...]
 build() {
     local src=$1 out=$2 wasm=$3 wit=$4 world=$5
     shift 5
     local stamp
-    stamp=$(cat "$src/app.py" "$src/_index.yaml.in" "$0" $(find "$wit" -name '*.wit' | sort) |
-        sha256sum | cut -d' ' -f1)
-    if [ -f "$out/$wasm" ] && [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ]; then
-        return 0
-    fi
+    stamp=$(stamp "$src/app.py" "$src/_index.yaml.in" $(find "$wit" -name '*.wit' | sort))
+    fresh "$out" "$wasm" "$stamp" && return 0
     ensure_componentize_py
     rm -rf "$out"
     mkdir -p "$out/scratch"
     for f in "$@"; do cp -r "$src/$f" "$out/"; done
     componentize-py -d "$wit" -w "$world" componentize -p "$src" app -o "$out/$wasm" >/dev/null
-    local hash
-    hash=$(sha256sum "$out/$wasm" | cut -d' ' -f1)
-    sed "s/@HASH@/$hash/" "$src/_index.yaml.in" > "$out/_index.yaml"
-    echo "$stamp" > "$out/.stamp"
-    echo "guests.sh: built $out/$wasm ($(du -h "$out/$wasm" | cut -f1))" >&2
+    finish "$src" "$out" "$wasm" "$stamp"
 }
 
 # build_c <src> <out> <world>: <src>/guest.c against the WIT in <src>/wit, into
@@ -84,11 +91,8 @@ build() {
 build_c() {
     local src=$1 out=$2 world=$3
     local stamp
-    stamp=$(cat "$src/guest.c" "$src/_index.yaml.in" "$0" $(find "$src/wit" -name '*.wit' | sort) |
-        sha256sum | cut -d' ' -f1)
-    if [ -f "$out/guest.wasm" ] && [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ]; then
-        return 0
-    fi
+    stamp=$(stamp "$src/guest.c" "$src/_index.yaml.in" $(find "$src/wit" -name '*.wit' | sort))
+    fresh "$out" guest.wasm "$stamp" && return 0
     ensure_c_tools
     rm -rf "$out"
     mkdir -p "$out/gen"
@@ -103,11 +107,7 @@ build_c() {
     "$VENV/bin/wasm-tools" component new "$out/gen/core.wasm" -o "$out/guest.wasm"
     "$VENV/bin/wasm-tools" validate "$out/guest.wasm"
     rm -rf "$out/gen"
-    local hash
-    hash=$(sha256sum "$out/guest.wasm" | cut -d' ' -f1)
-    sed "s/@HASH@/$hash/" "$src/_index.yaml.in" > "$out/_index.yaml"
-    echo "$stamp" > "$out/.stamp"
-    echo "guests.sh: built $out/guest.wasm ($(du -h "$out/guest.wasm" | cut -f1))" >&2
+    finish "$src" "$out" guest.wasm "$stamp"
 }
 
 want python && build spec/fixtures/python build/guests/python guest.wasm spec/fixtures/python/wit guest \

@@ -42,11 +42,7 @@ pub(super) fn register_fn(lua: &Lua, fns: &HostFns, id: &LuaValue, f: &LuaValue)
     let bad = |n: usize, what: String| {
         LuaError::runtime(format!("bad argument #{n} to 'register' ({what})"))
     };
-    let id = match id {
-        LuaValue::String(s) => s.to_str().map(|s| s.to_string()).ok(),
-        _ => None,
-    }
-    .ok_or_else(|| bad(1, format!("string ID expected, got {}", id.type_name())))?;
+    let id = super::string_arg(id, 1, "register")?;
     match id.split_once(':') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && id.len() <= 256 => {}
         _ => return Err(bad(1, format!("`{id}` is not an ID (`namespace:name`)"))),
@@ -69,18 +65,7 @@ pub(super) fn register(
 ) -> LuaResult<()> {
     let bad =
         |n: usize, what: String| LuaError::runtime(format!("bad argument #{n} to 'host' ({what})"));
-    let name = match name {
-        LuaValue::String(s) => s
-            .to_str()
-            .map(|s| s.to_string())
-            .map_err(|_| bad(1, "the interface name is not UTF-8".into()))?,
-        other => {
-            return Err(bad(
-                1,
-                format!("string expected, got {}", other.type_name()),
-            ));
-        }
-    };
+    let name = super::string_arg(name, 1, "host")?;
     if name.is_empty() || name.len() > 256 || name.chars().any(char::is_whitespace) {
         return Err(bad(1, format!("`{name}` is not an interface name")));
     }

@@ -595,7 +595,7 @@ fn describe_table(lua: &Lua, handle: &Handle) -> LuaResult<LuaTable> {
 }
 
 /// A string argument, or a Lua error in the style of `luaL_argerror`.
-fn string_arg(v: &LuaValue, n: usize, func: &str) -> LuaResult<String> {
+pub(super) fn string_arg(v: &LuaValue, n: usize, func: &str) -> LuaResult<String> {
     match v {
         LuaValue::String(s) => Ok(s.to_string_lossy()),
         other => Err(LuaError::runtime(format!(
