@@ -4,7 +4,10 @@
 #   python-http/  a CPython wasi:http/incoming-handler, against wasmtime-wasi-http's WIT;
 #   python-host/  a CPython component calling its host (funcs.host, wippy:runtime/funcs);
 #   c-host/       a C component (wit-bindgen's C bindings, zig cc, wasm-tools) calling a host
-#                 function per WIT type (funcs:ctypes/host).
+#                 function per WIT type (funcs:ctypes/host);
+#   python-fetch/, c-fetch/
+#                 the same outgoing-request guest (wasi:http/outgoing-handler) in CPython and
+#                 in C, against wasmtime-wasi-http's WIT (spec/outgoing_spec.lua).
 # Skips a build when its sources did not change since the last one. With arguments, builds
 # only the guests named (`scripts/guests.sh c-host`).
 set -euo pipefail
@@ -84,20 +87,20 @@ build() {
     finish "$src" "$out" "$wasm" "$stamp"
 }
 
-# build_c <src> <out> <world>: <src>/guest.c against the WIT in <src>/wit, into
+# build_c <src> <out> <world> [wit dir]: <src>/guest.c against the WIT in <src>/wit, into
 # <out>/guest.wasm. The guest uses no WASI, so the core module (wasm32-wasi for wasi-libc's
 # malloc and string functions, reactor: no main) imports only its host interfaces and becomes
 # a component without a preview 1 adapter (`component new` fails if it ever needs one).
 build_c() {
-    local src=$1 out=$2 world=$3
+    local src=$1 out=$2 world=$3 wit=${4:-$1/wit}
     local stamp
-    stamp=$(stamp "$src/guest.c" "$src/_index.yaml.in" $(find "$src/wit" -name '*.wit' | sort))
+    stamp=$(stamp "$src/guest.c" "$src/_index.yaml.in" $(find "$wit" -name '*.wit' | sort))
     fresh "$out" guest.wasm "$stamp" && return 0
     ensure_c_tools
     rm -rf "$out"
     mkdir -p "$out/gen"
     local log
-    if ! log=$("$CARGO_TOOLS/bin/wit-bindgen" c --world "$world" "$src/wit" --out-dir "$out/gen" 2>&1); then
+    if ! log=$("$CARGO_TOOLS/bin/wit-bindgen" c --world "$world" "$wit" --out-dir "$out/gen" 2>&1); then
         echo "$log" >&2
         return 1
     fi
@@ -118,7 +121,7 @@ want python-host && build spec/fixtures/python-host build/guests/python-host gue
 
 want c-host && build_c spec/fixtures/c-host build/guests/c-host ctypes
 
-want python-http || exit 0
+want python-http || want python-fetch || want c-fetch || exit 0
 # The wasi:http WIT our host implements, from the wasmtime-wasi-http crate's sources.
 http_wit=$(cargo metadata --format-version 1 --locked 2>/dev/null | python3 -c '
 import json, os, sys
@@ -126,5 +129,15 @@ for p in json.load(sys.stdin)["packages"]:
     if p["name"] == "wasmtime-wasi-http":
         print(os.path.join(os.path.dirname(p["manifest_path"]), "wit"))
         break')
-build spec/fixtures/python-http build/guests/python-http handler.wasm "$http_wit" \
-    wasi:http/proxy@0.2.12
+want python-http && build spec/fixtures/python-http build/guests/python-http handler.wasm \
+    "$http_wit" wasi:http/proxy@0.2.12
+
+# The fetch guests' world with wasi:http and what it uses beside it.
+fetch_wit=build/guests/fetch-wit
+rm -rf "$fetch_wit"
+mkdir -p "$fetch_wit/deps"
+cp spec/fixtures/fetch/wit/world.wit "$fetch_wit/"
+cp "$http_wit"/deps/*.wit "$fetch_wit/deps/"
+want python-fetch && build spec/fixtures/fetch build/guests/python-fetch guest.wasm "$fetch_wit" fetcher
+want c-fetch && build_c spec/fixtures/fetch build/guests/c-fetch fetcher "$fetch_wit"
+exit 0

@@ -14,6 +14,7 @@ pub mod host;
 pub mod limits;
 pub mod lua;
 pub mod metrics;
+pub mod outgoing;
 pub mod pool;
 pub mod registry;
 pub mod runtime;

@@ -14,7 +14,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub fn render(pools: &[(String, Stats)]) -> String {
     let mut out = String::new();
     let pools: Vec<(String, &Stats)> = pools.iter().map(|(id, s)| (label(id), s)).collect();
-    let counters: [(&str, &str, fn(&Stats) -> u64); 4] = [
+    let counters: [(&str, &str, fn(&Stats) -> u64); 8] = [
         ("funcs_calls_total", "Calls that ran, failed or not.", |s| {
             s.calls
         }),
@@ -27,6 +27,26 @@ pub fn render(pools: &[(String, Stats)]) -> String {
             "funcs_host_calls_total",
             "Calls from the guest into host functions (funcs.host, wippy:runtime/funcs).",
             |s| s.host_calls,
+        ),
+        (
+            "funcs_http_requests_total",
+            "Outgoing HTTP requests guests made (wasi:http), refused ones included.",
+            |s| s.http_client.requests,
+        ),
+        (
+            "funcs_http_denied_total",
+            "Outgoing HTTP requests the entry's http_client policy refused.",
+            |s| s.http_client.denied,
+        ),
+        (
+            "funcs_http_sent_bytes_total",
+            "Request body bytes guests sent.",
+            |s| s.http_client.sent_bytes,
+        ),
+        (
+            "funcs_http_received_bytes_total",
+            "Response body bytes guests received.",
+            |s| s.http_client.received_bytes,
         ),
         (
             "funcs_timeouts_total",

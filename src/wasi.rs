@@ -25,6 +25,7 @@ use wasmtime_wasi::p2::{OutputStream, StreamError, StreamResult};
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiView};
+use wasmtime_wasi_http::{WasiHttp, WasiHttpView};
 
 use crate::error::{Error, Kind};
 
@@ -57,10 +58,19 @@ const INTERFACES: &[&str] = &[
     "wasi:sockets/udp",
     "wasi:sockets/udp-create-socket",
     "wasi:sockets/ip-name-lookup",
+    // Outgoing requests, under the entry's `http_client` policy (`outgoing`).
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
 ];
 
 /// Groups whose resources are `wasi:io` streams or pollables.
-const NEEDS_IO: &[&str] = &["wasi:clocks", "wasi:cli", "wasi:filesystem", "wasi:sockets"];
+const NEEDS_IO: &[&str] = &[
+    "wasi:clocks",
+    "wasi:cli",
+    "wasi:filesystem",
+    "wasi:sockets",
+    "wasi:http",
+];
 
 /// The interfaces an entry's `imports` grant, resolved at load.
 ///
@@ -79,16 +89,16 @@ pub fn grants(imports: &[String]) -> Result<Vec<&'static str>, String> {
             "wasi:poll" => "wasi:io/poll",
             other => other,
         };
-        if name == "wasi:http" || name.starts_with("wasi:http/") {
-            // Outgoing HTTP arrives with the HTTP transport; until then its imports trap.
-            continue;
-        }
         let mut found: Vec<_> = matching(name).collect();
         if found.is_empty() {
             return Err(format!("unknown import `{import}`"));
         }
         if NEEDS_IO.iter().any(|g| name.starts_with(g)) {
             found.extend(matching("wasi:io"));
+        }
+        // Requests are `wasi:http/types` resources.
+        if name == "wasi:http/outgoing-handler" {
+            found.extend(matching("wasi:http/types"));
         }
         for i in found {
             if !granted.contains(&i) {
@@ -103,7 +113,11 @@ pub fn grants(imports: &[String]) -> Result<Vec<&'static str>, String> {
 ///
 /// # Errors
 /// wasmtime's, for a name defined twice (not expected).
-pub fn link<T: WasiView>(linker: &mut Linker<T>, granted: &[&str]) -> wasmtime::Result<()> {
+pub fn link<T: WasiView + WasiHttpView + 'static>(
+    linker: &mut Linker<T>,
+    granted: &[&str],
+) -> wasmtime::Result<()> {
+    use wasmtime_wasi_http::p2::bindings::http;
     let l = linker;
     for name in granted {
         match *name {
@@ -180,25 +194,31 @@ pub fn link<T: WasiView>(linker: &mut Linker<T>, granted: &[&str]) -> wasmtime::
             "wasi:sockets/ip-name-lookup" => {
                 sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(l, T::sockets)?
             }
+            "wasi:http/types" => {
+                http::types::add_to_linker::<_, WasiHttp>(l, &Default::default(), T::http)?
+            }
+            "wasi:http/outgoing-handler" => {
+                http::outgoing_handler::add_to_linker::<_, WasiHttp>(l, T::http)?
+            }
             other => unreachable!("`{other}` is in INTERFACES"),
         }
     }
     Ok(())
 }
 
-/// Links `wasi:http/types` for an incoming-handler component, and records it as granted
-/// (outgoing requests are not linked yet: `wasi:http/outgoing-handler` stays a stub).
+/// Links `wasi:http/types` for an incoming-handler component unless `imports` granted it
+/// already, and records it as granted.
 ///
 /// # Errors
 /// wasmtime's, for a name defined twice (not expected).
-pub fn link_http<T: wasmtime_wasi_http::WasiHttpView + 'static>(
+pub fn link_http<T: WasiView + WasiHttpView + 'static>(
     linker: &mut Linker<T>,
     granted: &mut Vec<&'static str>,
 ) -> wasmtime::Result<()> {
-    use wasmtime_wasi_http::WasiHttp;
-    use wasmtime_wasi_http::p2::bindings::http;
-    http::types::add_to_linker::<_, WasiHttp>(linker, &Default::default(), T::http)?;
-    granted.push("wasi:http/types");
+    if !granted.contains(&"wasi:http/types") {
+        link(linker, &["wasi:http/types"])?;
+        granted.push("wasi:http/types");
+    }
     Ok(())
 }
 
@@ -219,7 +239,8 @@ pub fn host_resource(name: &str) -> Option<ResourceType> {
         "wasi:filesystem/types.directory-entry-stream" => {
             ResourceType::host::<wasmtime_wasi::p2::ReaddirIterator>()
         }
-        // Used by `wasi:http/outgoing-handler`, a stub while `wasi:http/types` is linked.
+        // Used by `wasi:http/outgoing-handler`, a stub when only `wasi:http/types` is linked
+        // (an incoming-handler without `imports: [wasi:http]`).
         "wasi:http/types.outgoing-request" => ResourceType::host::<http::HostOutgoingRequest>(),
         "wasi:http/types.request-options" => {
             ResourceType::host::<wasmtime_wasi_http::RequestOptions>()

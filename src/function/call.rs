@@ -151,7 +151,9 @@ impl Function {
 
     /// Keeps an instance after a call that ended well (a trap may leave it broken) while it
     /// has uses left.
-    fn checkin(&self, store: Store<CallCtx>, instance: Callee, uses: usize) {
+    fn checkin(&self, mut store: Store<CallCtx>, instance: Callee, uses: usize) {
+        // Requests the call left open end with it.
+        store.data_mut().outgoing.finish();
         if uses + 1 < self.reuse {
             let warm = Warm {
                 store,

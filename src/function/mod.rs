@@ -32,6 +32,7 @@ use crate::compile::{self, Artefact};
 use crate::describe;
 use crate::host::HostGrant;
 use crate::limits::{Control, Limits};
+use crate::outgoing::{ClientCounts, HttpClient};
 use crate::signature::Signature;
 use crate::value::direct::{self, Shape};
 use crate::value::{self, CoreType};
@@ -47,6 +48,9 @@ pub struct Sandbox {
     /// `wasi:http/types` and serves requests whole.
     pub http: bool,
     pub wasi: WasiSpec,
+    /// Outgoing requests, when `imports` grants them (`wasi:http`): the `http_client` policy
+    /// (deny all by default) and its counters.
+    pub http_client: Option<Arc<HttpClient>>,
 }
 
 /// How one call runs beyond the entry's own limits.
@@ -339,6 +343,14 @@ impl Function {
     /// Instances created so far.
     pub fn instances(&self) -> u64 {
         self.instances.load(Ordering::Relaxed)
+    }
+
+    /// Outgoing requests so far (zeros when the entry does not grant `wasi:http`).
+    pub fn http_client(&self) -> ClientCounts {
+        self.sandbox
+            .http_client
+            .as_ref()
+            .map_or_else(ClientCounts::default, |c| c.stats.read())
     }
 
     /// Calls from the guest into host functions so far.

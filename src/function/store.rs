@@ -1,5 +1,5 @@
 //! The store of one call: its data ([`CallCtx`]: resources, the memory limiter, the WASI and
-//! wasi:http contexts and their views) and how a function makes one with its limits armed.
+//! wasi:http contexts and their views, the outgoing-request hooks) and how a function makes one with its limits armed.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use super::{Function, Target};
 use crate::engine::engine_for;
 use crate::error::Error;
 use crate::limits::{Control, MemoryLimiter};
+use crate::outgoing::Outgoing;
 
 /// What one call may make the host allocate for dynamic values moved between host and
 /// guest (wasmtime's "hostcall fuel", about bytes of `Val`s): 1 GiB, some 32 million list
@@ -30,9 +31,10 @@ pub struct CallCtx {
     pub(super) p1: Option<Box<WasiP1Ctx>>,
     /// This call's deadline in ms, for the error message.
     pub(super) timeout: Option<u64>,
-    /// wasi:http, for `wasi:http/incoming-handler` components.
+    /// wasi:http, for `wasi:http/incoming-handler` components and outgoing requests.
     pub(super) http: WasiHttpCtx,
-    pub(super) hooks: NoOutgoingRequests,
+    /// Outgoing requests under the entry's `http_client` policy.
+    pub(super) outgoing: Outgoing,
     /// This call's cancel, for host calls to drop what nobody waits for.
     pub(super) control: Option<Arc<Control>>,
 }
@@ -40,30 +42,6 @@ pub struct CallCtx {
 impl crate::host::HostState for CallCtx {
     fn control(&self) -> Option<&Arc<Control>> {
         self.control.as_ref()
-    }
-}
-
-/// Outgoing requests are not linked (`wasi:http/outgoing-handler` is a stub), so this is
-/// never asked; it refuses if it is.
-pub(super) struct NoOutgoingRequests;
-
-type OutgoingDone = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
-
-impl wasmtime_wasi_http::WasiHttpHooks for NoOutgoingRequests {
-    fn send_request(
-        &mut self,
-        _request: hyper::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _done: OutgoingDone,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    hyper::Response<wasmtime_wasi_http::WasiBody>,
-                    OutgoingDone,
-                )>,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 
@@ -80,7 +58,7 @@ impl WasiHttpView for CallCtx {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.hooks,
+            hooks: &mut self.outgoing,
         }
     }
 }
@@ -135,7 +113,7 @@ impl Function {
             p1,
             timeout,
             http: WasiHttpCtx::new(),
-            hooks: NoOutgoingRequests,
+            outgoing: Outgoing::new(self.sandbox.http_client.clone()),
             control: control.cloned(),
         };
         let mut store = Store::new(engine_for(self.limits.max_fuel.is_some()), ctx);

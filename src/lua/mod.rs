@@ -555,6 +555,10 @@ fn stats_table(lua: &Lua, s: &Stats) -> LuaResult<LuaTable> {
     t.set("workers", s.workers)?;
     t.set("instances", s.instances)?;
     t.set("host_calls", s.host_calls)?;
+    t.set("http_requests", s.http_client.requests)?;
+    t.set("http_denied", s.http_client.denied)?;
+    t.set("http_sent_bytes", s.http_client.sent_bytes)?;
+    t.set("http_received_bytes", s.http_client.received_bytes)?;
     t.set("direct", s.direct)?;
     Ok(t)
 }

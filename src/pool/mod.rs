@@ -39,6 +39,7 @@ use self::workers::{Job, Work};
 use crate::error::{Error, Kind};
 use crate::function::{Args, CallOptions, Function};
 use crate::limits::Control;
+use crate::outgoing::ClientCounts;
 use crate::sync::unpoison;
 use crate::value::Value;
 
@@ -230,6 +231,8 @@ pub struct Stats {
     pub instances: u64,
     /// Calls from the guest into host functions.
     pub host_calls: u64,
+    /// Outgoing HTTP requests of the guest.
+    pub http_client: ClientCounts,
     /// Blocking calls take the direct path (`value::direct`).
     pub direct: bool,
     /// Failures by kind, traps by code, durations.
@@ -497,6 +500,7 @@ impl Pool {
             workers: st.workers,
             instances: self.function.instances(),
             host_calls: self.function.host_calls(),
+            http_client: self.function.http_client(),
             direct: self.function.is_direct(),
             metered,
         }

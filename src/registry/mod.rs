@@ -25,6 +25,7 @@ use crate::compile;
 use crate::error::{Error, Result};
 use crate::function::{Function, Origin, Sandbox};
 use crate::limits::Limits;
+use crate::outgoing::{HttpClient, Policy};
 use crate::pool::{Handle, Pool, PoolSpec, Stats};
 use crate::transport::http::{EndpointSpec, ServiceSpec};
 use crate::wasi::{self, EnvBinding, EnvSource, Mount, WasiSpec};
@@ -448,12 +449,29 @@ impl Registry {
             entry.error(field_error("imports", &e))
         })?;
         let http = config.transport.as_deref() == Some("wasi-http");
+        let http_client = match (
+            granted.contains(&"wasi:http/outgoing-handler"),
+            &config.http_client,
+        ) {
+            (true, client) => Some(Arc::new(HttpClient {
+                policy: client.as_ref().map(Policy::from_config).unwrap_or_default(),
+                stats: Default::default(),
+            })),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(entry.error(field_error(
+                    "http_client",
+                    "http_client needs `wasi:http` in `imports`",
+                )));
+            }
+        };
         let Some(w) = &config.wasi else {
             return Ok(Sandbox {
                 granted,
                 hosts: host_grants,
                 http,
                 wasi: WasiSpec::default(),
+                http_client,
             });
         };
         let lookup = |id: &str| self.lookup(pending, id);
@@ -544,6 +562,7 @@ impl Registry {
                 env,
                 mounts,
             },
+            http_client,
         })
     }
 

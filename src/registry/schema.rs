@@ -3,14 +3,15 @@
 //! Every struct denies unknown fields so that typos fail the load. Required fields are
 //! `Option`s here so that [`validate`] can report them with the SPEC's exact wording
 //! (`method is required`) rather than serde's. Defaults are stated on each field. The configs
-//! of pools, limits and the HTTP kinds are defined by the modules that use them (`pool`,
-//! `limits`, `transport::http`) and re-exported here.
+//! of pools, limits, outgoing HTTP and the HTTP kinds are defined by the modules that use them
+//! (`pool`, `limits`, `outgoing`, `transport::http`) and re-exported here.
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
 pub use crate::limits::LimitsConfig;
+pub use crate::outgoing::HttpClientConfig;
 pub use crate::pool::PoolConfig;
 pub use crate::transport::http::{EndpointConfig, LifecycleConfig, RouterConfig, ServiceConfig};
 
@@ -73,6 +74,8 @@ pub struct FunctionConfig {
     pub imports: Option<Vec<String>>,
     pub wasi: Option<WasiConfig>,
     pub limits: Option<LimitsConfig>,
+    /// The policy of outgoing requests (`imports: [wasi:http]`); none denies them all.
+    pub http_client: Option<HttpClientConfig>,
 }
 
 /// `wasi:`.
@@ -154,6 +157,9 @@ pub fn validate(kind: &str, common: &FunctionConfig) -> Vec<Problem> {
     }
     if let Some(wasi) = &common.wasi {
         problems.extend(validate_wasi(wasi));
+    }
+    if let Some(client) = &common.http_client {
+        problems.extend(client.validate());
     }
     problems
 }

@@ -1,0 +1,364 @@
+//! Outgoing HTTP from guests (`wasi:http/outgoing-handler`, SPEC section 11): how a request a
+//! guest makes is sent, under the entry's `http_client` policy ([`Policy`]).
+//!
+//! wasmtime-wasi-http turns the guest's request into a `hyper` request and hands it to
+//! [`Outgoing::send_request`], which refuses a host the policy does not list, resolves the
+//! name, refuses the request if any address it got is private (unless the policy allows
+//! them), and connects to an address it checked: nothing is looked up twice, so a name cannot
+//! be rebound between the check and the connection. HTTPS uses rustls with the webpki roots
+//! and checks the name. Every refusal reaches the guest as a `wasi:http` `error-code`
+//! (`HTTP-request-denied`, `destination-IP-prohibited`, ...), not as a trap.
+//!
+//! A request lives at most `timeout_ms`, response body included; its body sizes are bounded
+//! both ways. It never outlives its call: the connections a call opened are shut down when
+//! the call ends (done, past its deadline, cancelled, or its store dropped at shutdown),
+//! whatever runtime would otherwise have to drive their tasks to an end. Redirects are not followed: the guest sees
+//! them. This module does not link the interfaces (`wasi.rs` does) and knows nothing of Lua.
+
+mod body;
+mod policy;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use body::{Direction, Metered};
+pub use policy::{HttpClientConfig, Policy, is_private};
+
+/// What `send_request` gives back: the response, and the future that drives the connection
+/// while the guest reads the body.
+type Sent = (hyper::Response<WasiBody>, Done);
+type Done = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+
+/// An entry's outgoing HTTP: its policy and its counters, shared by all its calls.
+#[derive(Debug, Default)]
+pub struct HttpClient {
+    pub policy: Policy,
+    pub stats: ClientStats,
+}
+
+/// Counters of one entry's outgoing requests (`funcs.stats`, `funcs.metrics`).
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Requests the guest made, refused ones included.
+    pub requests: AtomicU64,
+    /// Requests the policy refused (host not listed, private address).
+    pub denied: AtomicU64,
+    /// Request body bytes sent.
+    pub sent_bytes: AtomicU64,
+    /// Response body bytes received.
+    pub received_bytes: AtomicU64,
+}
+
+impl ClientStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn read(&self) -> ClientCounts {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ClientCounts {
+            requests: read(&self.requests),
+            denied: read(&self.denied),
+            sent_bytes: read(&self.sent_bytes),
+            received_bytes: read(&self.received_bytes),
+        }
+    }
+}
+
+/// [`ClientStats`] read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientCounts {
+    pub requests: u64,
+    pub denied: u64,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+}
+
+/// The outgoing-request hooks of one store: the entry's client (none when the entry does not
+/// grant `wasi:http`) and the connections of the call in progress. Cheap to make and to
+/// finish for entries that make no requests.
+pub struct Outgoing {
+    client: Option<Arc<HttpClient>>,
+    connections: Option<Arc<Connections>>,
+}
+
+impl Outgoing {
+    pub fn new(client: Option<Arc<HttpClient>>) -> Outgoing {
+        Outgoing {
+            client,
+            connections: None,
+        }
+    }
+
+    /// The call ended: its connections are shut down.
+    pub fn finish(&mut self) {
+        if let Some(connections) = self.connections.take() {
+            connections.abort_all();
+        }
+    }
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl WasiHttpHooks for Outgoing {
+    fn send_request(
+        &mut self,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _done: Done,
+    ) -> Box<dyn Future<Output = Result<Sent, HttpError>> + Send> {
+        let Some(client) = self.client.clone() else {
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        };
+        let connections = self.connections.get_or_insert_default().clone();
+        let deadline = Instant::now() + Duration::from_millis(client.policy.timeout_ms);
+        Box::new(send(request, options, client, deadline, connections))
+    }
+}
+
+/// Sends one request under the policy, within `deadline`.
+async fn send(
+    mut request: Request<WasiBody>,
+    options: Option<RequestOptions>,
+    client: Arc<HttpClient>,
+    deadline: Instant,
+    connections: Arc<Connections>,
+) -> Result<Sent, HttpError> {
+    let stats = &client.stats;
+    let policy = &client.policy;
+    ClientStats::add(&stats.requests, 1);
+    let uri = request.uri();
+    let https = uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS);
+    let host = uri
+        .host()
+        .ok_or(HttpError::HttpRequestUriInvalid)?
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    if !policy.allows(&host, port) {
+        ClientStats::add(&stats.denied, 1);
+        return Err(HttpError::HttpRequestDenied);
+    }
+    let options = options.unwrap_or_default();
+    let until = |limit: Option<Duration>| {
+        let end = limit.map_or(deadline, |d| deadline.min(Instant::now() + d));
+        tokio::time::Instant::from_std(end)
+    };
+
+    // Resolve once, check every address, connect only to those.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            let lookup = tokio::net::lookup_host((bare, port));
+            match tokio::time::timeout_at(until(None), lookup).await {
+                Err(_) => return Err(HttpError::DnsTimeout),
+                Ok(Err(e)) => {
+                    return Err(HttpError::DnsError {
+                        rcode: Some(e.to_string()),
+                        info_code: None,
+                    });
+                }
+                Ok(Ok(found)) => found.collect(),
+            }
+        }
+    };
+    if addrs.is_empty() {
+        return Err(HttpError::DestinationNotFound);
+    }
+    if !policy.allow_private_ip && addrs.iter().any(|a| is_private(a.ip())) {
+        ClientStats::add(&stats.denied, 1);
+        return Err(HttpError::DestinationIpProhibited);
+    }
+    let connect = async {
+        let mut last = HttpError::DestinationUnavailable;
+        for addr in &addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    last = HttpError::ConnectionRefused
+                }
+                Err(e) => last = HttpError::Connect(e),
+            }
+        }
+        Err(last)
+    };
+    let stream = tokio::time::timeout_at(until(options.connect_timeout), connect)
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)??;
+    let guard = connections.track(&stream).map_err(HttpError::Connect)?;
+    let stream: Box<dyn Stream> = if https {
+        let name = match bare.parse::<IpAddr>() {
+            Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
+            Err(_) => rustls::pki_types::ServerName::try_from(bare.to_string())
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+        };
+        let tls = tokio_rustls::TlsConnector::from(TLS.clone()).connect(name, stream);
+        let tls = tokio::time::timeout_at(until(options.connect_timeout), tls)
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)?
+            .map_err(tls_error)?;
+        Box::new(tls)
+    } else {
+        Box::new(stream)
+    };
+    let handshake = hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream));
+    let (mut sender, conn) = tokio::time::timeout_at(until(options.connect_timeout), handshake)
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)??;
+
+    // The request line carries the path only (no proxy); the body is counted and bounded.
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let request = request.map(|body| {
+        let max = policy.max_request_bytes;
+        Metered::new(body, Direction::Sent, max, None, client.clone()).boxed_unsync()
+    });
+
+    // Wait for the response head while driving the connection.
+    let mut response = pin!(tokio::time::timeout_at(
+        until(options.first_byte_timeout),
+        sender.send_request(request)
+    ));
+    let mut conn = Some(conn);
+    let head = std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = response.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        if let Some(c) = conn.as_mut()
+            && let Poll::Ready(r) = std::pin::Pin::new(c).poll(cx)
+        {
+            conn = None;
+            if let Err(e) = r {
+                return Poll::Ready(Ok(Err(e)));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+    .map_err(|_| HttpError::ConnectionReadTimeout)??;
+    // A body announced past the bound fails the request; one that grows past it, its stream.
+    let max = policy.max_response_bytes;
+    let announced = head
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(n) = announced.filter(|n| *n > max) {
+        return Err(HttpError::HttpResponseBodySize(Some(n)));
+    }
+    let end = tokio::time::Instant::from_std(deadline);
+    let response = head.map(|incoming| {
+        let incoming = incoming.map_err(HttpError::from);
+        Metered::new(
+            incoming,
+            Direction::Received,
+            max,
+            Some(end),
+            client.clone(),
+        )
+        .boxed_unsync()
+    });
+    // The connection goes on (the body) until the deadline.
+    let io = async move {
+        let _guard = guard;
+        match conn {
+            Some(conn) => match tokio::time::timeout_at(end, conn).await {
+                Ok(r) => r.map_err(HttpError::from),
+                Err(_) => Err(HttpError::HttpResponseTimeout),
+            },
+            None => Ok(()),
+        }
+    };
+    Ok((response, Box::new(io)))
+}
+
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// The client TLS config: the webpki roots, ring, TLS 1.2 and 1.3.
+static TLS: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+});
+
+/// A failed TLS handshake as the guest sees it.
+fn tls_error(e: io::Error) -> HttpError {
+    match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(_)) => HttpError::TlsCertificateError,
+        Some(rustls::Error::AlertReceived(alert)) => HttpError::TlsAlertReceived {
+            alert_id: Some(u8::from(*alert)),
+            alert_message: Some(format!("{alert:?}")),
+        },
+        Some(_) => HttpError::TlsProtocolError,
+        None => HttpError::Tls(e),
+    }
+}
+
+/// The connections of the call in progress, each as a duplicate of its socket, which is
+/// enough to shut the socket down from any thread.
+#[derive(Default)]
+struct Connections {
+    open: Mutex<(u64, HashMap<u64, std::net::TcpStream>)>,
+}
+
+impl Connections {
+    /// Tracks `stream` until the guard is dropped (or the call ends).
+    fn track(self: &Arc<Self>, stream: &TcpStream) -> io::Result<Guard> {
+        let dup = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
+        let mut open = crate::sync::unpoison(self.open.lock());
+        open.0 += 1;
+        let id = open.0;
+        open.1.insert(id, dup);
+        Ok(Guard {
+            id,
+            connections: self.clone(),
+        })
+    }
+
+    fn abort_all(&self) {
+        let mut open = crate::sync::unpoison(self.open.lock());
+        for (_, socket) in open.1.drain() {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Stops tracking a connection that ended.
+struct Guard {
+    id: u64,
+    connections: Arc<Connections>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        crate::sync::unpoison(self.connections.open.lock())
+            .1
+            .remove(&self.id);
+    }
+}
