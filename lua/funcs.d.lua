@@ -72,6 +72,10 @@ function funcs.new() end
 ---@field workers integer Worker threads now.
 ---@field instances integer Instances created (fewer than calls with `pool.reuse`).
 ---@field host_calls integer Calls from the guest into host functions.
+---@field http_requests integer Outgoing HTTP requests the guest made (`imports: [wasi:http]`), refused ones included.
+---@field http_denied integer Outgoing requests the entry's `http_client` policy refused.
+---@field http_sent_bytes integer Request body bytes of outgoing requests.
+---@field http_received_bytes integer Response body bytes of outgoing requests.
 ---@field direct boolean Whether `funcs.call` takes the direct path: Lua values written straight into guest memory (components without WASI whose types it knows; see the README).
 
 ---Counters of function `id`, or of every function by ID.
@@ -102,7 +106,7 @@ function funcs.describe(id) end
 ---Every function's counters in the Prometheus text format (0.0.4), labelled by function ID:
 ---`funcs_calls_total`, `funcs_failures_total{kind}`, `funcs_timeouts_total`,
 ---`funcs_traps_total{code}`, `funcs_in_flight`, `funcs_queued`, `funcs_workers`,
----`funcs_instances_total`, `funcs_host_calls_total` and the histogram `funcs_call_duration_seconds`. Counters start
+---`funcs_instances_total`, `funcs_host_calls_total`, `funcs_http_*_total` and the histogram `funcs_call_duration_seconds`. Counters start
 ---again when a reload replaces an entry's pool. An `http.service` with `metrics: /metrics`
 ---serves the same text.
 ---@return string text

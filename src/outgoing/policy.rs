@@ -37,7 +37,8 @@ impl HttpClientConfig {
         let mut problems = Vec::new();
         for (i, host) in self.allowed_hosts.iter().enumerate() {
             if let Err(e) = HostPattern::parse(host) {
-                problems.push((format!("http_client.allowed_hosts[{}]", i + 1), e));
+                let field = format!("http_client.allowed_hosts[{}]", i + 1);
+                problems.push((field.clone(), format!("{field}: {e}")));
             }
         }
         for (field, value) in [
