@@ -38,6 +38,10 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use body::{Direction, Metered};
 pub use policy::{HttpClientConfig, Policy, is_private};
 
+/// Connections one call may have open at once; past it a request fails with
+/// `connection-limit-reached` (a guest cannot hold the host's sockets without bound).
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// What `send_request` gives back: the response, and the future that drives the connection
 /// while the guest reads the body.
 type Sent = (hyper::Response<WasiBody>, Done);
@@ -187,6 +191,9 @@ async fn send(
     if !policy.allow_private_ip && addrs.iter().any(|a| is_private(a.ip())) {
         ClientStats::add(&stats.denied, 1);
         return Err(HttpError::DestinationIpProhibited);
+    }
+    if connections.open() >= MAX_CONNECTIONS {
+        return Err(HttpError::ConnectionLimitReached);
     }
     let connect = async {
         let mut last = HttpError::DestinationUnavailable;
@@ -341,6 +348,11 @@ impl Connections {
         })
     }
 
+    /// Connections open now.
+    fn open(&self) -> usize {
+        crate::sync::unpoison(self.open.lock()).1.len()
+    }
+
     fn abort_all(&self) {
         let mut open = crate::sync::unpoison(self.open.lock());
         for (_, socket) in open.1.drain() {
@@ -360,5 +372,48 @@ impl Drop for Guard {
         crate::sync::unpoison(self.connections.open.lock())
             .1
             .remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn a_finished_call_shuts_its_connections_down_and_forgets_closed_ones() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(Connections::default());
+        let (a, b) = rt.block_on(async {
+            (
+                TcpStream::connect(addr).await.unwrap(),
+                TcpStream::connect(addr).await.unwrap(),
+            )
+        });
+        let (mut server_a, _) = listener.accept().unwrap();
+        let (_server_b, _) = listener.accept().unwrap();
+        let guard_a = connections.track(&a).unwrap();
+        let guard_b = connections.track(&b).unwrap();
+        assert_eq!(connections.open(), 2);
+        drop(guard_b);
+        assert_eq!(connections.open(), 1);
+        // The call ends while `a` is still held by its (never again polled) task.
+        connections.abort_all();
+        assert_eq!(connections.open(), 0);
+        server_a
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(
+            server_a.read(&mut [0; 8]).unwrap(),
+            0,
+            "the peer sees the end"
+        );
+        drop((guard_a, a, b));
     }
 }
