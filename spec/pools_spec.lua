@@ -58,6 +58,14 @@ describe("pools", function()
     assert.is_true(funcs.stats("pools:adaptive_spin").workers >= 1)
   end)
 
+  it("lazy and adaptive with WASI: CPU-bound async calls spread over max_size workers", function()
+    for id, size in pairs({ ["pools:lazy_spin_wasi"] = 3, ["pools:adaptive_spin_wasi"] = 2 }) do
+      local max = observe(id, 6)
+      assert.are.equal(size, max.in_flight, id)
+      assert.are.equal(size, max.workers, id)
+    end
+  end)
+
   it("inline: runs on the calling thread, so a future is complete when it is returned", function()
     local f = assert(funcs.async("pools:inline_spin", 1000))
     assert.is_true(f:is_complete())

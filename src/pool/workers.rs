@@ -137,6 +137,11 @@ impl Pool {
                     self.room.notify_all();
                     if asynchronous {
                         tasks.spawn(self.clone().run_job(job));
+                        // Let the call run before taking another: a CPU-bound one keeps this
+                        // thread until it ends or waits, so the calls queued meanwhile go to
+                        // other workers (added up to the pool's size) instead of queueing
+                        // behind it here; one that waits leaves the thread free for more.
+                        tokio::task::yield_now().await;
                     } else {
                         let _slot = Slot {
                             pool: &self,
