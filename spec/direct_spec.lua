@@ -40,18 +40,37 @@ local function refused(id, ...)
   return err
 end
 
-describe("the direct path", function()
+-- The echo entries again (namespace `echow`), each granted WASI on an inline pool: their
+-- blocking calls take the direct path on the pool's runtime (`call_async`), which must agree
+-- with the general path as the plain ones do. Returns the folder.
+local function echo_wasi()
+  local dir = "build/echo-wasi"
+  local f = assert(io.open("spec/fixtures/echo/_index.yaml"))
+  local text = f:read("*a")
+  f:close()
+  text = text:gsub("namespace: echo\n", "namespace: echow\n")
+    :gsub("(\n    method: [^\n]*)", "%1\n    imports: [wasi:cli]\n    pool: {type: inline}")
+  os.execute("mkdir -p " .. dir .. " && cp spec/fixtures/echo/echo.wat " .. dir .. "/")
+  f = assert(io.open(dir .. "/_index.yaml", "w"))
+  f:write(text)
+  f:close()
+  return dir
+end
+
+for _, E in ipairs({ "echo", "echow" }) do
+describe(E == "echo" and "the direct path" or "the direct path with WASI, on an inline pool", function()
   setup(function()
     assert(funcs.load("spec/fixtures/echo"))
     assert(funcs.load("spec/fixtures/complex"))
     assert(funcs.load("spec/fixtures/good"))
     assert(funcs.load("spec/fixtures/direct"))
+    if E == "echow" then assert(funcs.load(echo_wasi())) end
   end)
 
   it("is taken by components without WASI whose types it knows, and only by them", function()
-    for _, id in ipairs({ "echo:bool", "echo:u64", "echo:f32", "echo:char", "echo:color",
-      "echo:permissions", "echo:option_u32", "echo:string", "echo:bytes", "echo:list_string",
-      "echo:shapes", "echo:users", "echo:sink", "echo:pair", "complex:echo_point",
+    for _, id in ipairs({ E .. ":bool", E .. ":u64", E .. ":f32", E .. ":char", E .. ":color",
+      E .. ":permissions", E .. ":option_u32", E .. ":string", E .. ":bytes", E .. ":list_string",
+      E .. ":shapes", E .. ":users", E .. ":sink", E .. ":pair", "complex:echo_point",
       "complex:echo_rectangle", "complex:maybe_point", "complex:triple", "complex:try_divide",
       "complex:echo_permissions", "spec:transform_users" }) do
       assert.is_true(funcs.stats(id).direct, id)
@@ -69,73 +88,73 @@ describe("the direct path", function()
     }
     for ty, values in pairs(edges) do
       for _, v in ipairs(values) do
-        agree("echo:" .. ty, v)
-        agree("echo:" .. ty, v + 0.0)
+        agree(E .. ":" .. ty, v)
+        agree(E .. ":" .. ty, v + 0.0)
       end
-      refused("echo:" .. ty, 1.5)
-      refused("echo:" .. ty, "1")
-      refused("echo:" .. ty, nil)
-      refused("echo:" .. ty, math.huge)
-      refused("echo:" .. ty, 0 / 0)
+      refused(E .. ":" .. ty, 1.5)
+      refused(E .. ":" .. ty, "1")
+      refused(E .. ":" .. ty, nil)
+      refused(E .. ":" .. ty, math.huge)
+      refused(E .. ":" .. ty, 0 / 0)
     end
     for _, v in ipairs({ 0, 1, -1, 2 ^ 53, -(2 ^ 53), 1e300 }) do
-      agree("echo:s64", v)
-      agree("echo:u64", v)
-      agree("echo:f32", v)
-      agree("echo:f64", v)
+      agree(E .. ":s64", v)
+      agree(E .. ":u64", v)
+      agree(E .. ":f32", v)
+      agree(E .. ":f64", v)
     end
     if INTEGERS then
-      agree("echo:s64", math.maxinteger)
-      agree("echo:s64", math.mininteger)
-      agree("echo:u64", -1)
-      agree("echo:u64", math.mininteger)
+      agree(E .. ":s64", math.maxinteger)
+      agree(E .. ":s64", math.mininteger)
+      agree(E .. ":u64", -1)
+      agree(E .. ":u64", math.mininteger)
     end
-    agree("echo:f64", 0.1)
-    agree("echo:f32", 0.1)
-    agree("echo:f64", 1 / 0)
-    refused("echo:f64", "0.5")
-    assert.is_true(ok("echo:bool", true))
-    assert.is_false(ok("echo:bool", false))
-    refused("echo:bool", 0)
-    refused("echo:bool", nil)
-    for _, c in ipairs({ "a", "é", "😀", 97, 0x1F600 }) do agree("echo:char", c) end
+    agree(E .. ":f64", 0.1)
+    agree(E .. ":f32", 0.1)
+    agree(E .. ":f64", 1 / 0)
+    refused(E .. ":f64", "0.5")
+    assert.is_true(ok(E .. ":bool", true))
+    assert.is_false(ok(E .. ":bool", false))
+    refused(E .. ":bool", 0)
+    refused(E .. ":bool", nil)
+    for _, c in ipairs({ "a", "é", "😀", 97, 0x1F600 }) do agree(E .. ":char", c) end
     for _, c in ipairs({ "", "ab", 0xD800, 0x110000, -1, true, "\255" }) do
-      refused("echo:char", c)
+      refused(E .. ":char", c)
     end
   end)
 
   it("agrees on strings and bytes", function()
-    assert.are.equal("", ok("echo:string", ""))
-    assert.are.equal(string.rep("x", 70000), ok("echo:string", string.rep("x", 70000)))
-    assert.are.equal("héllo\0wörld", ok("echo:string", "héllo\0wörld"))
-    refused("echo:string", "\255\254")
-    refused("echo:string", 5)
-    refused("echo:string", {})
-    assert.are.equal("\0\1\255", ok("echo:bytes", "\0\1\255"))
-    assert.are.equal("", ok("echo:bytes", ""))
-    assert.are.equal("\1\2\3", ok("echo:bytes", { 1, 2, 3 }))
-    assert.are.equal("", ok("echo:bytes", {}))
-    refused("echo:bytes", { 1, 256 })
-    refused("echo:bytes", { 1, x = 2 })
+    assert.are.equal("", ok(E .. ":string", ""))
+    assert.are.equal(string.rep("x", 70000), ok(E .. ":string", string.rep("x", 70000)))
+    assert.are.equal("héllo\0wörld", ok(E .. ":string", "héllo\0wörld"))
+    refused(E .. ":string", "\255\254")
+    refused(E .. ":string", 5)
+    refused(E .. ":string", {})
+    assert.are.equal("\0\1\255", ok(E .. ":bytes", "\0\1\255"))
+    assert.are.equal("", ok(E .. ":bytes", ""))
+    assert.are.equal("\1\2\3", ok(E .. ":bytes", { 1, 2, 3 }))
+    assert.are.equal("", ok(E .. ":bytes", {}))
+    refused(E .. ":bytes", { 1, 256 })
+    refused(E .. ":bytes", { 1, x = 2 })
   end)
 
   it("agrees on lists, in any key order and not with holes or other keys", function()
-    assert.are.same({ 1, 2, 3 }, ok("echo:list_u32", { 1, 2, 3 }))
+    assert.are.same({ 1, 2, 3 }, ok(E .. ":list_u32", { 1, 2, 3 }))
     local backwards = {}
     for i = 5, 1, -1 do backwards[i] = i * 10 end
-    assert.are.same({ 10, 20, 30, 40, 50 }, ok("echo:list_u32", backwards))
+    assert.are.same({ 10, 20, 30, 40, 50 }, ok(E .. ":list_u32", backwards))
     local big = {}
     for i = 1, 5000 do big[i] = i end
-    assert.are.same(big, ok("echo:list_u32", big))
-    assert.are.same({}, ok("echo:list_u32", {}))
-    refused("echo:list_u32", { 1, nil, 3 })
-    refused("echo:list_u32", { [2] = 1 })
-    refused("echo:list_u32", { 1, 2, x = 3 })
-    refused("echo:list_u32", { 1, "2" })
-    refused("echo:list_u32", 7)
-    assert.are.same({ "a", "", "ccc" }, ok("echo:list_string", { "a", "", "ccc" }))
-    refused("echo:list_string", { "a", 1 })
-    assert.are.same({ 0.5, -1, 1e300 }, ok("echo:list_f64", { 0.5, -1, 1e300 }))
+    assert.are.same(big, ok(E .. ":list_u32", big))
+    assert.are.same({}, ok(E .. ":list_u32", {}))
+    refused(E .. ":list_u32", { 1, nil, 3 })
+    refused(E .. ":list_u32", { [2] = 1 })
+    refused(E .. ":list_u32", { 1, 2, x = 3 })
+    refused(E .. ":list_u32", { 1, "2" })
+    refused(E .. ":list_u32", 7)
+    assert.are.same({ "a", "", "ccc" }, ok(E .. ":list_string", { "a", "", "ccc" }))
+    refused(E .. ":list_string", { "a", 1 })
+    assert.are.same({ 0.5, -1, 1e300 }, ok(E .. ":list_f64", { 0.5, -1, 1e300 }))
   end)
 
   it("agrees on records: snake-case keys, the WIT name winning, missing and extra keys", function()
@@ -166,25 +185,25 @@ describe("the direct path", function()
     assert.is_nil(ok("complex:maybe_point", false))
     agree("complex:maybe_string", true)
     agree("complex:maybe_string", false)
-    assert.are.equal(7, ok("echo:option_u32", 7))
-    assert.is_nil(ok("echo:option_u32", nil))
-    refused("echo:option_u32", "7")
-    for _, c in ipairs({ "red", "green", "blue", 0, 2 }) do agree("echo:color", c) end
-    for _, c in ipairs({ "purple", "RED", 3, -1, true, {} }) do refused("echo:color", c) end
+    assert.are.equal(7, ok(E .. ":option_u32", 7))
+    assert.is_nil(ok(E .. ":option_u32", nil))
+    refused(E .. ":option_u32", "7")
+    for _, c in ipairs({ "red", "green", "blue", 0, 2 }) do agree(E .. ":color", c) end
+    for _, c in ipairs({ "purple", "RED", 3, -1, true, {} }) do refused(E .. ":color", c) end
     for _, f in ipairs({ 0, 5, 7, {}, { "read" }, { "write", "execute" }, { 0, 2 },
       { read = true, write = false }, { execute = true } }) do
-      agree("echo:permissions", f)
+      agree(E .. ":permissions", f)
     end
     for _, f in ipairs({ 8, -1, { "admin" }, { read = 1 }, { admin = true }, "read" }) do
-      refused("echo:permissions", f)
+      refused(E .. ":permissions", f)
     end
     local shapes = { { circle = 1 }, { square = 2 }, { at = { x = 1, y = 2 } }, "none",
       { none = true } }
     assert.are.same({ { circle = 1 }, { square = 2 }, { at = { x = 1, y = 2 } },
-      { none = true }, { none = true } }, ok("echo:shapes", shapes))
+      { none = true }, { none = true } }, ok(E .. ":shapes", shapes))
     for _, bad in ipairs({ { "circle" }, { { circle = 1, square = 2 } }, { { oval = 1 } },
       { "at" }, { { at = { x = 1 } } }, { {} }, { 5 } }) do
-      refused("echo:shapes", bad)
+      refused(E .. ":shapes", bad)
     end
     assert.are.same({ ok = 3 }, ok("complex:try_divide", 7, 2))
     agree("complex:try_divide", 7, 0)
@@ -201,27 +220,27 @@ describe("the direct path", function()
       id = 2, name = "bob", tags = {}, color = 0, perms = 0, shapes = {},
       score = { err = "none yet" }, raw = {}, pair = { 0, 0 }, initial = 65,
     }
-    local got = ok("echo:users", { user, bare })
+    local got = ok(E .. ":users", { user, bare })
     assert.are.equal("annie", got[1].nick)
     assert.is_nil(got[2].nick)
     assert.are.same({ err = "none yet" }, got[2].score)
     local bad = {}
     for k, v in pairs(user) do bad[k] = v end
     bad.pair = { -1, 65536 }
-    local err = refused("echo:users", { user, bad })
+    local err = refused(E .. ":users", { user, bad })
     assert.are.equal("[2].pair[2]", err:details().path)
     bad.pair, bad.score = user.pair, { maybe = 1 }
-    refused("echo:users", { bad })
+    refused(E .. ":users", { bad })
     bad.score, bad.shapes = user.score, { { circle = -1 } }
-    refused("echo:users", { bad })
+    refused(E .. ":users", { bad })
   end)
 
   it("agrees on the argument count and on results of no value", function()
     refused("complex:echo_point")
     refused("complex:echo_point", { x = 1, y = 1 }, 2)
     refused("complex:swap_pair", 1)
-    assert.is_nil(ok("echo:sink", 5))
-    assert.are.same({ 3, -1 }, ok("echo:pair", 1, 2))
+    assert.is_nil(ok(E .. ":sink", 5))
+    assert.are.same({ 3, -1 }, ok(E .. ":pair", 1, 2))
   end)
 
   it("transforms users as the mapper component does", function()
@@ -300,3 +319,4 @@ describe("the direct path", function()
     end
   end)
 end)
+end

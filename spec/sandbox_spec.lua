@@ -49,6 +49,14 @@ describe("sleeping guests", function()
       funcs.call("sb:sleep_limited", 60000))
   end)
 
+  it("on an inline pool sleep on the caller's thread, stopped by the deadline too", function()
+    assert.is_true(funcs.stats("sb:sleep_inline").direct)
+    assert.is_true(assert(funcs.call("sb:sleep_inline", 20)) >= 20 * 1000000)
+    h.assert_fails("TIMEOUT", { "`sb:sleep_inline`", "execution time limit of 100 ms exceeded" },
+      funcs.call("sb:sleep_inline", 60000))
+    assert.is_true(assert(funcs.call("sb:sleep_inline", 1)) >= 1000000)
+  end)
+
   it("do not hold a worker: 20 sleep at once on 2 workers", function()
     local futures = {}
     for i = 1, 20 do futures[i] = assert(funcs.async("sb:sleep", 500)) end

@@ -121,6 +121,75 @@ impl Function {
         }
     }
 
+    /// [`Function::call_direct`] for an [async](Function::is_async) entry (WASI), on a
+    /// runtime this thread drives (an inline pool's): the same typed call made with
+    /// `call_async`, within the call's deadline and cancel also while the guest waits on the
+    /// host.
+    ///
+    /// # Errors
+    /// As [`Function::call_direct`].
+    pub async fn call_direct_async<A>(
+        &self,
+        args: A,
+        count: usize,
+        options: &CallOptions,
+    ) -> Result<Option<Tape>, Error>
+    where
+        A: ComponentNamedList + Lower + Send + Sync,
+    {
+        let Some(shape) = self.direct else {
+            unreachable!("checked by is_direct")
+        };
+        if count != self.arity() {
+            return Ok(None);
+        }
+        let timeout = options.timeout(&self.limits);
+        let control = options.control.as_ref();
+        let (mut store, instance, uses) = self.checkout(options)?;
+        let call = async {
+            let instance = match instance {
+                Some(instance) => instance,
+                None => match self.instantiate(&mut store).await {
+                    Ok(instance) => instance,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            let Callee::Component(func) = instance else {
+                unreachable!("components make component instances")
+            };
+            let result = match shape {
+                Shape::Unit => match func.typed::<A, ()>(&store) {
+                    Ok(f) => f
+                        .call_async(&mut store, args)
+                        .await
+                        .map(|()| Tape::default()),
+                    Err(e) => Err(e),
+                },
+                Shape::Flat => match func.typed::<A, FlatResult>(&store) {
+                    Ok(f) => f.call_async(&mut store, args).await.map(|r| r.0),
+                    Err(e) => Err(e),
+                },
+                Shape::Memory => match func.typed::<A, MemoryResult>(&store) {
+                    Ok(f) => f.call_async(&mut store, args).await.map(|r| r.0),
+                    Err(e) => Err(e),
+                },
+            };
+            let result = match result {
+                Ok(tape) => Ok(Some(tape)),
+                Err(e) if e.is::<Mismatch>() => Ok(None),
+                Err(e) => Err(self.trap(e, &store)),
+            };
+            (Some(instance), result)
+        };
+        let (instance, result) = self
+            .bounded(call, timeout, control, |e| (None, Err(e)))
+            .await;
+        if let (Some(instance), Ok(Some(_))) = (instance, &result) {
+            self.checkin(store, instance, uses);
+        }
+        result
+    }
+
     /// A warm instance with its store, limits armed again, or a new store and no instance;
     /// with the calls the instance served.
     fn checkout(

@@ -214,10 +214,15 @@ impl Function {
                 !sandbox.granted.is_empty() || !sandbox.hosts.is_empty() || handler.is_some()
             }
         };
+        // Entries with WASI take it too, on runtimes the caller's thread drives (inline
+        // pools); host functions call into Lua, so their entries do not.
         let direct = match &target {
             Target::Component {
-                params, results, ..
-            } if !asynchronous => {
+                params,
+                results,
+                handler: None,
+                ..
+            } if sandbox.hosts.is_empty() => {
                 let params: Vec<Type> = params.iter().map(|(_, ty)| ty.clone()).collect();
                 direct::plan(&params, results)
             }
@@ -388,7 +393,8 @@ impl Function {
         .unwrap_or("?")
     }
 
-    /// Whether blocking calls may take the direct path ([`Function::call_direct`]).
+    /// Whether blocking calls may take the direct path ([`Function::call_direct`], or
+    /// [`Function::call_direct_async`] for an async entry).
     pub fn is_direct(&self) -> bool {
         self.direct.is_some()
     }

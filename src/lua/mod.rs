@@ -288,7 +288,7 @@ impl Executor {
             }
             Err(e) => return error::fail(lua, e),
         };
-        if handle.0.function().is_direct()
+        if handle.0.is_direct()
             && let Some(done) = self.call_direct(lua, &handle, &args)?
         {
             return done;
@@ -333,7 +333,16 @@ impl Executor {
                     let result = self.runtime.call_here(handle, &self.options, |function| {
                         // The arguments are at 1..=count for the whole synchronous call.
                         let args = value::direct::LuaArgs::new(state, 1);
-                        function.call_direct(args, count, &self.options)
+                        if function.is_async() {
+                            // WASI on an inline pool: on its runtime, driven by this thread.
+                            handle.0.block_on(function.call_direct_async(
+                                args,
+                                count,
+                                &self.options,
+                            ))
+                        } else {
+                            function.call_direct(args, count, &self.options)
+                        }
                     });
                     mlua::ffi::lua_settop(state, 0);
                     result.map(|result| {

@@ -501,7 +501,7 @@ impl Pool {
             instances: self.function.instances(),
             host_calls: self.function.host_calls(),
             http_client: self.function.http_client(),
-            direct: self.function.is_direct(),
+            direct: self.is_direct(),
             metered,
         }
     }
@@ -585,35 +585,50 @@ impl Pool {
     fn run_here(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
         let result = self.here(|function| {
             if function.is_async() {
-                // A host function running inside another inline async call: that call's
-                // runtime drives this thread, and blocking on a second one is refused.
-                if IN_BLOCK_ON.with(std::cell::Cell::get) {
-                    let id = function.id();
-                    return Err(Error::invalid(format!(
-                        "failed to call `{id}` from a host function: an inline entry with WASI or host imports cannot run inside another such call on the same thread; give it a lazy pool"
-                    ))
-                    .with(|d| d.entry = Some(id.to_string())));
-                }
-                let rt = self.local.get_or_init(|| {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("a Tokio runtime")
-                });
-                IN_BLOCK_ON.with(|b| b.set(true));
-                struct Leave;
-                impl Drop for Leave {
-                    fn drop(&mut self) {
-                        IN_BLOCK_ON.with(|b| b.set(false));
-                    }
-                }
-                let _leave = Leave;
-                rt.block_on(function.run(args, options)).map(Some)
+                self.block_on(function.run(args, options)).map(Some)
             } else {
                 function.call(args, options).map(Some)
             }
         });
         result.map(|value| value.expect("a call that ran"))
+    }
+
+    /// Whether blocking calls of this pool take the direct path: entries without WASI on
+    /// every pool, entries with WASI on an inline one (on the caller's thread, see
+    /// [`Pool::block_on`]).
+    pub fn is_direct(&self) -> bool {
+        self.function.is_direct() && (!self.function.is_async() || self.policy().on_caller())
+    }
+
+    /// Runs a call of an async entry to its end on this pool's runtime, driven by this
+    /// thread (inline pools).
+    ///
+    /// # Errors
+    /// `INVALID` inside another such call on this thread (a host function's), whose runtime
+    /// drives the thread already; the call's own.
+    pub fn block_on<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        if IN_BLOCK_ON.with(std::cell::Cell::get) {
+            let id = self.function.id();
+            return Err(Error::invalid(format!(
+                "failed to call `{id}` from a host function: an inline entry with WASI or host imports cannot run inside another such call on the same thread; give it a lazy pool"
+            ))
+            .with(|d| d.entry = Some(id.to_string())));
+        }
+        let rt = self.local.get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a Tokio runtime")
+        });
+        IN_BLOCK_ON.with(|b| b.set(true));
+        struct Leave;
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                IN_BLOCK_ON.with(|b| b.set(false));
+            }
+        }
+        let _leave = Leave;
+        rt.block_on(call)
     }
 }
 
