@@ -83,12 +83,9 @@ impl Function {
     where
         A: ComponentNamedList + Lower + Send + Sync,
     {
-        let Some(shape) = self.direct else {
-            unreachable!("checked by is_direct")
-        };
-        if count != self.arity() {
+        let Some(shape) = self.direct_shape(count) else {
             return Ok(None);
-        }
+        };
         let (mut store, instance, uses) = self.checkout(options)?;
         let instance = match instance {
             Some(instance) => instance,
@@ -137,12 +134,9 @@ impl Function {
     where
         A: ComponentNamedList + Lower + Send + Sync,
     {
-        let Some(shape) = self.direct else {
-            unreachable!("checked by is_direct")
-        };
-        if count != self.arity() {
+        let Some(shape) = self.direct_shape(count) else {
             return Ok(None);
-        }
+        };
         let timeout = options.timeout(&self.limits);
         let control = options.control.as_ref();
         let (mut store, instance, uses) = self.checkout(options)?;
@@ -188,6 +182,15 @@ impl Function {
             self.checkin(store, instance, uses);
         }
         result
+    }
+
+    /// The shape of a direct call's result; `None` for a wrong argument count, which the
+    /// general path words.
+    fn direct_shape(&self, count: usize) -> Option<Shape> {
+        let Some(shape) = self.direct else {
+            unreachable!("checked by is_direct")
+        };
+        (count == self.arity()).then_some(shape)
     }
 
     /// A warm instance with its store, limits armed again, or a new store and no instance;
