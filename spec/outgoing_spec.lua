@@ -29,7 +29,11 @@ local function server_stats()
   local p = assert(io.popen("curl -s " .. server.base .. "/stats"))
   local out = p:read("*a")
   p:close()
-  return { hits = tonumber(out:match("hits=(%d+)")), closed = tonumber(out:match("closed=(%d+)")) }
+  return {
+    hits = tonumber(out:match("hits=(%d+)")),
+    held = tonumber(out:match("held=(%d+)")),
+    closed = tonumber(out:match("closed=(%d+)")),
+  }
 end
 
 -- The hash the guest was built with, from the registry scripts/guests.sh wrote beside it.
@@ -89,9 +93,9 @@ for _, guest in ipairs(guests) do
         private = ('    http_client: {allowed_hosts: ["127.0.0.1:%d"]}\n'):format(server.http),
         name = ('    http_client: {allowed_hosts: ["localhost:%d"]}\n'):format(server.http),
         public = '    http_client: {allowed_hosts: ["*.invalid"]}\n',
-        deadline = ('    http_client: {allowed_hosts: ["127.0.0.1:%d"], allow_private_ip: true}\n    limits: {max_execution_ms: 300}\n')
+        deadline = ('    http_client: {allowed_hosts: ["127.0.0.1:%d"], allow_private_ip: true}\n    limits: {max_execution_ms: 1500}\n')
           :format(server.http),
-        deadline_inline = ('    http_client: {allowed_hosts: ["127.0.0.1:%d"], allow_private_ip: true}\n    limits: {max_execution_ms: 300}\n    pool: {type: inline}\n')
+        deadline_inline = ('    http_client: {allowed_hosts: ["127.0.0.1:%d"], allow_private_ip: true}\n    limits: {max_execution_ms: 1500}\n    pool: {type: inline}\n')
           :format(server.http),
         hold = ('    http_client: {allowed_hosts: ["127.0.0.1:%d"], allow_private_ip: true}\n'):format(server.http),
         lazy = ('    http_client: {allowed_hosts: ["127.0.0.1:%d"], allow_private_ip: true, timeout_ms: 15000}\n    pool: {type: lazy, max_size: 4}\n')
@@ -118,6 +122,16 @@ for _, guest in ipairs(guests) do
       assert.are.equal("error: HttpRequestDenied", fetch("open", "GET", "http://127.0.0.1:1/hello"))
       assert.are.equal("error: HttpRequestDenied", fetch("open", "GET", "http://example.com/"))
       assert.are.equal("error: HttpRequestDenied", fetch("open", "GET", "http://127.0.0.2:" .. server.http .. "/hello"))
+    end)
+
+    it("sends nothing for an authority with user info or a port that is not one", function()
+      for _, url in ipairs({ "http://user@127.0.0.1:" .. server.http .. "/hello",
+        "http://127.0.0.1:99999/hello" }) do
+        local hits = server_stats().hits
+        local out = fetch("open", "GET", url)
+        assert.truthy(out:find("^error: "), out)
+        assert.are.equal(hits + 1, server_stats().hits) -- only our own /stats request
+      end
     end)
 
     it("refuses a listed host on a private address without allow_private_ip", function()
@@ -161,19 +175,22 @@ for _, guest in ipairs(guests) do
 
     for _, name in ipairs({ "deadline", "deadline_inline" }) do
       it("ends a request with its call at max_execution_ms and closes the connection (" .. name .. ")", function()
-        local closed = server_stats().closed
+        local before = server_stats()
         local v, err = fetch(name, "GET", server.base .. "/hold")
         h.assert_fails("TIMEOUT", { ns .. ":" .. name }, v, err)
+        -- The request got there before the deadline (1.5 s), so the deadline ended it.
+        assert.are.equal(before.held + 1, server_stats().held)
+        local closed = before.closed
         assert.is_true(h.eventually(function() return server_stats().closed > closed end),
           "the server still holds the connection")
       end)
     end
 
     it("closes the connection of a cancelled call", function()
-      local closed = server_stats().closed
-      local hits = server_stats().hits
+      local before = server_stats()
+      local closed = before.closed
       local future = funcs.async(ns .. ":hold", "GET", server.base .. "/hold", "")
-      assert.is_true(h.eventually(function() return server_stats().hits > hits + 1 end))
+      assert.is_true(h.eventually(function() return server_stats().held > before.held end))
       future:cancel()
       local v, err = future:wait()
       h.assert_fails("CANCELED", {}, v, err)

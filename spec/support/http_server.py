@@ -9,7 +9,8 @@ requests. Prints "<http port> <https port>" on its first line, then serves until
   GET  /hold            never answers; counts the connection as closed when the client
                         goes away (shuts down or closes)
   GET  /barrier?n=N     200 "together" once N of these arrived, "alone" after 10 s
-  GET  /stats           "hits=<requests> closed=<held connections closed by the client>"
+  GET  /stats           "hits=<requests> held=<requests to /hold> closed=<held connections
+                        closed by the client>"
 
 The HTTPS port serves the same with a self-signed certificate for localhost
 (spec/fixtures/fetch/cert.pem), which no root trusts."""
@@ -22,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 lock = threading.Lock()
-counts = {"hits": 0, "closed": 0}
+counts = {"hits": 0, "held": 0, "closed": 0}
 barriers = {}
 
 
@@ -69,6 +70,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(int(q["ms"]) / 1000)
             self.reply(200, b"slow")
         elif url.path == "/hold":
+            count("held")
             self.connection.settimeout(60)
             try:
                 while self.connection.recv(1024):
@@ -90,7 +92,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(200, b"alone")
         elif url.path == "/stats":
             with lock:
-                body = "hits={hits} closed={closed}".format(**counts).encode()
+                body = "hits={hits} held={held} closed={closed}".format(**counts).encode()
             self.reply(200, body)
         else:
             self.reply(404, b"not found")

@@ -603,7 +603,7 @@ fn describe_table(lua: &Lua, handle: &Handle) -> LuaResult<LuaTable> {
         lua.create_sequence_from(f.granted().iter().copied().chain(f.host_interfaces()))?,
     )?;
     t.set("http", f.is_http())?;
-    t.set("direct", f.is_direct())?;
+    t.set("direct", pool.is_direct())?;
     Ok(t)
 }
 

@@ -38,8 +38,9 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use body::{Direction, Metered};
 pub use policy::{HttpClientConfig, Policy, is_private};
 
-/// Connections one call may have open at once; past it a request fails with
-/// `connection-limit-reached` (a guest cannot hold the host's sockets without bound).
+/// Requests one call may have in progress at once (looking up, connecting or open); past it a
+/// request fails with `connection-limit-reached` (a guest cannot hold the host's sockets, or
+/// its lookup threads, without bound).
 pub const MAX_CONNECTIONS: usize = 64;
 
 /// What `send_request` gives back: the response, and the future that drives the connection
@@ -152,15 +153,26 @@ async fn send(
     ClientStats::add(&stats.requests, 1);
     let uri = request.uri();
     let https = uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS);
-    let host = uri
-        .host()
-        .ok_or(HttpError::HttpRequestUriInvalid)?
-        .to_string();
+    let authority = uri.authority().ok_or(HttpError::HttpRequestUriInvalid)?;
+    // No user info (it would reach the server in `Host`), no port that is not one.
+    if authority.as_str().contains('@') || (authority.port().is_some() && uri.port_u16().is_none())
+    {
+        return Err(HttpError::HttpRequestUriInvalid);
+    }
+    let host = authority.host().to_string();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     if !policy.allows(&host, port) {
         ClientStats::add(&stats.denied, 1);
         return Err(HttpError::HttpRequestDenied);
     }
+    // A body announced past the bound is refused before anything is sent.
+    if let Some(n) = content_length(request.headers()).filter(|n| *n > policy.max_request_bytes) {
+        return Err(HttpError::HttpRequestBodySize(Some(n)));
+    }
+    // Reserved before the lookup: lookups and connections in progress count alike.
+    let slot = connections
+        .reserve()
+        .ok_or(HttpError::ConnectionLimitReached)?;
     let options = options.unwrap_or_default();
     let until = |limit: Option<Duration>| {
         let end = limit.map_or(deadline, |d| deadline.min(Instant::now() + d));
@@ -192,9 +204,6 @@ async fn send(
         ClientStats::add(&stats.denied, 1);
         return Err(HttpError::DestinationIpProhibited);
     }
-    if connections.open() >= MAX_CONNECTIONS {
-        return Err(HttpError::ConnectionLimitReached);
-    }
     let connect = async {
         let mut last = HttpError::DestinationUnavailable;
         for addr in &addrs {
@@ -211,7 +220,7 @@ async fn send(
     let stream = tokio::time::timeout_at(until(options.connect_timeout), connect)
         .await
         .map_err(|_| HttpError::ConnectionTimeout)??;
-    let guard = connections.track(&stream).map_err(HttpError::Connect)?;
+    slot.connected(&stream)?;
     let stream: Box<dyn Stream> = if https {
         let name = match bare.parse::<IpAddr>() {
             Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
@@ -233,8 +242,13 @@ async fn send(
         .map_err(|_| HttpError::ConnectionTimeout)??;
 
     // The request line carries the path only (no proxy); the body is counted and bounded.
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let path = match uri.path_and_query().map(|p| p.as_str()) {
+        None | Some("") => "/".to_string(),
+        Some(p) if p.starts_with('?') => format!("/{p}"),
+        Some(p) => p.to_string(),
+    };
     *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let head_only = request.method() == hyper::Method::HEAD;
     let request = request.map(|body| {
         let max = policy.max_request_bytes;
         Metered::new(body, Direction::Sent, max, None, client.clone()).boxed_unsync()
@@ -264,11 +278,8 @@ async fn send(
     .map_err(|_| HttpError::ConnectionReadTimeout)??;
     // A body announced past the bound fails the request; one that grows past it, its stream.
     let max = policy.max_response_bytes;
-    let announced = head
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if let Some(n) = announced.filter(|n| *n > max) {
+    let bodiless = head_only || head.status() == hyper::StatusCode::NOT_MODIFIED;
+    if let Some(n) = content_length(head.headers()).filter(|n| *n > max && !bodiless) {
         return Err(HttpError::HttpResponseBodySize(Some(n)));
     }
     let end = tokio::time::Instant::from_std(deadline);
@@ -285,7 +296,7 @@ async fn send(
     });
     // The connection goes on (the body) until the deadline.
     let io = async move {
-        let _guard = guard;
+        let _slot = slot;
         match conn {
             Some(conn) => match tokio::time::timeout_at(end, conn).await {
                 Ok(r) => r.map_err(HttpError::from),
@@ -295,6 +306,16 @@ async fn send(
         }
     };
     Ok((response, Box::new(io)))
+}
+
+/// The `Content-Length` a head announces.
+fn content_length(headers: &hyper::HeaderMap) -> Option<u64> {
+    headers
+        .get(hyper::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -327,50 +348,78 @@ fn tls_error(e: io::Error) -> HttpError {
     }
 }
 
-/// The connections of the call in progress, each as a duplicate of its socket, which is
-/// enough to shut the socket down from any thread.
+/// The requests of the call in progress, each with its socket once connected (a duplicate of
+/// it, which is enough to shut the socket down from any thread).
 #[derive(Default)]
 struct Connections {
-    open: Mutex<(u64, HashMap<u64, std::net::TcpStream>)>,
+    state: Mutex<Requests>,
+}
+
+#[derive(Default)]
+struct Requests {
+    next: u64,
+    /// Set when the call ended: nothing connects any more.
+    closed: bool,
+    /// Requests in progress (from before their lookup), their socket once connected.
+    open: HashMap<u64, Option<std::net::TcpStream>>,
 }
 
 impl Connections {
-    /// Tracks `stream` until the guard is dropped (or the call ends).
-    fn track(self: &Arc<Self>, stream: &TcpStream) -> io::Result<Guard> {
-        let dup = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
-        let mut open = crate::sync::unpoison(self.open.lock());
-        open.0 += 1;
-        let id = open.0;
-        open.1.insert(id, dup);
-        Ok(Guard {
+    /// A place for one more request of this call, until the slot is dropped; `None` past
+    /// [`MAX_CONNECTIONS`].
+    fn reserve(self: &Arc<Self>) -> Option<Slot> {
+        let mut st = crate::sync::unpoison(self.state.lock());
+        if st.open.len() >= MAX_CONNECTIONS {
+            return None;
+        }
+        st.next += 1;
+        let id = st.next;
+        st.open.insert(id, None);
+        Some(Slot {
             id,
             connections: self.clone(),
         })
     }
 
-    /// Connections open now.
-    fn open(&self) -> usize {
-        crate::sync::unpoison(self.open.lock()).1.len()
-    }
-
+    /// The call ended: every socket is shut down, and none may connect any more.
     fn abort_all(&self) {
-        let mut open = crate::sync::unpoison(self.open.lock());
-        for (_, socket) in open.1.drain() {
+        let mut st = crate::sync::unpoison(self.state.lock());
+        st.closed = true;
+        for socket in st.open.values().flatten() {
             let _ = socket.shutdown(std::net::Shutdown::Both);
         }
     }
 }
 
-/// Stops tracking a connection that ended.
-struct Guard {
+/// One request's place among its call's requests.
+struct Slot {
     id: u64,
     connections: Arc<Connections>,
 }
 
-impl Drop for Guard {
+impl Slot {
+    /// Records the request's socket, so that the end of the call shuts it down; refused (the
+    /// socket shut down) when the call has ended already.
+    fn connected(&self, stream: &TcpStream) -> Result<(), HttpError> {
+        let dup = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::net::TcpStream::from)
+            .map_err(HttpError::Connect)?;
+        let mut st = crate::sync::unpoison(self.connections.state.lock());
+        if st.closed {
+            let _ = dup.shutdown(std::net::Shutdown::Both);
+            return Err(HttpError::ConnectionTerminated);
+        }
+        st.open.insert(self.id, Some(dup));
+        Ok(())
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        crate::sync::unpoison(self.connections.open.lock())
-            .1
+        crate::sync::unpoison(self.connections.state.lock())
+            .open
             .remove(&self.id);
     }
 }
@@ -381,8 +430,12 @@ mod tests {
 
     use super::*;
 
+    fn open(connections: &Connections) -> usize {
+        crate::sync::unpoison(connections.state.lock()).open.len()
+    }
+
     #[test]
-    fn a_finished_call_shuts_its_connections_down_and_forgets_closed_ones() {
+    fn a_finished_call_shuts_its_connections_down_and_takes_no_more() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -390,30 +443,48 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(Connections::default());
-        let (a, b) = rt.block_on(async {
-            (
-                TcpStream::connect(addr).await.unwrap(),
-                TcpStream::connect(addr).await.unwrap(),
-            )
-        });
+        let connect = || rt.block_on(TcpStream::connect(addr)).unwrap();
+        let (a, b, c) = (connect(), connect(), connect());
         let (mut server_a, _) = listener.accept().unwrap();
         let (_server_b, _) = listener.accept().unwrap();
-        let guard_a = connections.track(&a).unwrap();
-        let guard_b = connections.track(&b).unwrap();
-        assert_eq!(connections.open(), 2);
-        drop(guard_b);
-        assert_eq!(connections.open(), 1);
+        let (mut server_c, _) = listener.accept().unwrap();
+        let slot_a = connections.reserve().unwrap();
+        let slot_b = connections.reserve().unwrap();
+        // A request still resolving or connecting when the call ends.
+        let slot_c = connections.reserve().unwrap();
+        slot_a.connected(&a).unwrap();
+        slot_b.connected(&b).unwrap();
+        assert_eq!(open(&connections), 3);
+        drop(slot_b);
+        assert_eq!(open(&connections), 2);
         // The call ends while `a` is still held by its (never again polled) task.
         connections.abort_all();
-        assert_eq!(connections.open(), 0);
+        let mut buf = [0; 8];
         server_a
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        assert_eq!(
-            server_a.read(&mut [0; 8]).unwrap(),
-            0,
-            "the peer sees the end"
-        );
-        drop((guard_a, a, b));
+        assert_eq!(server_a.read(&mut buf).unwrap(), 0, "the peer sees the end");
+        // The late one may not go on.
+        assert!(matches!(
+            slot_c.connected(&c),
+            Err(HttpError::ConnectionTerminated)
+        ));
+        server_c
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(server_c.read(&mut buf).unwrap(), 0);
+        drop((slot_a, slot_c));
+        assert_eq!(open(&connections), 0);
+    }
+
+    #[test]
+    fn a_call_has_at_most_max_connections_requests_in_progress() {
+        let connections = Arc::new(Connections::default());
+        let slots: Vec<_> = (0..MAX_CONNECTIONS)
+            .map(|_| connections.reserve().unwrap())
+            .collect();
+        assert!(connections.reserve().is_none());
+        drop(slots);
+        assert!(connections.reserve().is_some());
     }
 }

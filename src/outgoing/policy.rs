@@ -204,6 +204,12 @@ impl HostPattern {
         if labels.iter().all(|l| l == "*") {
             return bad("a pattern needs at least one label that is not `*`");
         }
+        // `010.0.0.1`, `1.2.3`, `0x7f.1`: resolvers read them as addresses (octal, short
+        // forms), not as the names they look like.
+        let last = labels.last().map_or("", String::as_str);
+        if last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x") {
+            return bad("an IP address is written in full, `1.2.3.4` or `[::1]`");
+        }
         Ok(HostPattern {
             host: Host::Name(labels),
             port,
@@ -243,6 +249,10 @@ pub fn is_private(ip: IpAddr) -> bool {
             let embedded = |hi: u16, lo: u16| {
                 Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
             };
+            // ::ffff:0:a.b.c.d (IPv4-translated).
+            if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+                return private_v4(embedded(s[6], s[7]));
+            }
             // ::a.b.c.d (deprecated IPv4-compatible), and :: and ::1 themselves.
             if s[..6] == [0; 6] {
                 return true;
@@ -262,6 +272,9 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || (s[0] == 0x2001 && s[1] == 0) // Teredo
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
                 || (s[0] == 0x0100 && s[1..4] == [0; 3]) // discard-only
+                || (s[0] == 0x2001 && s[1] == 0x0002 && s[2] == 0) // benchmarking
+                || (s[0] & 0xfff0) == 0x3ff0 // documentation (3fff::/20)
+                || s[0] == 0x5f00 // segment routing
         }
     }
 }
@@ -336,6 +349,10 @@ mod tests {
             "a..b",
             "",
             "sp ace.com",
+            "010.0.0.1",
+            "1.2.3",
+            "0x7f.1",
+            "2130706433",
         ] {
             let e = HostPattern::parse(bad).expect_err(bad);
             assert!(e.starts_with(&format!("`{bad}` is not a host (")), "{e}");
@@ -369,6 +386,10 @@ mod tests {
             "ff02::1",
             "2001::1",
             "2001:db8::1",
+            "::ffff:0:7f00:1",
+            "2001:2::1",
+            "3fff::1",
+            "5f00::1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
