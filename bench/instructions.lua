@@ -12,6 +12,8 @@ local args = {
   ["bench:answer"] = {}, ["bench:answer_warm"] = {},
   ["bench:compute"] = {6, 7}, ["bench:compute_warm"] = {6, 7},
   ["bench:transform_users"] = {users}, ["bench:transform_users_warm"] = {users},
+  ["bench:transform_users_wasi"] = {users}, ["bench:transform_users_lazy"] = {users},
+  ["bench:transform_users_wasi_lazy"] = {users},
 }
 local a = args[id]
 local call = funcs.call
