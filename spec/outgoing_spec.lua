@@ -198,6 +198,42 @@ for _, guest in ipairs(guests) do
         "the server still holds the connection")
     end)
 
+    it("closes the connection of a call that funcs.shutdown() ends", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      os.execute("mkdir -p " .. dir)
+      local f = assert(io.open(dir .. "/_index.yaml", "w"))
+      f:write(registry(guest.dir, ns, {
+        hold = ('    http_client: {allowed_hosts: ["127.0.0.1:%d"], allow_private_ip: true}\n'):format(server.http),
+      }))
+      f:close()
+      local before = server_stats()
+      local status, out = h.run_lua(([[
+        local funcs = require("funcs")
+        assert(funcs.load(%q))
+        local future = funcs.async(%q, "GET", %q, "")
+        local function held()
+          local p = io.popen("curl -s %s/stats")
+          local n = tonumber(p:read("*a"):match("held=(%%d+)"))
+          p:close()
+          return n
+        end
+        for _ = 1, 500 do
+          if held() > %d then break end
+          os.execute("sleep 0.01")
+        end
+        funcs.shutdown()
+        local v, err = future:wait()
+        print(err:kind())
+      ]]):format(dir, ns .. ":hold", server.base .. "/hold", server.base, before.held))
+      os.execute("rm -rf " .. dir)
+      assert.are.equal(0, status, out)
+      assert.truthy(out:find("CANCELED", 1, true), out)
+      assert.are.equal(before.held + 1, server_stats().held)
+      assert.is_true(h.eventually(function() return server_stats().closed > before.closed end),
+        "the server still holds the connection")
+    end)
+
     it("runs concurrent requests from a lazy pool", function()
       local futures = {}
       for i = 1, 4 do
