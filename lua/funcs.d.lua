@@ -92,6 +92,7 @@ function funcs.stats(id) end
 ---@field pool {type: string, size: integer, buffer: integer?, warm_start: boolean}
 ---@field limits {max_execution_ms: integer?, max_memory_bytes: integer?, max_fuel: integer?}
 ---@field imports string[] The WASI interfaces and host interfaces the entry grants.
+---@field http_client {allowed_hosts: string[], allow_private_ip: boolean, timeout_ms: integer, max_response_bytes: integer, max_request_bytes: integer}? The outgoing-request policy, with its defaults, when `imports` grants `wasi:http`.
 ---@field http boolean `transport: wasi-http`.
 ---@field direct boolean Whether `funcs.call` takes the direct path.
 

@@ -244,6 +244,19 @@ for _, guest in ipairs(guests) do
       end
     end)
 
+    it("describes the policy with its defaults, and none where wasi:http is not granted", function()
+      assert.are.same({ allowed_hosts = {}, allow_private_ip = false, timeout_ms = 10000,
+        max_response_bytes = 16777216, max_request_bytes = 16777216 },
+        funcs.describe(ns .. ":deny").http_client)
+      local open = funcs.describe(ns .. ":open").http_client
+      assert.are.same({ "127.0.0.1:" .. server.http, "localhost:" .. server.https }, open.allowed_hosts)
+      assert.are.equal(500, open.timeout_ms)
+      assert.are.equal(1000, open.max_response_bytes)
+      assert.is_true(open.allow_private_ip)
+      assert(funcs.load("spec/fixtures/pools"))
+      assert.is_nil(assert(funcs.describe("pools:inline_add")).http_client)
+    end)
+
     it("counts requests and denials in funcs.metrics", function()
       local m = funcs.metrics()
       local requests = tonumber(m:match('funcs_http_requests_total{function="' .. ns .. ':open"} (%d+)'))

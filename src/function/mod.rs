@@ -350,6 +350,11 @@ impl Function {
         self.instances.load(Ordering::Relaxed)
     }
 
+    /// The `http_client` policy, when the entry grants `wasi:http` (the default denies all).
+    pub fn http_client_policy(&self) -> Option<&crate::outgoing::Policy> {
+        self.sandbox.http_client.as_ref().map(|c| &c.policy)
+    }
+
     /// Outgoing requests so far (zeros when the entry does not grant `wasi:http`).
     pub fn http_client(&self) -> ClientCounts {
         self.sandbox

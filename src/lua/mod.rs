@@ -604,6 +604,16 @@ fn describe_table(lua: &Lua, handle: &Handle) -> LuaResult<LuaTable> {
     )?;
     t.set("http", f.is_http())?;
     t.set("direct", pool.is_direct())?;
+    if let Some(client) = f.http_client_policy() {
+        let c = lua.create_table()?;
+        let hosts = client.allowed_hosts.iter().map(ToString::to_string);
+        c.set("allowed_hosts", lua.create_sequence_from(hosts)?)?;
+        c.set("allow_private_ip", client.allow_private_ip)?;
+        c.set("timeout_ms", client.timeout_ms)?;
+        c.set("max_response_bytes", client.max_response_bytes)?;
+        c.set("max_request_bytes", client.max_request_bytes)?;
+        t.set("http_client", c)?;
+    }
     Ok(t)
 }
 

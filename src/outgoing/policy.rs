@@ -234,6 +234,21 @@ impl HostPattern {
     }
 }
 
+/// As written in a registry, normalised: lowercase, no trailing dot, IPv6 in brackets.
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]")?,
+            Host::Ip(ip) => write!(f, "{ip}")?,
+            Host::Name(labels) => write!(f, "{}", labels.join("."))?,
+        }
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Whether `ip` is anything but a public unicast address: loopback, private, shared (CGNAT),
 /// link-local, unspecified, broadcast, multicast, reserved, documentation and benchmarking
 /// ranges, and IPv6 forms that carry such an IPv4 address (mapped, compatible, NAT64, 6to4)
@@ -331,6 +346,16 @@ mod tests {
         assert!(p.allows("[::1]", 9));
         assert!(!p.allows("[::2]", 9));
         assert!(!policy(&[]).allows("api.example.com", 80));
+        let shown: Vec<_> = p.allowed_hosts.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "api.example.com",
+                "*.example.org:443",
+                "127.0.0.1:8080",
+                "[::1]:9"
+            ]
+        );
     }
 
     #[test]
