@@ -1,5 +1,6 @@
 //! The store of one call: its data ([`CallCtx`]: resources, the memory limiter, the WASI and
-//! wasi:http contexts and their views, the outgoing-request hooks) and how a function makes one with its limits armed.
+//! wasi:http contexts and their views, the outgoing-request hooks) and how a function makes
+//! one with its limits armed.
 
 use std::sync::Arc;
 
