@@ -4,10 +4,7 @@ local funcs = require("funcs")
 assert(funcs.load("bench/registry"))
 local clock = funcs.clock
 
-local function median(xs)
-  table.sort(xs)
-  return xs[(#xs + 1) // 2]
-end
+local median = require("bench.measure").median
 
 -- A spin of -1 (as u64: forever) until the deadline stops it.
 for _, ms in ipairs({ 10, 100, 1000 }) do

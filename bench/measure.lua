@@ -2,6 +2,7 @@
 -- `loop(k)` (k checked calls) once to warm up, then 3 timed rounds of n; the best, in ns per
 -- call. `row(name, n, id, make)` prints `name fresh_ns warm_ns` for entry `id` (a fresh
 -- instance per call) and `id .. "_warm"` (pool.reuse), `make(id)` giving the loop.
+-- `median(xs)` for the benchmarks that report medians (limits, pools, paths).
 local clock = require("funcs").clock
 
 local M = {}
@@ -15,6 +16,11 @@ function M.measure(n, loop)
     best = math.min(best, (clock() - start) / n * 1e9)
   end
   return best
+end
+
+function M.median(xs)
+  table.sort(xs)
+  return xs[(#xs + 1) // 2]
 end
 
 function M.row(name, n, id, make)

@@ -11,10 +11,7 @@ for i = 1, 1000 do
   users[i] = { id = i, name = "user" .. i, tags = { "admin", "dev" }, active = i % 2 == 0 }
 end
 
-local function median(xs)
-  table.sort(xs)
-  return xs[(#xs + 1) // 2]
-end
+local median = require("bench.measure").median
 
 local N = tonumber(arg and arg[1]) or 100
 local rows = {

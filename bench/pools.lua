@@ -8,10 +8,7 @@ assert(funcs.load("build/guests/python"))
 local clock = funcs.clock
 local allocator = funcs.engine().allocator
 
-local function median(xs)
-  table.sort(xs)
-  return xs[(#xs + 1) // 2]
-end
+local median = require("bench.measure").median
 
 -- 40 calls of ~30 ms of counting each.
 local SPIN, CALLS = 50000000, 40

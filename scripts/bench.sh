@@ -64,7 +64,7 @@ lua bench/pools.lua | tee "$results/pools.txt"
 FUNCS_ALLOCATOR=on-demand lua bench/pools.lua | grep -v throughput | tee "$results/pools-on-demand.txt"
 
 echo "== paths"
-LUA_PATH="./?.lua;;" lua bench/paths.lua | tee "$results/paths.txt"
+lua bench/paths.lua | tee "$results/paths.txt"
 
 python3 bench/report.py "$results"
 rm -rf "$results"
