@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::Request;
+use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -178,68 +179,9 @@ async fn send(
         let end = limit.map_or(deadline, |d| deadline.min(Instant::now() + d));
         tokio::time::Instant::from_std(end)
     };
-
-    // Resolve once, check every address, connect only to those.
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => {
-            let lookup = tokio::net::lookup_host((bare, port));
-            match tokio::time::timeout_at(until(None), lookup).await {
-                Err(_) => return Err(HttpError::DnsTimeout),
-                Ok(Err(e)) => {
-                    return Err(HttpError::DnsError {
-                        rcode: Some(e.to_string()),
-                        info_code: None,
-                    });
-                }
-                Ok(Ok(found)) => found.collect(),
-            }
-        }
-    };
-    if addrs.is_empty() {
-        return Err(HttpError::DestinationNotFound);
-    }
-    if !policy.allow_private_ip && addrs.iter().any(|a| is_private(a.ip())) {
-        ClientStats::add(&stats.denied, 1);
-        return Err(HttpError::DestinationIpProhibited);
-    }
-    let connect = async {
-        let mut last = HttpError::DestinationUnavailable;
-        for addr in &addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => return Ok(stream),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    last = HttpError::ConnectionRefused
-                }
-                Err(e) => last = HttpError::Connect(e),
-            }
-        }
-        Err(last)
-    };
-    let stream = tokio::time::timeout_at(until(options.connect_timeout), connect)
-        .await
-        .map_err(|_| HttpError::ConnectionTimeout)??;
-    slot.connected(&stream)?;
-    let stream: Box<dyn Stream> = if https {
-        let name = match bare.parse::<IpAddr>() {
-            Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
-            Err(_) => rustls::pki_types::ServerName::try_from(bare.to_string())
-                .map_err(|_| HttpError::HttpRequestUriInvalid)?,
-        };
-        let tls = tokio_rustls::TlsConnector::from(TLS.clone()).connect(name, stream);
-        let tls = tokio::time::timeout_at(until(options.connect_timeout), tls)
-            .await
-            .map_err(|_| HttpError::ConnectionTimeout)?
-            .map_err(tls_error)?;
-        Box::new(tls)
-    } else {
-        Box::new(stream)
-    };
-    let handshake = hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream));
-    let (mut sender, conn) = tokio::time::timeout_at(until(options.connect_timeout), handshake)
-        .await
-        .map_err(|_| HttpError::ConnectionTimeout)??;
+    let target = Target::new(&host, port, https);
+    let addrs = resolve(&client, &target, until(None)).await?;
+    let (mut sender, conn) = open(&target, &addrs, &slot, until(options.connect_timeout)).await?;
 
     // The request line carries the path only (no proxy); the body is counted and bounded.
     let path = match uri.path_and_query().map(|p| p.as_str()) {
@@ -308,6 +250,113 @@ async fn send(
     Ok((response, Box::new(io)))
 }
 
+/// Where a request goes: the host as the URI names it (IPv6 without brackets), its IP when it
+/// is a literal, the port, and whether TLS is spoken.
+struct Target<'a> {
+    host: &'a str,
+    ip: Option<IpAddr>,
+    port: u16,
+    https: bool,
+}
+
+impl<'a> Target<'a> {
+    fn new(host: &'a str, port: u16, https: bool) -> Self {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Target {
+            host,
+            ip: host.parse().ok(),
+            port,
+            https,
+        }
+    }
+}
+
+/// The addresses of the target, looked up once (a literal is its own), every one of them
+/// checked against the policy: only these are connected to.
+async fn resolve(
+    client: &HttpClient,
+    target: &Target<'_>,
+    until: tokio::time::Instant,
+) -> Result<Vec<SocketAddr>, HttpError> {
+    let addrs: Vec<SocketAddr> = match target.ip {
+        Some(ip) => vec![SocketAddr::new(ip, target.port)],
+        None => {
+            let lookup = tokio::net::lookup_host((target.host, target.port));
+            match tokio::time::timeout_at(until, lookup).await {
+                Err(_) => return Err(HttpError::DnsTimeout),
+                Ok(Err(e)) => {
+                    return Err(HttpError::DnsError {
+                        rcode: Some(e.to_string()),
+                        info_code: None,
+                    });
+                }
+                Ok(Ok(found)) => found.collect(),
+            }
+        }
+    };
+    if addrs.is_empty() {
+        return Err(HttpError::DestinationNotFound);
+    }
+    if !client.policy.allow_private_ip && addrs.iter().any(|a| is_private(a.ip())) {
+        ClientStats::add(&client.stats.denied, 1);
+        return Err(HttpError::DestinationIpProhibited);
+    }
+    Ok(addrs)
+}
+
+/// An HTTP/1 connection to the first of `addrs` that answers (TLS for https, the target's
+/// name checked), recorded in the request's slot, all within `until`.
+async fn open(
+    target: &Target<'_>,
+    addrs: &[SocketAddr],
+    slot: &Slot,
+    until: tokio::time::Instant,
+) -> Result<
+    (
+        http1::SendRequest<WasiBody>,
+        http1::Connection<TokioIo<Box<dyn Stream>>, WasiBody>,
+    ),
+    HttpError,
+> {
+    let connect = async {
+        let mut last = HttpError::DestinationUnavailable;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    last = HttpError::ConnectionRefused
+                }
+                Err(e) => last = HttpError::Connect(e),
+            }
+        }
+        Err(last)
+    };
+    let stream = tokio::time::timeout_at(until, connect)
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)??;
+    slot.connected(&stream)?;
+    let stream: Box<dyn Stream> = if target.https {
+        let name = match target.ip {
+            Some(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
+            None => rustls::pki_types::ServerName::try_from(target.host.to_string())
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+        };
+        let tls = tokio_rustls::TlsConnector::from(TLS.clone()).connect(name, stream);
+        let tls = tokio::time::timeout_at(until, tls)
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)?
+            .map_err(tls_error)?;
+        Box::new(tls)
+    } else {
+        Box::new(stream)
+    };
+    let handshake = http1::Builder::new().handshake(TokioIo::new(stream));
+    tokio::time::timeout_at(until, handshake)
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(HttpError::from)
+}
+
 /// The `Content-Length` a head announces.
 fn content_length(headers: &hyper::HeaderMap) -> Option<u64> {
     headers
@@ -318,6 +367,7 @@ fn content_length(headers: &hyper::HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// What a connection runs on: TCP, or TLS over it.
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 

@@ -1,7 +1,7 @@
 //! An entry's `http_client:` policy: the config as written, its validation, which hosts it
 //! lets a guest reach and which addresses count as private.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Deserialize;
 
@@ -127,7 +127,8 @@ impl Host {
         match bare.parse::<IpAddr>() {
             Ok(ip) => Host::Ip(ip),
             Err(_) => Host::Name(
-                host.trim_end_matches('.')
+                host.strip_suffix('.')
+                    .unwrap_or(host)
                     .split('.')
                     .map(str::to_ascii_lowercase)
                     .collect(),
@@ -173,23 +174,14 @@ impl HostPattern {
                 _ => return bad("a port is 1 to 65535"),
             },
         };
-        if text.starts_with('[') {
-            return match host.parse::<Ipv6Addr>() {
-                Ok(ip) => Ok(HostPattern {
-                    host: Host::Ip(IpAddr::V6(ip)),
-                    port,
-                }),
-                Err(_) => bad("not an IPv6 address"),
-            };
-        }
-        if let Ok(ip) = host.parse::<Ipv4Addr>() {
-            return Ok(HostPattern {
-                host: Host::Ip(IpAddr::V4(ip)),
-                port,
-            });
-        }
-        let host = host.strip_suffix('.').unwrap_or(host);
-        let labels: Vec<String> = host.split('.').map(str::to_ascii_lowercase).collect();
+        let labels = match (Host::parse(host), text.starts_with('[')) {
+            (host @ Host::Ip(IpAddr::V6(_)), true) | (host @ Host::Ip(IpAddr::V4(_)), false) => {
+                return Ok(HostPattern { host, port });
+            }
+            (_, true) => return bad("not an IPv6 address"),
+            (Host::Ip(_), false) => return bad("an IPv6 address goes in brackets"),
+            (Host::Name(labels), false) => labels,
+        };
         for label in &labels {
             let ok = label == "*"
                 || (!label.is_empty()
