@@ -17,7 +17,7 @@ use crate::registry::{Entry, Registry, Summary};
 use crate::signal::Signal;
 use crate::sync::unpoison;
 use crate::transport::http::{EndpointSpec, Lookup, Metrics, Server};
-use crate::value::Value;
+use crate::value::{Output, Value};
 
 /// A registry and the operations on it.
 #[derive(Default)]
@@ -124,13 +124,14 @@ impl Runtime {
         let handle = self.function(id)?;
         let args = handle.0.function().lower(args)?;
         self.call_with(&handle, args, CallOptions::default())
+            .map(Output::into_value)
     }
 
     /// Calls through a handle from [`Runtime::function`].
     ///
     /// # Errors
     /// See [`crate::function::Function::run`].
-    pub fn call_with(&self, handle: &Handle, args: Args, options: CallOptions) -> Result<Value> {
+    pub fn call_with(&self, handle: &Handle, args: Args, options: CallOptions) -> Result<Output> {
         if options.timeout_ms.is_some() {
             self.ensure_ticker()?;
         }
@@ -148,7 +149,7 @@ impl Runtime {
         args: Args,
         options: CallOptions,
         serve: &host::Serve<'_>,
-    ) -> Result<Value> {
+    ) -> Result<Output> {
         if handle.0.runs_here() {
             return host::serving(&self.signal, serve, || {
                 self.call_with(handle, args, options)
@@ -160,7 +161,7 @@ impl Runtime {
         let done = Completion::waking(self.signal.clone());
         handle.0.submit(args, options, done.clone())?;
         self.wait_serving(&done, None, serve);
-        Result::clone(&done.result().expect("waited for it"))
+        done.take().expect("waited for it")
     }
 
     /// Waits for `done` until `until`, answering host calls meanwhile (and serving this

@@ -59,7 +59,7 @@ fn start(rt: &Runtime, id: &str, args: &[Value]) -> Arc<Completion> {
 
 fn result(done: &Completion) -> Result<Value, funcs::error::Error> {
     done.wait(None);
-    Result::clone(&done.result().unwrap())
+    Result::clone(&done.result().unwrap()).map(funcs::value::Output::into_value)
 }
 
 fn stats(rt: &Runtime, id: &str) -> funcs::pool::Stats {

@@ -345,7 +345,9 @@ fn loading_again_replaces_the_entries_of_that_load() {
     // A call that had already taken the old function finishes on the old code.
     let args = old.0.function().lower(&[]).unwrap();
     assert_eq!(
-        rt.call_with(&old, args, Default::default()).unwrap(),
+        rt.call_with(&old, args, Default::default())
+            .unwrap()
+            .into_value(),
         int(42)
     );
 }

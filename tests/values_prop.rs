@@ -8,9 +8,9 @@
 //! on every ill-typed value before the guest runs.
 
 use funcs::error::Kind;
-use funcs::function::Function;
+use funcs::function::{Args, Function};
 use funcs::limits::Limits;
-use funcs::value::{self, Value};
+use funcs::value::{self, Output, Value};
 use mlua::prelude::*;
 use proptest::prelude::*;
 
@@ -360,6 +360,38 @@ fn direct(f: &Function, lua: &Lua, arg: &Value) -> Result<Option<Value>, String>
     }
 }
 
+/// A call with `arg` read as an image (the arguments of a call that runs on another thread):
+/// the result as a [`Value`], `None` when reading the image gave up. The tape's own
+/// [`Value`] must be what Lua gets.
+fn image(f: &Function, lua: &Lua, arg: &Value) -> Result<Option<Value>, String> {
+    let arg = value::to_lua(lua, arg).expect("a Lua value");
+    let layout = f.layout().expect("a direct function has a layout");
+    let mut image = None;
+    // SAFETY: the argument is at 1 of the protected frame.
+    unsafe {
+        lua.exec_raw::<()>(arg, |state| {
+            image = value::direct::Image::read(state, 1, 1, layout);
+        })
+    }
+    .expect("exec_raw");
+    let Some(image) = image else {
+        return Ok(None);
+    };
+    let tape = match f.call(&Args::Image(image), &Default::default()) {
+        Ok(Output::Tape(tape)) => tape,
+        Ok(Output::Value(v)) => return Err(format!("an image's call gave a value: {v:?}")),
+        Err(e) => return Err(e.to_string()),
+    };
+    // SAFETY: pushed in protected mode.
+    let pushed: LuaValue =
+        unsafe { lua.exec_raw((), |state| value::direct::push(state, &tape)) }.expect("exec_raw");
+    let pushed = canonical(value::from_lua(&pushed).expect("a value"));
+    if canonical_lua(lua, &tape.to_value()) != pushed {
+        return Err(format!("the tape's value is not what Lua got: {pushed:?}"));
+    }
+    Ok(Some(pushed))
+}
+
 /// `value` as Lua gets it back, its map keys in order (Lua tables have none).
 fn canonical_lua(lua: &Lua, value: &Value) -> Value {
     canonical(value::from_lua(&value::to_lua(lua, value).expect("a Lua value")).expect("a value"))
@@ -392,7 +424,7 @@ proptest! {
             }).collect()),
             _ => Value::Array(items.clone()),
         };
-        let back = f.lower(&[Value::Array(items)]).and_then(|a| f.call(&a, &Default::default())).map_err(|e| e.to_string());
+        let back = f.lower(&[Value::Array(items)]).and_then(|a| f.call(&a, &Default::default())).map(Output::into_value).map_err(|e| e.to_string());
         prop_assert_eq!(back, Ok(expected), "type {:?}", ty);
     }
 
@@ -417,12 +449,13 @@ proptest! {
         // What Lua passes: a nil in a tuple is a hole, which neither path takes.
         let arg = canonical_lua(&lua, &Value::Array(items));
         let general = match f.lower(std::slice::from_ref(&arg))
-            .and_then(|a| f.call(&a, &Default::default())) {
+            .and_then(|a| f.call(&a, &Default::default())).map(Output::into_value) {
             Ok(v) => Ok(Some(canonical_lua(&lua, &v))),
             Err(e) if e.kind() == Kind::Invalid => Ok(None),
             Err(e) => Err(e.to_string()),
         };
-        prop_assert_eq!(direct(&f, &lua, &arg), general, "type {:?}", ty);
+        prop_assert_eq!(direct(&f, &lua, &arg), general.clone(), "type {:?}", ty);
+        prop_assert_eq!(image(&f, &lua, &arg), general, "image, type {:?}", ty);
     }
 
     #[test]
@@ -431,7 +464,10 @@ proptest! {
         let lua = Lua::new();
         let mut items = items;
         items.push(wrong(&ty));
-        prop_assert_eq!(direct(&f, &lua, &Value::Array(items)), Ok(None), "type {:?}", ty);
+        let arg = Value::Array(items);
+        prop_assert_eq!(direct(&f, &lua, &arg), Ok(None), "type {:?}", ty);
         prop_assert_eq!(f.instances(), 1, "the instance it started is the only one");
+        prop_assert_eq!(image(&f, &lua, &arg), Ok(None), "image, type {:?}", ty);
+        prop_assert_eq!(f.instances(), 1, "an image that gives up starts no instance");
     }
 }

@@ -14,16 +14,19 @@ use super::{Args, CallCtx, CallOptions, Callee, Function, Target, Warm};
 use crate::error::{Error, Kind, expected_args};
 use crate::limits::Control;
 use crate::sync::unpoison;
-use crate::value::direct::{FlatResult, MemoryResult, Mismatch, Shape, Tape};
-use crate::value::{self, ConvError, Value};
+use crate::value::direct::{FlatResult, Image, ImageArgs, MemoryResult, Mismatch, Shape, Tape};
+use crate::value::{self, ConvError, Output, Value};
 
 impl Function {
     /// Calls a function that is not [async](Function::is_async) on this thread.
     ///
     /// # Errors
     /// See [`Function::run`].
-    pub fn call(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
+    pub fn call(&self, args: &Args, options: &CallOptions) -> Result<Output, Error> {
         assert!(!self.asynchronous, "async entries run on a Tokio runtime");
+        if let Args::Image(image) = args {
+            return now(self.run_image(image, options));
+        }
         let (mut store, instance, uses) = self.checkout(options)?;
         let (instance, result) = now(self.invoke(&mut store, instance, args));
         if let Some(instance) = instance
@@ -31,7 +34,7 @@ impl Function {
         {
             self.checkin(store, instance, uses);
         }
-        result
+        result.map(Output::Value)
     }
 
     /// Calls the function in a fresh instance; async entries must be polled on a Tokio
@@ -43,7 +46,10 @@ impl Function {
     /// `INVALID` for a wrong argument count or value (naming the argument and path);
     /// `TIMEOUT` past the deadline; `CANCELED`; `NOT_FOUND` for a missing required WASI
     /// variable; `INTERNAL` for traps, guest exits and instantiation failures.
-    pub async fn run(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
+    pub async fn run(&self, args: &Args, options: &CallOptions) -> Result<Output, Error> {
+        if let Args::Image(image) = args {
+            return self.run_image(image, options).await;
+        }
         let timeout = options.timeout(&self.limits);
         let control = options.control.as_ref();
         let (mut store, instance, uses) = self.checkout(options)?;
@@ -59,7 +65,24 @@ impl Function {
         {
             self.checkin(store, instance, uses);
         }
-        result
+        result.map(Output::Value)
+    }
+
+    /// Calls with arguments read as an image on the caller's thread, on the direct path's
+    /// typed call (`value::direct::image`).
+    async fn run_image(&self, image: &Image, options: &CallOptions) -> Result<Output, Error> {
+        let (args, count) = (ImageArgs(image), image.count());
+        let tape = if self.asynchronous {
+            self.call_direct_async(args, count, options).await?
+        } else {
+            self.call_direct(args, count, options)?
+        };
+        // The image was read with this function's layout: it always fits.
+        tape.map(Output::Tape).ok_or_else(|| {
+            self.fail(Error::internal(
+                "internal error: the arguments' image does not fit the parameters (a bug: please report it)",
+            ))
+        })
     }
 
     /// Calls on this thread with `args` (the direct path's arguments, read where they are:

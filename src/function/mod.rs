@@ -34,7 +34,7 @@ use crate::host::HostGrant;
 use crate::limits::{Control, Limits};
 use crate::outgoing::{ClientCounts, HttpClient};
 use crate::signature::Signature;
-use crate::value::direct::{self, Shape};
+use crate::value::direct::{self, Image, Layout, Shape};
 use crate::value::{self, CoreType};
 use crate::wasi::WasiSpec;
 
@@ -70,11 +70,13 @@ impl CallOptions {
     }
 }
 
-/// Arguments converted to a function's parameter types by [`Function::lower`].
+/// Arguments converted to a function's parameter types by [`Function::lower`], or read
+/// off the Lua stack as an image of them (`value::direct::Image`, for a direct function).
 #[derive(Debug, Clone)]
 pub enum Args {
     Core(Vec<wasmtime::Val>),
     Component(Vec<wasmtime::component::Val>),
+    Image(Image),
 }
 
 /// The export called, in its instance of the function's module or component.
@@ -107,6 +109,8 @@ pub struct Function {
     asynchronous: bool,
     /// Set when blocking calls may take the direct path (`value::direct`).
     direct: Option<Shape>,
+    /// The parameter types an [`Image`] of arguments is read with (direct functions).
+    layout: Option<Layout>,
     /// Instances created, for `funcs.stats`.
     instances: AtomicU64,
     /// `transport: wasi-http`: the function may serve HTTP endpoints.
@@ -216,7 +220,7 @@ impl Function {
         };
         // Entries with WASI take it too, on runtimes the caller's thread drives (inline
         // pools); host functions call into Lua, so their entries do not.
-        let direct = match &target {
+        let (direct, layout) = match &target {
             Target::Component {
                 params,
                 results,
@@ -224,9 +228,12 @@ impl Function {
                 ..
             } if sandbox.hosts.is_empty() => {
                 let params: Vec<Type> = params.iter().map(|(_, ty)| ty.clone()).collect();
-                direct::plan(&params, results)
+                match direct::plan(&params, results) {
+                    Some(shape) => (Some(shape), Layout::new(&params)),
+                    None => (None, None),
+                }
             }
-            _ => None,
+            _ => (None, None),
         };
         let (bound, returns_resource) = match &target {
             Target::Component { bound, results, .. } => {
@@ -243,7 +250,8 @@ impl Function {
             limits,
             sandbox,
             asynchronous,
-            direct,
+            direct: direct.filter(|_| layout.is_some()),
+            layout,
             instances: AtomicU64::new(0),
             http: false,
             reuse,
@@ -402,6 +410,12 @@ impl Function {
     /// [`Function::call_direct_async`] for an async entry).
     pub fn is_direct(&self) -> bool {
         self.direct.is_some()
+    }
+
+    /// The parameter types to read an [`Image`] of arguments with, for a function that may
+    /// take the direct path.
+    pub fn layout(&self) -> Option<&Layout> {
+        self.layout.as_ref()
     }
 
     /// Whether this is a `wasi:http/incoming-handler` served whole over HTTP.

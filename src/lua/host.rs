@@ -192,6 +192,7 @@ fn call_target(lua: &Lua, fns: &HostFns, call: &HostCall) -> Value {
                 fns.runtime
                     .call_serving(&handle, args, Default::default(), &serve)
                     .map_err(|e| e.to_string())?
+                    .into_value()
             }
             Err(e) if e.kind() == crate::error::Kind::NotFound => {
                 let Some(f) = fns.registered(lua, &target) else {

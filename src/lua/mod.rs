@@ -22,7 +22,7 @@ use crate::host::HostCall;
 use crate::pool::{Completion, Handle, Stats};
 use crate::registry::Summary;
 use crate::runtime::Runtime;
-use crate::value;
+use crate::value::{self, Output};
 
 /// The module entry point: `luaopen_funcs` when built with the `module` feature.
 ///
@@ -293,7 +293,7 @@ impl Executor {
         {
             return done;
         }
-        let result = self.convert(&handle, &args).and_then(|values| {
+        let result = self.arguments(lua, &handle, &args)?.and_then(|values| {
             if self.runtime.has_hosts() {
                 let serve = |call: &HostCall| host::serve(lua, &self.fns, call);
                 self.runtime
@@ -304,7 +304,7 @@ impl Executor {
             }
         });
         match result {
-            Ok(v) => value::to_lua(lua, &v)?.into_lua_multi(lua),
+            Ok(output) => to_lua(lua, &output),
             Err(e) => error::fail(lua, e),
         }
     }
@@ -378,11 +378,14 @@ impl Executor {
         &self,
         lua: &Lua,
         id: &LuaValue,
-        args: &[LuaValue],
+        args: &LuaVariadic<LuaValue>,
         name: &str,
     ) -> LuaResult<LuaMultiValue> {
-        let result = self.function(id, name)?.and_then(|handle| {
-            let values = self.convert(&handle, args)?;
+        let handle = match self.function(id, name)? {
+            Ok(handle) => handle,
+            Err(e) => return error::fail(lua, e),
+        };
+        let result = self.arguments(lua, &handle, args)?.and_then(|values| {
             let id = handle.0.function().id().to_string();
             let submit = || self.runtime.submit(&handle, values, self.options.clone());
             // An inline pool runs the call now, on this thread: its host calls too.
@@ -413,6 +416,35 @@ impl Executor {
             return Ok(self.runtime.function(&s));
         }
         Ok(self.runtime.function(&string_arg(id, 1, name)?))
+    }
+
+    /// The arguments of a call that may run on another thread, checked on this one: for a
+    /// function that may take the direct path, an image read off the Lua stack
+    /// (`value::direct::Image`); converted values otherwise, and when reading the image
+    /// gives up (so that the error names the argument).
+    fn arguments(
+        &self,
+        lua: &Lua,
+        handle: &Handle,
+        args: &LuaVariadic<LuaValue>,
+    ) -> LuaResult<Result<Args, Error>> {
+        let function = handle.0.function();
+        if let Some(layout) = function.layout() {
+            let mut image = None;
+            // SAFETY: the arguments are at 1..=n of the protected frame `exec_raw` runs this
+            // in; reading them raises no Lua error.
+            unsafe {
+                lua.exec_raw::<()>(args.clone(), |state| {
+                    let count = mlua::ffi::lua_gettop(state) as usize;
+                    image = value::direct::Image::read(state, 1, count, layout);
+                    mlua::ffi::lua_settop(state, 0);
+                })?;
+            }
+            if let Some(image) = image {
+                return Ok(Ok(Args::Image(image)));
+            }
+        }
+        Ok(self.convert(handle, args))
     }
 
     /// The arguments converted to the function's parameter types on this thread.
@@ -476,6 +508,19 @@ impl LuaUserData for Executor {
     }
 }
 
+/// A call's result as Lua values.
+fn to_lua(lua: &Lua, output: &Output) -> LuaResult<LuaMultiValue> {
+    match output {
+        Output::Value(v) => value::to_lua(lua, v)?.into_lua_multi(lua),
+        // SAFETY: pushed in protected mode (Lua raises an error on running out of memory),
+        // from a frame holding only a reference.
+        Output::Tape(tape) => unsafe {
+            lua.exec_raw::<LuaValue>((), |state| value::direct::push(state, tape))?
+                .into_lua_multi(lua)
+        },
+    }
+}
+
 /// The Lua side of a call started with `async`.
 struct Future {
     done: Arc<Completion>,
@@ -490,7 +535,7 @@ impl Future {
             return (LuaValue::Nil, LuaValue::Nil).into_lua_multi(lua);
         };
         match &*result {
-            Ok(v) => value::to_lua(lua, v)?.into_lua_multi(lua),
+            Ok(output) => to_lua(lua, output),
             Err(e) => error::fail(lua, e.clone()),
         }
     }

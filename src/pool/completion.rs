@@ -11,14 +11,14 @@ use crate::error::{Error, Kind};
 use crate::limits::{Control, notified_until};
 use crate::signal::Signal;
 use crate::sync::unpoison;
-use crate::value::Value;
+use crate::value::Output;
 
 /// The result of a call made with [`Pool::submit`](super::Pool::submit), filled in by whoever runs it.
 #[derive(Debug, Default)]
 pub struct Completion {
     /// Shared, so that readers convert it with the lock released (a conversion to Lua may
     /// run finalizers that come back here).
-    result: Mutex<Option<Arc<Result<Value, Error>>>>,
+    result: Mutex<Option<Arc<Result<Output, Error>>>>,
     done: Condvar,
     /// Wakes async waiters (the HTTP server).
     notify: Notify,
@@ -51,7 +51,7 @@ impl Completion {
         })
     }
 
-    pub(super) fn complete(&self, result: Result<Value, Error>) {
+    pub(super) fn complete(&self, result: Result<Output, Error>) {
         let mut slot = unpoison(self.result.lock());
         if slot.is_none() {
             *slot = Some(Arc::new(result));
@@ -92,8 +92,15 @@ impl Completion {
     }
 
     /// The result when there is one (the lock is not held while the caller reads it).
-    pub fn result(&self) -> Option<Arc<Result<Value, Error>>> {
+    pub fn result(&self) -> Option<Arc<Result<Output, Error>>> {
         unpoison(self.result.lock()).clone()
+    }
+
+    /// Takes the result of a completion only its caller reads (a blocking call's), without
+    /// copying it; `None` before there is one.
+    pub fn take(&self) -> Option<Result<Output, Error>> {
+        let taken = unpoison(self.result.lock()).take()?;
+        Some(Arc::try_unwrap(taken).unwrap_or_else(|shared| Result::clone(&shared)))
     }
 
     /// Waits for the result, at most `timeout`; `false` if it did not come.

@@ -41,7 +41,7 @@ use crate::function::{Args, CallOptions, Function};
 use crate::limits::Control;
 use crate::outgoing::ClientCounts;
 use crate::sync::unpoison;
-use crate::value::Value;
+use crate::value::{Output, Value};
 
 /// Calls one worker interleaves while they wait on the host.
 pub const PER_WORKER: usize = 128;
@@ -332,14 +332,14 @@ impl Pool {
     ///
     /// # Errors
     /// The call's, or `UNAVAILABLE` when the pool was shut down.
-    pub fn call(self: &Arc<Self>, args: Args, options: CallOptions) -> Result<Value, Error> {
+    pub fn call(self: &Arc<Self>, args: Args, options: CallOptions) -> Result<Output, Error> {
         if self.runs_here() {
             return self.run_here(&args, &options);
         }
         let done = Completion::new();
         self.submit(args, options, done.clone())?;
         done.wait(None);
-        Result::clone(&done.result().expect("waited for it"))
+        done.take().expect("waited for it")
     }
 
     /// Whether blocking calls run on the caller's thread: in inline pools, and for entries
@@ -582,7 +582,7 @@ impl Pool {
 
     /// Makes a call on this thread ([`Pool::here`]); an async entry (inline) on the pool's
     /// own runtime.
-    fn run_here(&self, args: &Args, options: &CallOptions) -> Result<Value, Error> {
+    fn run_here(&self, args: &Args, options: &CallOptions) -> Result<Output, Error> {
         let result = self.here(|function| {
             if function.is_async() {
                 self.block_on(function.run(args, options)).map(Some)

@@ -12,7 +12,7 @@ use super::{Completion, InFlight, PER_WORKER, Pool, Slot, State, Task};
 use crate::error::{Error, Kind};
 use crate::function::{Args, CallOptions};
 use crate::sync::unpoison;
-use crate::value::Value;
+use crate::value::Output;
 
 pub(super) struct Job {
     pub(super) work: Work,
@@ -189,7 +189,9 @@ impl Pool {
             let started = Instant::now();
             let result = match job.work {
                 Work::Call(args) => self.function.run(&args, &job.options).await,
-                Work::Task(task) => task(self.function.clone(), job.options).await,
+                Work::Task(task) => task(self.function.clone(), job.options)
+                    .await
+                    .map(Output::Value),
             };
             self.record(result.as_ref().err(), started);
             result
@@ -199,7 +201,7 @@ impl Pool {
     }
 
     /// Ends a job: no longer running, its result given.
-    fn finish(&self, done: &Completion, result: Result<Value, Error>) {
+    fn finish(&self, done: &Completion, result: Result<Output, Error>) {
         {
             let mut st = self.lock();
             if let Some(i) = st

@@ -426,7 +426,7 @@ async fn handle(
     done.finished().await;
     let result = Result::clone(&done.result().expect("finished"));
     Ok(
-        match result.map(|v| payload::body(v, BodyKind::of(function.results()))) {
+        match result.map(|out| payload::body(out.into_value(), BodyKind::of(function.results()))) {
             Ok(None) => response(StatusCode::NO_CONTENT, None, Bytes::new()),
             Ok(Some((content_type, bytes))) => response(StatusCode::OK, Some(content_type), bytes),
             Err(e) => failure(&shared, &e),

@@ -45,6 +45,24 @@ pub fn holds_resource(ty: &wasmtime::component::Type) -> bool {
     }
 }
 
+/// A call's result as it comes back: a [`Value`] from the general path, or a
+/// [`Tape`](direct::Tape) from a call whose arguments went as an [`Image`](direct::Image).
+#[derive(Debug, Clone)]
+pub enum Output {
+    Value(Value),
+    Tape(direct::Tape),
+}
+
+impl Output {
+    /// The result as a [`Value`] (for callers that are not Lua).
+    pub fn into_value(self) -> Value {
+        match self {
+            Output::Value(v) => v,
+            Output::Tape(tape) => tape.to_value(),
+        }
+    }
+}
+
 /// Tables nested deeper than this are rejected (also what stops a cyclic table).
 pub const MAX_DEPTH: usize = 128;
 

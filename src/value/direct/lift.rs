@@ -10,9 +10,11 @@ use wasmtime::component::__internal::{
 use wasmtime::component::{ComponentNamedList, ComponentType, Lift};
 use wasmtime::{Result, ValRaw, bail};
 
+use crate::value::Value;
+
 /// A result, lifted out of guest memory as a flat list of items that [`push`] turns into Lua
 /// values; strings are in one buffer.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Tape {
     items: Vec<Item>,
     bytes: Vec<u8>,
@@ -59,6 +61,38 @@ impl Tape {
             self.bytes.clear();
             self.keys.clear();
             SPARE.set(self);
+        }
+    }
+
+    /// The value on the tape as a [`Value`] (nil for an empty tape), for callers that are
+    /// not Lua.
+    pub fn to_value(&self) -> Value {
+        if self.items.is_empty() {
+            return Value::Nil;
+        }
+        self.value_at(&mut 0)
+    }
+
+    fn value_at(&self, next: &mut usize) -> Value {
+        let item = self.items[*next];
+        *next += 1;
+        let bytes = |start: u32, len: u32| self.bytes[start as usize..][..len as usize].to_vec();
+        match item {
+            Item::Nil => Value::Nil,
+            Item::Bool(b) => Value::Bool(b),
+            Item::Int(i) => Value::Int(i),
+            Item::Float(f) => Value::Float(f),
+            Item::Str(start, len) => Value::Bytes(bytes(start, len)),
+            Item::Key(k) => {
+                let (_, start, len) = self.keys[k as usize];
+                Value::Bytes(bytes(start, len))
+            }
+            Item::Array(n) => Value::Array((0..n).map(|_| self.value_at(next)).collect()),
+            Item::Map(n) => Value::Map(
+                (0..n)
+                    .map(|_| (self.value_at(next), self.value_at(next)))
+                    .collect(),
+            ),
         }
     }
 

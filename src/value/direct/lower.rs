@@ -40,30 +40,38 @@ unsafe impl Sync for LuaArgs {}
 unsafe impl ComponentType for LuaArgs {
     type Lower = [ValRaw; MAX_FLAT];
 
-    const ABI: CanonicalAbiInfo = CanonicalAbiInfo {
-        size32: 0,
-        align32: 1,
-        size64: 0,
-        align64: 1,
-        flat_count: Some(MAX_FLAT as u8),
-    };
+    const ABI: CanonicalAbiInfo = PARAMS_ABI;
 
     fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> Result<()> {
-        let InterfaceType::Tuple(params) = ty else {
-            bail!("expected a parameter list");
-        };
-        let mut flat = 0;
-        for ty in types.types[*params].types.iter() {
-            match types.types.canonical_abi(ty).flat_count {
-                Some(n) => flat += usize::from(n),
-                None => bail!("parameters too large for the direct path"),
-            }
-        }
-        if flat > MAX_FLAT {
-            bail!("parameters too large for the direct path");
-        }
-        Ok(())
+        typecheck_params(ty, types)
     }
+}
+
+/// The ABI of parameters passed as at most [`MAX_FLAT`] core values.
+pub(super) const PARAMS_ABI: CanonicalAbiInfo = CanonicalAbiInfo {
+    size32: 0,
+    align32: 1,
+    size64: 0,
+    align64: 1,
+    flat_count: Some(MAX_FLAT as u8),
+};
+
+/// Accepts a parameter list of at most [`MAX_FLAT`] core values.
+pub(super) fn typecheck_params(ty: &InterfaceType, types: &InstanceType<'_>) -> Result<()> {
+    let InterfaceType::Tuple(params) = ty else {
+        bail!("expected a parameter list");
+    };
+    let mut flat = 0;
+    for ty in types.types[*params].types.iter() {
+        match types.types.canonical_abi(ty).flat_count {
+            Some(n) => flat += usize::from(n),
+            None => bail!("parameters too large for the direct path"),
+        }
+    }
+    if flat > MAX_FLAT {
+        bail!("parameters too large for the direct path");
+    }
+    Ok(())
 }
 
 // SAFETY: a parameter list, as wasmtime's tuples are.
@@ -82,10 +90,7 @@ unsafe impl Lower for LuaArgs {
         };
         let types: &ComponentTypes = cx.types;
         let lua = Stack(self.state);
-        let mut out = Flat {
-            values: [ValRaw::i64(0); MAX_FLAT],
-            len: 0,
-        };
+        let mut out = Flat::new();
         for (i, ty) in types[params].types.iter().enumerate() {
             lower_flat(cx, *ty, lua, Some(self.first + i as c_int), &mut out)?;
         }
@@ -104,13 +109,20 @@ unsafe impl Lower for LuaArgs {
 }
 
 /// Core values of the parameters, in order.
-struct Flat {
-    values: [ValRaw; MAX_FLAT],
+pub(super) struct Flat {
+    pub(super) values: [ValRaw; MAX_FLAT],
     len: usize,
 }
 
 impl Flat {
-    fn push(&mut self, v: ValRaw) {
+    pub(super) fn new() -> Flat {
+        Flat {
+            values: [ValRaw::i64(0); MAX_FLAT],
+            len: 0,
+        }
+    }
+
+    pub(super) fn push(&mut self, v: ValRaw) {
         self.values[self.len] = v;
         self.len += 1;
     }
@@ -177,7 +189,7 @@ fn lower_flat<T>(
         InterfaceType::Record(i) => {
             let fields = &types[i].fields;
             let top = lua.top();
-            let slots = lua.fields(idx, fields)?;
+            let slots = lua.fields(idx, fields.iter().map(|f| &f.name))?;
             for (field, slot) in fields.iter().zip(slots) {
                 lower_flat(cx, field.ty, lua, (slot != 0).then_some(slot), out)?;
             }
@@ -292,16 +304,7 @@ fn store<T>(
         }
         InterfaceType::Flags(i) => {
             let bits = lua.flags(idx, types[i].names.iter())?;
-            match types[i].names.len() {
-                0 => {}
-                1..=8 => *cx.get(offset) = (bits as u8).to_le_bytes(),
-                9..=16 => *cx.get(offset) = (bits as u16).to_le_bytes(),
-                n => {
-                    for word in 0..n.div_ceil(32) {
-                        *cx.get(offset + 4 * word) = ((bits >> (32 * word)) as u32).to_le_bytes();
-                    }
-                }
-            }
+            store_flags(cx, offset, types[i].names.len(), bits);
         }
         InterfaceType::Variant(i) => {
             let top = lua.top();
@@ -333,7 +336,7 @@ fn store<T>(
         InterfaceType::Record(i) => {
             let fields = &types[i].fields;
             let top = lua.top();
-            let slots = lua.fields(idx, fields)?;
+            let slots = lua.fields(idx, fields.iter().map(|f| &f.name))?;
             let mut at = 0;
             for (field, slot) in fields.iter().zip(slots) {
                 let field_at = types.canonical_abi(&field.ty).next_field32(&mut at) as usize;
@@ -378,8 +381,22 @@ fn store_payload<T>(
     }
 }
 
+/// Writes the bits of flags with `n` names.
+pub(super) fn store_flags<T>(cx: &mut LowerContext<'_, T>, offset: usize, n: usize, bits: u64) {
+    match n {
+        0 => {}
+        1..=8 => *cx.get(offset) = (bits as u8).to_le_bytes(),
+        9..=16 => *cx.get(offset) = (bits as u16).to_le_bytes(),
+        n => {
+            for word in 0..n.div_ceil(32) {
+                *cx.get(offset + 4 * word) = ((bits >> (32 * word)) as u32).to_le_bytes();
+            }
+        }
+    }
+}
+
 /// Writes a case number of `size` bytes.
-fn discriminant<T>(cx: &mut LowerContext<'_, T>, offset: usize, size: u32, case: u32) {
+pub(super) fn discriminant<T>(cx: &mut LowerContext<'_, T>, offset: usize, size: u32, case: u32) {
     match size {
         1 => *cx.get(offset) = [case as u8],
         2 => *cx.get(offset) = (case as u16).to_le_bytes(),

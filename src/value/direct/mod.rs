@@ -21,10 +21,12 @@
 //! Cargo.toml and `spec/direct_spec.lua` compares this path with the general one for every
 //! type it takes.
 
+mod image;
 mod lift;
 mod lower;
 mod stack;
 
+pub use image::{Image, ImageArgs, Layout};
 pub use lift::{FlatResult, MemoryResult, Tape, push};
 pub use lower::LuaArgs;
 

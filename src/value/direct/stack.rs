@@ -7,7 +7,6 @@ use std::ffi::c_int;
 
 use mlua::ffi;
 use wasmtime::Result;
-use wasmtime::component::__internal::wasmtime_environ::component::RecordField;
 
 use super::{MAX_FIELDS, mismatch};
 
@@ -250,6 +249,11 @@ impl Stack {
         }
     }
 
+    /// Pushes `t[k]` of the table at `idx` (an absolute index), without metamethods.
+    pub(super) fn index(self, idx: c_int, k: usize) {
+        unsafe { ffi::lua_rawgeti(self.0, idx, k as ffi::lua_Integer) };
+    }
+
     /// How many entries the table at `idx` has.
     pub(super) fn entries(self, idx: c_int) -> Result<usize> {
         self.room(2)?;
@@ -287,7 +291,11 @@ impl Stack {
     /// The values of a record table by field, pushed on the stack (0: absent). The record's
     /// WIT name wins over its snake-case spelling; a table that is a list is refused, as the
     /// general path does.
-    pub(super) fn fields(self, idx: c_int, names: &[RecordField]) -> Result<[c_int; MAX_FIELDS]> {
+    pub(super) fn fields<'n>(
+        self,
+        idx: c_int,
+        names: impl ExactSizeIterator<Item = &'n String> + Clone,
+    ) -> Result<[c_int; MAX_FIELDS]> {
         if self.kind(idx) != ffi::LUA_TTABLE {
             return mismatch();
         }
@@ -298,11 +306,11 @@ impl Stack {
             ffi::lua_pushnil(self.0);
             while ffi::lua_next(self.0, idx) != 0 {
                 let found = self.bytes(-2).and_then(|key| {
-                    match names.iter().position(|n| n.name.as_bytes() == key) {
+                    match names.clone().position(|n| n.as_bytes() == key) {
                         Some(j) => Some((j, true)),
                         None => names
-                            .iter()
-                            .position(|n| snake_eq(&n.name, key))
+                            .clone()
+                            .position(|n| snake_eq(n, key))
                             .map(|j| (j, false)),
                     }
                 });
