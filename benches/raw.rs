@@ -2,6 +2,10 @@
 //! on wasmtime with the engine funcs uses (pooling allocator where it can be reserved), with a
 //! fresh instance per call from an `InstancePre` and with one warm instance called again.
 //! Arguments are built once, outside the timed loop. Prints `name fresh_ns warm_ns` lines.
+//!
+//! `raw count <name> fresh|warm <n>` makes one call and then `n` more of one case, untimed,
+//! for `valgrind --tool=callgrind` (bench/instructions.sh): run with 0 and with N, the
+//! difference over N is one call's instructions.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -13,38 +17,69 @@ use wasmtime::{Linker, Module, Store};
 const ITERATIONS: u32 = 100_000;
 const USERS: [(usize, u32); 3] = [(10, 20_000), (100, 5_000), (1000, 500)];
 
+/// One call of a case, with a fresh instance or with the warm one.
+type Call<'a> = Box<dyn FnMut() + 'a>;
+
+/// A case: its name, iterations (fresh, warm) and its two calls.
+struct Case<'a> {
+    name: String,
+    iterations: (u32, u32),
+    fresh: Call<'a>,
+    warm: Call<'a>,
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let count = args
+        .iter()
+        .position(|a| a == "count")
+        .map(|at| match &args[at + 1..] {
+            [name, which, n, ..] => (
+                name.clone(),
+                which.clone(),
+                n.parse::<u32>().expect("a count"),
+            ),
+            _ => panic!("usage: raw count <name> fresh|warm <n>"),
+        });
+    // Counting compiles only the case it counts (compilation's instructions vary by run).
+    let wanted = |name: &str| count.as_ref().is_none_or(|(n, ..)| n == name);
     let engine = funcs::engine::engine();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cases = Vec::new();
 
     // Core `answer`: instantiate, look up the export, call it.
-    let module = Module::new(
-        engine,
-        std::fs::read(root.join("examples/app/wasm/answer_raw.wasm")).unwrap(),
-    )
-    .unwrap();
-    let pre = Linker::<()>::new(engine).instantiate_pre(&module).unwrap();
-    let fresh = measure(ITERATIONS, || {
+    if wanted("answer") {
+        let module = Module::new(
+            engine,
+            std::fs::read(root.join("examples/app/wasm/answer_raw.wasm")).unwrap(),
+        )
+        .unwrap();
+        let pre = Linker::<()>::new(engine).instantiate_pre(&module).unwrap();
         let mut store = new_store(engine);
         let instance = pre.instantiate(&mut store).unwrap();
-        let f = instance
-            .get_typed_func::<(), i32>(&mut store, "answer")
-            .unwrap();
-        assert_eq!(f.call(&mut store, ()).unwrap(), 42);
-    });
-    let mut store = new_store(engine);
-    let instance = pre.instantiate(&mut store).unwrap();
-    let f = instance.get_func(&mut store, "answer").unwrap();
-    let warm = measure(ITERATIONS * 10, || {
-        let mut out = [wasmtime::Val::I32(0)];
-        f.call(&mut store, &[], &mut out).unwrap();
-        assert_eq!(out[0].i32(), Some(42));
-    });
-    println!("answer {fresh:.0} {warm:.0}");
+        let f = instance.get_func(&mut store, "answer").unwrap();
+        cases.push(Case {
+            name: "answer".into(),
+            iterations: (ITERATIONS, ITERATIONS * 10),
+            fresh: Box::new(move || {
+                let mut store = new_store(engine);
+                let instance = pre.instantiate(&mut store).unwrap();
+                let f = instance
+                    .get_typed_func::<(), i32>(&mut store, "answer")
+                    .unwrap();
+                assert_eq!(f.call(&mut store, ()).unwrap(), 42);
+            }),
+            warm: Box::new(move || {
+                let mut out = [wasmtime::Val::I32(0)];
+                f.call(&mut store, &[], &mut out).unwrap();
+                assert_eq!(out[0].i32(), Some(42));
+            }),
+        });
+    }
 
     // Components, dynamically typed with `Val`s as funcs calls them.
     let kib = Val::String("x".repeat(1024));
-    let cases: Vec<(String, &str, &str, Vec<Val>, u32)> = [
+    let components: Vec<(String, &str, &str, Vec<Val>, u32)> = [
         (
             "compute".to_string(),
             "examples/app/wasm/minimal.wasm",
@@ -71,25 +106,53 @@ fn main() {
         )
     }))
     .collect();
-    for (name, path, export, args, iterations) in cases {
+    for (name, path, export, args, iterations) in components {
+        if !wanted(&name) {
+            continue;
+        }
         let (pre, index) = prepare(engine, &root.join(path), export);
-        let fresh = measure(iterations, || {
-            let mut store = new_store(engine);
-            let instance = pre.instantiate(&mut store).unwrap();
-            let f = instance.get_func(&mut store, index).unwrap();
-            let mut out = [Val::Bool(false)];
-            f.call(&mut store, &args, &mut out).unwrap();
-            black_box(out);
-        });
         let mut store = new_store(engine);
         let instance = pre.instantiate(&mut store).unwrap();
         let f = instance.get_func(&mut store, index).unwrap();
-        let warm = measure(iterations, || {
-            let mut out = [Val::Bool(false)];
-            f.call(&mut store, &args, &mut out).unwrap();
-            black_box(out);
+        let fresh_args = args.clone();
+        cases.push(Case {
+            name,
+            iterations: (iterations, iterations),
+            fresh: Box::new(move || {
+                let mut store = new_store(engine);
+                let instance = pre.instantiate(&mut store).unwrap();
+                let f = instance.get_func(&mut store, index).unwrap();
+                let mut out = [Val::Bool(false)];
+                f.call(&mut store, &fresh_args, &mut out).unwrap();
+                black_box(out);
+            }),
+            warm: Box::new(move || {
+                let mut out = [Val::Bool(false)];
+                f.call(&mut store, &args, &mut out).unwrap();
+                black_box(out);
+            }),
         });
-        println!("{name} {fresh:.0} {warm:.0}");
+    }
+
+    if let Some((name, which, n)) = &count {
+        let case = cases
+            .iter_mut()
+            .find(|c| &c.name == name)
+            .unwrap_or_else(|| panic!("no case {name}"));
+        let call = match which.as_str() {
+            "fresh" => &mut case.fresh,
+            "warm" => &mut case.warm,
+            other => panic!("fresh or warm, not {other}"),
+        };
+        for _ in 0..=*n {
+            call();
+        }
+        return;
+    }
+    for mut case in cases {
+        let fresh = measure(case.iterations.0, &mut case.fresh);
+        let warm = measure(case.iterations.1, &mut case.warm);
+        println!("{} {fresh:.0} {warm:.0}", case.name);
     }
 }
 
@@ -128,7 +191,7 @@ fn user(i: u32) -> Val {
 }
 
 /// Nanoseconds per call: the best of 3 timed rounds after a warm-up.
-fn measure(iterations: u32, mut f: impl FnMut()) -> f64 {
+fn measure(iterations: u32, f: &mut dyn FnMut()) -> f64 {
     for _ in 0..(iterations / 100).max(10) {
         f();
     }
