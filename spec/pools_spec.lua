@@ -172,6 +172,23 @@ entries:
     os.execute("rm -rf " .. dir)
   end)
 
+  it("sends the calls by an ID to the new code from the reload on, and to nothing once it is gone", function()
+    write(1)
+    assert(funcs.load(dir))
+    local id = "live:version"
+    assert.are.equal(1000001, funcs.call(id, 1))
+    write(2)
+    assert(funcs.load(dir))
+    assert.are.equal(2000001, funcs.call(id, 1))
+    local f = assert(io.open(dir .. "/_index.yaml", "w"))
+    f:write("namespace: live\nentries: []\n")
+    f:close()
+    assert(funcs.load(dir))
+    local value, err = funcs.call(id, 1)
+    assert.is_nil(value)
+    assert.are.equal("NOT_FOUND", err:kind())
+  end)
+
   it("swaps code under a stream of async calls without losing or mixing results", function()
     write(1)
     assert(funcs.load(dir))

@@ -31,6 +31,8 @@ pub struct Runtime {
     /// Held from the first deadline or async call until the runtime is dropped.
     ticker: OnceLock<TickerGuard>,
     closed: std::sync::atomic::AtomicBool,
+    /// Bumped by every load's commit: a function looked up before may be stale after.
+    generation: std::sync::atomic::AtomicU64,
     /// The Lua thread's inbox: every future's completion (`funcs.fd`, `funcs.poll`) and host
     /// calls from workers.
     signal: Arc<Signal>,
@@ -67,7 +69,10 @@ impl Runtime {
         let new: Vec<_> = prepared.pools().cloned().collect();
         let summary = {
             let mut registry = unpoison(self.registry.write());
-            registry.commit(prepared)
+            let summary = registry.commit(prepared);
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+            summary
         };
         let mut pools = unpoison(self.pools.lock());
         // Pools drained after a reload: their workers have left their loops; join them.
@@ -114,6 +119,17 @@ impl Runtime {
     pub fn function(&self, id: &str) -> Result<Arc<Handle>> {
         self.check_open()?;
         self.registry().function(id)
+    }
+
+    /// Changes with every load: a handle looked up at one generation is the function of its
+    /// ID as long as the generation and [`Runtime::is_open`] stay.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether [`Runtime::shutdown`] has not run.
+    pub fn is_open(&self) -> bool {
+        !self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Calls function `id` with `args` and waits for the result.

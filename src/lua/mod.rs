@@ -7,9 +7,10 @@
 pub mod error;
 mod host;
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use mlua::prelude::*;
 
@@ -66,6 +67,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         runtime: runtime.clone(),
         options: CallOptions::default(),
         fns: fns.clone(),
+        recent: RefCell::default(),
     };
     let f = fns.clone();
     funcs.set(
@@ -252,6 +254,10 @@ struct Executor {
     runtime: Arc<Runtime>,
     options: CallOptions,
     fns: Rc<host::HostFns>,
+    /// The function the last call named by a string, for the next call by the same ID (a
+    /// loop): its bytes, the runtime's generation then, and the handle (weak, so that a
+    /// reload's old pool is not kept by it).
+    recent: RefCell<Option<(Vec<u8>, u64, Weak<Handle>)>>,
 }
 
 impl Executor {
@@ -410,10 +416,25 @@ impl Executor {
 
     /// The function the ID argument names (a Lua error if it is not a string).
     fn function(&self, id: &LuaValue, name: &str) -> LuaResult<Result<Arc<Handle>, Error>> {
-        if let LuaValue::String(s) = id
-            && let Ok(s) = s.to_str()
-        {
-            return Ok(self.runtime.function(&s));
+        if let LuaValue::String(s) = id {
+            let bytes = s.as_bytes();
+            if let Some((recent, generation, handle)) = &*self.recent.borrow()
+                && **recent == *bytes
+                && *generation == self.runtime.generation()
+                && self.runtime.is_open()
+                && let Some(handle) = handle.upgrade()
+            {
+                return Ok(Ok(handle));
+            }
+            if let Ok(id) = std::str::from_utf8(&bytes) {
+                let generation = self.runtime.generation();
+                let found = self.runtime.function(id);
+                if let Ok(handle) = &found {
+                    *self.recent.borrow_mut() =
+                        Some((bytes.to_vec(), generation, Arc::downgrade(handle)));
+                }
+                return Ok(found);
+            }
         }
         Ok(self.runtime.function(&string_arg(id, 1, name)?))
     }
