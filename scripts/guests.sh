@@ -7,7 +7,8 @@
 #                 function per WIT type (funcs:ctypes/host);
 #   python-fetch/, c-fetch/
 #                 the same outgoing-request guest (wasi:http/outgoing-handler) in CPython and
-#                 in C, against wasmtime-wasi-http's WIT (spec/outgoing_spec.lua).
+#                 in C, against wasmtime-wasi-http's WIT (spec/outgoing_spec.lua);
+#   c-http/       a wasi:http/incoming-handler in C (spec/http_spec.lua, make bench-http).
 # Skips a build when its sources did not change since the last one. With arguments, builds
 # only the guests named (`scripts/guests.sh c-host`).
 set -euo pipefail
@@ -121,7 +122,7 @@ want python-host && build spec/fixtures/python-host build/guests/python-host gue
 
 want c-host && build_c spec/fixtures/c-host build/guests/c-host ctypes
 
-want python-http || want python-fetch || want c-fetch || exit 0
+want python-http || want python-fetch || want c-fetch || want c-http || exit 0
 # The wasi:http WIT our host implements, from the wasmtime-wasi-http crate's sources.
 http_wit=$(cargo metadata --format-version 1 --locked 2>/dev/null | python3 -c '
 import json, os, sys
@@ -140,4 +141,12 @@ cp spec/fixtures/fetch/wit/world.wit "$fetch_wit/"
 cp "$http_wit"/deps/*.wit "$fetch_wit/deps/"
 want python-fetch && build spec/fixtures/fetch build/guests/python-fetch guest.wasm "$fetch_wit" fetcher
 want c-fetch && build_c spec/fixtures/fetch build/guests/c-fetch fetcher "$fetch_wit"
+
+# The C incoming-handler's world, with wasi:http beside it.
+handler_wit=build/guests/c-http-wit
+rm -rf "$handler_wit"
+mkdir -p "$handler_wit/deps"
+cp spec/fixtures/c-http/wit/world.wit "$handler_wit/"
+cp "$http_wit"/deps/*.wit "$handler_wit/deps/"
+want c-http && build_c spec/fixtures/c-http build/guests/c-http handler "$handler_wit"
 exit 0

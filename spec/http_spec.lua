@@ -201,17 +201,22 @@ describe("a service under hostile clients", function()
   end)
 end)
 
-describe("a wasi:http/incoming-handler component", function()
+-- The same handler built by two toolchains: CPython (componentize-py) and C (wit-bindgen, zig).
+for _, guest in ipairs({
+  { name = "CPython", dir = "build/guests/python-http", wasm = "handler.wasm", ns = "hh", tag = "python" },
+  { name = "C", dir = "build/guests/c-http", wasm = "guest.wasm", ns = "ch", tag = "c" },
+}) do
+describe("a wasi:http/incoming-handler component in " .. guest.name, function()
   local base
 
   setup(function()
-    assert(io.open("build/guests/python-http/handler.wasm"), "run scripts/guests.sh first (make test does)")
-    assert(funcs.load("build/guests/python-http"))
-    base = "http://" .. assert(funcs.http.start("hh:service")) .. "/h"
+    assert(io.open(guest.dir .. "/" .. guest.wasm), "run scripts/guests.sh first (make test does)")
+    assert(funcs.load(guest.dir))
+    base = "http://" .. assert(funcs.http.start(guest.ns .. ":service")) .. "/h"
   end)
 
   teardown(function()
-    funcs.http.stop("hh:service")
+    funcs.http.stop(guest.ns .. ":service")
   end)
 
   it("gets the whole request and answers with its own status, headers and body", function()
@@ -219,7 +224,7 @@ describe("a wasi:http/incoming-handler component", function()
     local out = p:read("*a")
     p:close()
     assert.truthy(out:find("^HTTP/1.1 201"), out)
-    assert.truthy(out:lower():find("\nx%-handler: python"), out)
+    assert.truthy(out:lower():find("\nx%-handler: " .. guest.tag), out)
     assert.truthy(out:find("POST /h/a/b?x=1: hello handler", 1, true), out)
     local status, ct, body = request("GET", base .. "/c")
     assert.are.equal(201, status)
@@ -230,7 +235,19 @@ describe("a wasi:http/incoming-handler component", function()
   it("is refused a body over the service's limit before it runs", function()
     assert.are.equal(413, (request("POST", base .. "/big", string.rep("x", 2000))))
   end)
+
+  if guest.tag == "c" then
+    it("has a plain export beside the handler, called fresh and warm", function()
+      for _ = 1, 3 do
+        assert.are.equal("Hello, World!", funcs.call("ch:greet", "World"))
+        assert.are.equal("Hello, " .. ("é"):rep(3000) .. "!", funcs.call("ch:greet_warm", ("é"):rep(3000)))
+      end
+      assert.is_true(funcs.stats("ch:greet").direct)
+      assert.are.equal(1, funcs.stats("ch:greet_warm").instances)
+    end)
+  end
 end)
+end
 
 describe("HTTP registry entries", function()
   it("name an unknown router, function, or a function without the wasi-http transport", function()
