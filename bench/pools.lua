@@ -1,10 +1,12 @@
 -- Pools, measured (issue 4): a CPU-bound guest through `inline` and a static pool of 2
 -- workers via funcs.async, a WASI one through a lazy pool from 1, 2 and 4 callers, and per-call time with a fresh instance vs a reused one
--- (`pool.reuse`) for `compute` and a CPython component. Run once per allocator
+-- (`pool.reuse`) for `compute`, a CPython component and a C one (wit-bindgen and zig,
+-- spec/fixtures/c-http: `greet`). Run once per allocator
 -- (FUNCS_ALLOCATOR=on-demand for the other). Prints `name value unit`.
 local funcs = require("funcs")
 assert(funcs.load("bench/registry"))
 assert(funcs.load("build/guests/python"))
+assert(funcs.load("build/guests/c-http"))
 local clock = funcs.clock
 local allocator = funcs.engine().allocator
 
@@ -58,3 +60,5 @@ per_call("compute-fresh", "bench:compute", 20000, 6, 7)
 per_call("compute-reuse", "bench:compute_warm", 20000, 6, 7)
 per_call("python-compute-fresh", "py:compute", 200, 6, 7)
 per_call("python-compute-reuse", "py:compute_warm", 2000, 6, 7)
+per_call("c-greet-fresh", "ch:greet", 20000, "World")
+per_call("c-greet-reuse", "ch:greet_warm", 20000, "World")

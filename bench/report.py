@@ -2,7 +2,8 @@
 
 Usage: report.py <results dir>. The dir holds `funcs.txt`, `funcs-host.txt`, `rust.txt`,
 `wasmtime-py.txt`, `jco.txt` (`name fresh_ns warm_ns` lines), `limits.txt`, `pools.txt`,
-`pools-on-demand.txt`, `cache.txt`, `paths.txt` (`name value unit` lines) and `machine.txt`.
+`pools-on-demand.txt`, `cache.txt`, `paths.txt`, `instructions.txt`, `http.txt` (`name value
+unit` lines), `http-wrk.txt` (wrk's summaries) and `machine.txt`.
 """
 import os
 import sys
@@ -136,6 +137,58 @@ for name, value in paths.items():
     out.append(f"| {name} | {value:,.0f} | {'-' if r is None else f'{r:.2f}x'} | "
                f"{'-' if name == 'inline' else f'{limit}x'} | {met} |")
 out.append("")
+
+
+def values(name, prefix):
+    """`prefix<row> <value> ...` lines of a results file, by row."""
+    table = {}
+    for line in lines(name):
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(prefix):
+            table[parts[0].removeprefix(prefix)] = float(parts[1])
+    return table
+
+
+out.append("## Instructions per call (callgrind)\n")
+out.append("Counted, not timed (`bench/instructions.sh`): each case makes one call and then 0 or N "
+           "more under `valgrind --tool=callgrind`, every thread counted; the difference over N. "
+           "funcs from Lua 5.4 (`bench/instructions.lua`), Rust through `benches/raw.rs count`.\n")
+ins = values("instructions.txt", "instructions-")
+out.append("| case | funcs | Rust | ratio | target | met |")
+out.append("|---|---|---|---|---|---|")
+for case, limit in [("answer-fresh", 1.3), ("answer-warm", None), ("compute-fresh", None), ("compute-warm", 3.0)]:
+    a, b = ins.get(case + "-funcs"), ins.get(case + "-rust")
+    met = "-" if limit is None or a is None or b is None else ("yes" if a / b <= limit else "no")
+    out.append(f"| {case} | {'-' if a is None else f'{a:,.0f}'} | {'-' if b is None else f'{b:,.0f}'} | "
+               f"{ratio(a, b)} | {'-' if limit is None else f'{limit}x'} | {met} |")
+out.append("")
+base = ins.get("paths-inline")
+out.append("| path (transform-users, 1,000 records) | instructions | vs inline | target | met |")
+out.append("|---|---|---|---|---|")
+for name, value in ins.items():
+    if not name.startswith("paths-"):
+        continue
+    name = name.removeprefix("paths-")
+    limit = 1.1 if name == "inline-wasi" else 1.25
+    r = value / base if base else None
+    met = "-" if r is None or name == "inline" else ("yes" if r <= limit else "no")
+    out.append(f"| {name} | {value:,.0f} | {'-' if r is None else f'{r:.2f}x'} | "
+               f"{'-' if name == 'inline' else f'{limit}x'} | {met} |")
+out.append("")
+
+out.append("## HTTP under wrk (requests per second)\n")
+out.append("`scripts/bench-http.sh`: `wrk -t2 -c32` POSTs on loopback, the server on the same 2 "
+           "cores. The C incoming-handler (`spec/fixtures/c-http`, wit-bindgen and zig) and the "
+           "CPython one, each served by funcs and by `wasmtime serve` (wasmtime-cli 48.0.8). "
+           "Target (issue 15): the C handler at least 1.0x `wasmtime serve`.\n")
+http = values("http.txt", "http-")
+out.append("| row | req/s | vs `wasmtime serve` | met |")
+out.append("|---|---|---|---|")
+for name, value in http.items():
+    peer = http.get(name + "-wasmtime")
+    met = "-" if peer is None or name != "c-handler" else ("yes" if value >= peer else "no")
+    out.append(f"| {name} | {value:,.0f} | {ratio(value, peer) if peer else '-'} | {met} |")
+out.append("\n```\n" + "\n".join(l for l in lines("http-wrk.txt") if not l.startswith("http-")) + "\n```\n")
 
 try:
     import matplotlib

