@@ -46,6 +46,30 @@ def get(table, case, i):
     return table.get(case, [None, None])[i]
 
 
+def values(name, prefix):
+    """`prefix<row> <value> ...` lines of a results file, by row."""
+    table = {}
+    for line in lines(name):
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(prefix):
+            table[parts[0].removeprefix(prefix)] = float(parts[1])
+    return table
+
+
+def paths_table(table, header, unit):
+    """Rows of the paths of a call against the first (`inline`), with issue 15's targets."""
+    base = table.get("inline")
+    out.append(f"| {header} | {unit} | vs inline | target | met |")
+    out.append("|---|---|---|---|---|")
+    for name, value in table.items():
+        limit = 1.1 if name == "inline-wasi" else 1.25
+        r = value / base if base else None
+        met = "-" if r is None or name == "inline" else ("yes" if r <= limit else "no")
+        out.append(f"| {name} | {value:,.0f} | {'-' if r is None else f'{r:.2f}x'} | "
+                   f"{'-' if name == 'inline' else f'{limit}x'} | {met} |")
+    out.append("")
+
+
 out = []
 out.append("# Benchmarks\n")
 out.append("Written by `make bench` (`scripts/bench.sh`) from one run; do not edit by hand.\n")
@@ -122,31 +146,7 @@ out.append("mapper.wasm's `transform-users` over 1,000 records (`bench/paths.lua
            "`[wasi:cli, wasi:io, wasi:clocks, wasi:filesystem]`; lazy pools of 2 through `funcs.call` "
            "and `funcs.async(...):wait()`. Targets (issue 15): every path within 1.25x of the first "
            "row, the inline WASI row within 1.1x.\n")
-paths = {}
-for line in lines("paths.txt"):
-    parts = line.split()
-    if len(parts) >= 2:
-        paths[parts[0].removeprefix("paths-")] = float(parts[1])
-base = paths.get("inline")
-out.append("| path | µs | vs inline | target | met |")
-out.append("|---|---|---|---|---|")
-for name, value in paths.items():
-    limit = 1.1 if name == "inline-wasi" else 1.25
-    r = value / base if base else None
-    met = "-" if r is None or name == "inline" else ("yes" if r <= limit else "no")
-    out.append(f"| {name} | {value:,.0f} | {'-' if r is None else f'{r:.2f}x'} | "
-               f"{'-' if name == 'inline' else f'{limit}x'} | {met} |")
-out.append("")
-
-
-def values(name, prefix):
-    """`prefix<row> <value> ...` lines of a results file, by row."""
-    table = {}
-    for line in lines(name):
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith(prefix):
-            table[parts[0].removeprefix(prefix)] = float(parts[1])
-    return table
+paths_table(values("paths.txt", "paths-"), "path", "µs")
 
 
 out.append("## Instructions per call (callgrind)\n")
@@ -162,19 +162,8 @@ for case, limit in [("answer-fresh", 1.3), ("answer-warm", None), ("compute-fres
     out.append(f"| {case} | {'-' if a is None else f'{a:,.0f}'} | {'-' if b is None else f'{b:,.0f}'} | "
                f"{ratio(a, b)} | {'-' if limit is None else f'{limit}x'} | {met} |")
 out.append("")
-base = ins.get("paths-inline")
-out.append("| path (transform-users, 1,000 records) | instructions | vs inline | target | met |")
-out.append("|---|---|---|---|---|")
-for name, value in ins.items():
-    if not name.startswith("paths-"):
-        continue
-    name = name.removeprefix("paths-")
-    limit = 1.1 if name == "inline-wasi" else 1.25
-    r = value / base if base else None
-    met = "-" if r is None or name == "inline" else ("yes" if r <= limit else "no")
-    out.append(f"| {name} | {value:,.0f} | {'-' if r is None else f'{r:.2f}x'} | "
-               f"{'-' if name == 'inline' else f'{limit}x'} | {met} |")
-out.append("")
+paths_table({k.removeprefix("paths-"): v for k, v in ins.items() if k.startswith("paths-")},
+            "path (transform-users, 1,000 records)", "instructions")
 
 out.append("## HTTP under wrk (requests per second)\n")
 out.append("`scripts/bench-http.sh`: `wrk -t2 -c32` POSTs on loopback, the server on the same 2 "
