@@ -44,12 +44,18 @@ LUA_CPATH="build/lua5.4/?.so;;" lua5.4 -e "
 "$wasmtime" serve --addr 127.0.0.1:18931 -S cli=y build/guests/python-http/handler.wasm \
   >/dev/null 2>&1 &
 "$wasmtime" serve --addr 127.0.0.1:18932 build/guests/c-http/guest.wasm >/dev/null 2>&1 &
-for _ in $(seq 100); do
-  [ -s "$tmp/plain" ] && [ -s "$tmp/handler" ] && [ -s "$tmp/c-handler" ] &&
+# Up to 5 minutes: a first run compiles the CPython component (not yet in the cache).
+ready=""
+for _ in $(seq 1500); do
+  if [ -s "$tmp/plain" ] && [ -s "$tmp/handler" ] && [ -s "$tmp/c-handler" ] &&
     curl -s -o /dev/null -d x http://127.0.0.1:18931/ &&
-    curl -s -o /dev/null -d x http://127.0.0.1:18932/ && break
+    curl -s -o /dev/null -d x http://127.0.0.1:18932/; then
+    ready=1
+    break
+  fi
   sleep 0.2
 done
+[ -n "$ready" ] || { echo "bench-http: the servers did not start" >&2; exit 1; }
 
 summary=$tmp/summary
 run() {

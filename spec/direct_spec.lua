@@ -347,6 +347,13 @@ describe(TITLES[E], function()
     assert.truthy(err:message():find("refused", 1, true), err:message())
     assert.are.equal(3, ok("direct:len", "abc"))
   end)
+  it("fails a result that names the same memory over and over against the call's bound", function()
+    local err = refused("direct:amplify")
+    assert.are.equal("INTERNAL", err:kind())
+    assert.truthy(err:message():find("fuel", 1, true), err:message())
+    assert.truthy(funcs.stats("direct:amplify").direct)
+  end)
+
   it("words a result that does not fit its type as the general path does", function()
     local expected = {
       ["bad-variant"] = "discriminant 7 out of range [0..2)",

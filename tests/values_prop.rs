@@ -366,17 +366,18 @@ fn direct(f: &Function, lua: &Lua, arg: &Value) -> Result<Option<Value>, String>
 fn image(f: &Function, lua: &Lua, arg: &Value) -> Result<Option<Value>, String> {
     let arg = value::to_lua(lua, arg).expect("a Lua value");
     let layout = f.layout().expect("a direct function has a layout");
-    let mut image = None;
+    let mut image = value::direct::Image::default();
+    let mut taken = false;
     // SAFETY: the argument is at 1 of the protected frame.
     unsafe {
         lua.exec_raw::<()>(arg, |state| {
-            image = value::direct::Image::read(state, 1, 1, layout);
+            taken = image.read(state, 1, 1, layout);
         })
     }
     .expect("exec_raw");
-    let Some(image) = image else {
+    if !taken {
         return Ok(None);
-    };
+    }
     let tape = match f.call(&Args::Image(image), &Default::default()) {
         Ok(Output::Tape(tape)) => tape,
         Ok(Output::Value(v)) => return Err(format!("an image's call gave a value: {v:?}")),

@@ -294,12 +294,16 @@ impl Executor {
             }
             Err(e) => return error::fail(lua, e),
         };
-        if handle.0.is_direct()
-            && let Some(done) = self.call_direct(lua, &handle, &args)?
-        {
-            return done;
-        }
-        let result = self.arguments(lua, &handle, &args)?.and_then(|values| {
+        // When the direct path gives up, so would the image: the general path names the value.
+        let values = if handle.0.is_direct() {
+            if let Some(done) = self.call_direct(lua, &handle, &args)? {
+                return done;
+            }
+            self.convert(&handle, &args)
+        } else {
+            self.arguments(lua, &handle, &args)?
+        };
+        let result = values.and_then(|values| {
             if self.runtime.has_hosts() {
                 let serve = |call: &HostCall| host::serve(lua, &self.fns, call);
                 self.runtime
@@ -451,17 +455,20 @@ impl Executor {
     ) -> LuaResult<Result<Args, Error>> {
         let function = handle.0.function();
         if let Some(layout) = function.layout() {
-            let mut image = None;
+            // Owned out here: growing the stack may raise an out-of-memory error (Lua 5.1,
+            // 5.2, LuaJIT), which jumps over the frames inside `exec_raw`.
+            let mut image = value::direct::Image::default();
+            let mut taken = false;
             // SAFETY: the arguments are at 1..=n of the protected frame `exec_raw` runs this
-            // in; reading them raises no Lua error.
+            // in.
             unsafe {
                 lua.exec_raw::<()>(args.clone(), |state| {
                     let count = mlua::ffi::lua_gettop(state) as usize;
-                    image = value::direct::Image::read(state, 1, count, layout);
+                    taken = image.read(state, 1, count, layout);
                     mlua::ffi::lua_settop(state, 0);
                 })?;
             }
-            if let Some(image) = image {
+            if taken {
                 return Ok(Ok(Args::Image(image)));
             }
         }

@@ -133,34 +133,35 @@ pub struct Image {
 }
 
 impl Image {
-    /// Reads values `first..first + count` of the Lua stack as arguments of `layout`'s
-    /// types; `None` for a value the direct path does not take, or a wrong count. The stack
-    /// is as it was afterwards.
+    /// Reads values `first..first + count` of the Lua stack into `self` (empty) as arguments
+    /// of `layout`'s types; `false` for a value the direct path does not take, or a wrong
+    /// count. The stack is as it was afterwards.
+    ///
+    /// The image is the caller's: on Lua 5.1, 5.2 and LuaJIT growing the stack may raise an
+    /// out-of-memory error, which must not jump over a frame that owns it.
     ///
     /// # Safety
     /// `state` is the running Lua thread, with at least `first + count - 1` values.
     pub unsafe fn read(
+        &mut self,
         state: *mut ffi::lua_State,
         first: c_int,
         count: usize,
         layout: &Layout,
-    ) -> Option<Image> {
+    ) -> bool {
         if count != layout.0.len() {
-            return None;
+            return false;
         }
         let lua = Stack(state);
         let top = lua.top();
-        let mut image = Image {
-            count,
-            ..Image::default()
-        };
+        self.count = count;
         let read = layout
             .0
             .iter()
             .enumerate()
-            .try_for_each(|(i, node)| image.value(node, lua, Some(first + i as c_int)));
+            .try_for_each(|(i, node)| self.value(node, lua, Some(first + i as c_int)));
         lua.set_top(top);
-        read.ok().map(|()| image)
+        read.is_ok()
     }
 
     /// The number of arguments.

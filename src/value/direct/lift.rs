@@ -363,6 +363,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
             let Some((name, ty)) = cases.get_index(case as usize) else {
                 return Err(out_of_range(case, cases.len()));
             };
+            cx.consume_fuel_array(2, size_of::<Item>())?;
             tape.arm(name);
             return load_payload(cx, *ty, &bytes[info.payload_offset32 as usize..], tape);
         }
@@ -372,6 +373,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
                 1 => (types[i].err, "err"),
                 case => return Err(out_of_range(case.into(), 2)),
             };
+            cx.consume_fuel_array(2, size_of::<Item>())?;
             tape.arm(name);
             let at = types[i].info.payload_offset32 as usize;
             return load_payload(cx, ty, &bytes[at..], tape);
@@ -395,9 +397,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
             let len = u32::from_le_bytes(array(&bytes[4..])) as usize;
             let abi = types.canonical_abi(&elem);
             let size = abi.size32 as usize;
-            if !ptr.is_multiple_of(abi.align32 as usize) {
-                bail!("list pointer is not aligned");
-            }
+            // Bounds before alignment, as wasmtime's own lift checks them.
             let memory = cx.memory();
             let Some(items) = len
                 .checked_mul(size)
@@ -405,7 +405,12 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
             else {
                 bail!("list pointer/length out of bounds of memory");
             };
+            if !ptr.is_multiple_of(abi.align32 as usize) {
+                bail!("list pointer is not aligned");
+            }
             if elem == InterfaceType::U8 {
+                // Host memory grows with the bytes, counted as wasmtime counts them.
+                cx.consume_fuel(len)?;
                 tape.str(items);
                 return Ok(());
             }
@@ -419,6 +424,9 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
         }
         InterfaceType::Record(i) => {
             let fields = &types[i].fields;
+            // A map item, then a key and a value per field: counted, as a list's items are
+            // (a list of records repeats them as often as the guest says).
+            cx.consume_fuel_array(1 + 2 * fields.len(), size_of::<Item>())?;
             tape.items.push(Item::Map(fields.len() as u32));
             let mut at = 0;
             for field in fields.iter() {
@@ -436,6 +444,7 @@ fn load(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8], tape: &mut Ta
         }
         InterfaceType::Tuple(i) => {
             let tys = &types[i].types;
+            cx.consume_fuel_array(1 + tys.len(), size_of::<Item>())?;
             tape.items.push(Item::Array(tys.len() as u32));
             let mut at = 0;
             for ty in tys.iter() {

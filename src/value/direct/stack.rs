@@ -65,7 +65,9 @@ impl Stack {
             // Lua 5.1, 5.2 and LuaJIT have only floats; mlua calls those that are integers integers.
             let n = unsafe { ffi::lua_tonumberx(self.0, idx, std::ptr::null_mut()) };
             let i = n as i64;
-            Some(if n.is_finite() && (i as f64).to_bits() == n.to_bits() {
+            // In range first: `as` saturates, and i64::MAX as a float is 2^63.
+            let in_range = (-(2f64.powi(63))..2f64.powi(63)).contains(&n);
+            Some(if in_range && (i as f64).to_bits() == n.to_bits() {
                 Number::Int(i)
             } else {
                 Number::Float(n)
