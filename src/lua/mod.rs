@@ -254,10 +254,17 @@ struct Executor {
     runtime: Arc<Runtime>,
     options: CallOptions,
     fns: Rc<host::HostFns>,
-    /// The function the last call named by a string, for the next call by the same ID (a
-    /// loop): its bytes, the runtime's generation then, and the handle (weak, so that a
-    /// reload's old pool is not kept by it).
-    recent: RefCell<Option<(Vec<u8>, u64, Weak<Handle>)>>,
+    /// The function the last call named by a string, for the next call by the same ID.
+    recent: RefCell<Option<Recent>>,
+}
+
+/// A function looked up by ID: valid while the runtime's generation is the same.
+#[derive(Clone)]
+struct Recent {
+    id: Vec<u8>,
+    generation: u64,
+    /// Weak, so that a reload's old pool is not kept by it.
+    handle: Weak<Handle>,
 }
 
 impl Executor {
@@ -422,11 +429,11 @@ impl Executor {
     fn function(&self, id: &LuaValue, name: &str) -> LuaResult<Result<Arc<Handle>, Error>> {
         if let LuaValue::String(s) = id {
             let bytes = s.as_bytes();
-            if let Some((recent, generation, handle)) = &*self.recent.borrow()
-                && **recent == *bytes
-                && *generation == self.runtime.generation()
+            if let Some(recent) = &*self.recent.borrow()
+                && *recent.id == *bytes
+                && recent.generation == self.runtime.generation()
                 && self.runtime.is_open()
-                && let Some(handle) = handle.upgrade()
+                && let Some(handle) = recent.handle.upgrade()
             {
                 return Ok(Ok(handle));
             }
@@ -434,8 +441,11 @@ impl Executor {
                 let generation = self.runtime.generation();
                 let found = self.runtime.function(id);
                 if let Ok(handle) = &found {
-                    *self.recent.borrow_mut() =
-                        Some((bytes.to_vec(), generation, Arc::downgrade(handle)));
+                    *self.recent.borrow_mut() = Some(Recent {
+                        id: bytes.to_vec(),
+                        generation,
+                        handle: Arc::downgrade(handle),
+                    });
                 }
                 return Ok(found);
             }
