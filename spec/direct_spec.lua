@@ -33,6 +33,9 @@ local function outcome(value, err, from, to)
   if not err then return { value = value } end
   local details = err:details()
   if details.entry == from then details.entry = to end
+  -- Where a trap's backtrace points can move by an instruction when an epoch check fires at
+  -- the function's entry: whether there is one is compared, not its text.
+  details.backtrace = details.backtrace ~= nil
   local message = err:message()
   local at = message:find(from, 1, true)
   if at then message = message:sub(1, at - 1) .. to .. message:sub(at + #from) end
