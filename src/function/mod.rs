@@ -338,6 +338,11 @@ impl Function {
         }
     }
 
+    /// Whether this is a core wasm function (scalar parameters and results).
+    pub fn is_core(&self) -> bool {
+        matches!(self.target, Target::Core { .. })
+    }
+
     /// Whether calls must run on a Tokio runtime (WASI host calls may wait there).
     pub fn is_async(&self) -> bool {
         self.asynchronous

@@ -5,6 +5,7 @@
 //! `nil, err` with an [`error::ErrorObject`].
 
 pub mod error;
+mod fast;
 mod host;
 
 use std::cell::RefCell;
@@ -77,13 +78,13 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
 
+    // A C function that makes direct calls itself and leaves the rest to this one.
     let executor = default.clone();
-    funcs.set(
-        "call",
+    let general =
         lua.create_function(move |lua, (id, args): (LuaValue, LuaVariadic<LuaValue>)| {
-            executor.call(lua, &id, args, "call")
-        })?,
-    )?;
+            executor.call(lua, &id, args, "call", false)
+        })?;
+    funcs.set("call", fast::call(lua, default.clone(), general)?)?;
     let executor = default.clone();
     funcs.set(
         "async",
@@ -268,13 +269,15 @@ struct Recent {
 }
 
 impl Executor {
-    /// `call(id, ...)`: `value` or `nil, err`.
+    /// `call(id, ...)`: `value` or `nil, err`. `direct`: whether to try the direct path
+    /// first (`false` after `fast::call` tried it).
     fn call(
         &self,
         lua: &Lua,
         id: &LuaValue,
         args: LuaVariadic<LuaValue>,
         name: &str,
+        direct: bool,
     ) -> LuaResult<LuaMultiValue> {
         let handle = match self.function(id, name)? {
             Ok(handle) => handle,
@@ -303,7 +306,7 @@ impl Executor {
         };
         // When the direct path gives up, so would the image: the general path names the value.
         let values = if handle.0.is_direct() {
-            if let Some(done) = self.call_direct(lua, &handle, &args)? {
+            if direct && let Some(done) = self.call_direct(lua, &handle, &args)? {
                 return done;
             }
             self.convert(&handle, &args)
@@ -344,35 +347,12 @@ impl Executor {
         // holding only references.
         let pushed: LuaResult<LuaValue> = unsafe {
             lua.exec_raw(args.clone(), |state| {
-                // A panic must not unwind through Lua's C frames: it becomes an error.
-                let call = std::panic::AssertUnwindSafe(|| {
-                    let count = mlua::ffi::lua_gettop(state) as usize;
-                    let result = self.runtime.call_here(handle, &self.options, |function| {
-                        // The arguments are at 1..=count for the whole synchronous call.
-                        let args = value::direct::LuaArgs::new(state, 1);
-                        if function.is_async() {
-                            // WASI on an inline pool: on its runtime, driven by this thread.
-                            handle.0.block_on(function.call_direct_async(
-                                args,
-                                count,
-                                &self.options,
-                            ))
-                        } else {
-                            function.call_direct(args, count, &self.options)
-                        }
-                    });
-                    mlua::ffi::lua_settop(state, 0);
-                    result.map(|result| {
-                        tape = result;
-                        tape.is_some()
-                    })
-                });
-                outcome = Some(std::panic::catch_unwind(call).unwrap_or_else(|_| {
-                    mlua::ffi::lua_settop(state, 0);
-                    Err(Error::internal(format!(
-                        "internal error in the call of `{}` (a bug: please report it)",
-                        handle.0.function().id()
-                    )))
+                let count = mlua::ffi::lua_gettop(state);
+                let result = self.direct_here(state, handle, 1, count);
+                mlua::ffi::lua_settop(state, 0);
+                outcome = Some(result.map(|result| {
+                    tape = result;
+                    tape.is_some()
                 }));
                 if let Some(tape) = &tape {
                     value::direct::push(state, tape);
@@ -387,6 +367,40 @@ impl Executor {
             Ok(true) => Some(pushed.into_lua_multi(lua)),
             Ok(false) => None,
             Err(e) => Some(error::fail(lua, e)),
+        })
+    }
+
+    /// A call on the direct path of the arguments at `first..=last` of `state`'s stack: the
+    /// result's tape, or `None` when an argument makes the direct path give up. A panic
+    /// becomes an error (it must not unwind through Lua's C frames).
+    ///
+    /// # Safety
+    /// `state` is the running Lua thread, the arguments stay where they are for the call.
+    unsafe fn direct_here(
+        &self,
+        state: *mut mlua::ffi::lua_State,
+        handle: &Handle,
+        first: std::ffi::c_int,
+        last: std::ffi::c_int,
+    ) -> Result<Option<value::direct::Tape>, Error> {
+        let count = (last - first + 1).max(0) as usize;
+        let call = std::panic::AssertUnwindSafe(|| {
+            self.runtime.call_here(handle, &self.options, |function| {
+                // SAFETY: the arguments stay at first..=last for the whole synchronous call.
+                let args = unsafe { value::direct::LuaArgs::new(state, first) };
+                if function.is_async() {
+                    // WASI on an inline pool: on its runtime, driven by this thread.
+                    handle.0.block_on(function.call_direct_async(args, count, &self.options))
+                } else {
+                    function.call_direct(args, count, &self.options)
+                }
+            })
+        });
+        std::panic::catch_unwind(call).unwrap_or_else(|_| {
+            Err(Error::internal(format!(
+                "internal error in the call of `{}` (a bug: please report it)",
+                handle.0.function().id()
+            )))
         })
     }
 
@@ -429,28 +443,32 @@ impl Executor {
     fn function(&self, id: &LuaValue, name: &str) -> LuaResult<Result<Arc<Handle>, Error>> {
         if let LuaValue::String(s) = id {
             let bytes = s.as_bytes();
-            if let Some(recent) = &*self.recent.borrow()
-                && *recent.id == *bytes
-                && recent.generation == self.runtime.generation()
-                && self.runtime.is_open()
-                && let Some(handle) = recent.handle.upgrade()
-            {
+            if let Some(handle) = self.named(&bytes) {
                 return Ok(Ok(handle));
-            }
-            if let Ok(id) = std::str::from_utf8(&bytes) {
-                let generation = self.runtime.generation();
-                let found = self.runtime.function(id);
-                if let Ok(handle) = &found {
-                    *self.recent.borrow_mut() = Some(Recent {
-                        id: bytes.to_vec(),
-                        generation,
-                        handle: Arc::downgrade(handle),
-                    });
-                }
-                return Ok(found);
             }
         }
         Ok(self.runtime.function(&string_arg(id, 1, name)?))
+    }
+
+    /// The function an ID names, from the last call's lookup when it is the same ID; `None`
+    /// when there is none (or the ID is not UTF-8): the caller words the error.
+    fn named(&self, id: &[u8]) -> Option<Arc<Handle>> {
+        if let Some(recent) = &*self.recent.borrow()
+            && *recent.id == *id
+            && recent.generation == self.runtime.generation()
+            && self.runtime.is_open()
+            && let Some(handle) = recent.handle.upgrade()
+        {
+            return Some(handle);
+        }
+        let generation = self.runtime.generation();
+        let handle = self.runtime.function(std::str::from_utf8(id).ok()?).ok()?;
+        *self.recent.borrow_mut() = Some(Recent {
+            id: id.to_vec(),
+            generation,
+            handle: Arc::downgrade(&handle),
+        });
+        Some(handle)
     }
 
     /// The arguments of a call that may run on another thread, checked on this one: for a
@@ -501,7 +519,7 @@ impl LuaUserData for Executor {
         methods.add_method(
             "call",
             |lua, this, (id, args): (LuaValue, LuaVariadic<LuaValue>)| {
-                this.call(lua, &id, args, "call")
+                this.call(lua, &id, args, "call", true)
             },
         );
         methods.add_method(

@@ -32,6 +32,8 @@ pub use lower::LuaArgs;
 
 use wasmtime::component::Type;
 
+use super::Value;
+
 /// Parameters flattening to more core values than this go through memory in the canonical
 /// ABI; the direct path leaves those functions to the general path.
 pub const MAX_FLAT: usize = 16;
@@ -48,6 +50,20 @@ pub enum Shape {
     Flat,
     /// Anything larger, in memory behind a pointer the guest returns.
     Memory,
+}
+
+/// A Lua boolean or number on a Lua stack as the general path reads it (`value::from_lua`):
+/// `None` for any other type.
+///
+/// # Safety
+/// `state` is the running Lua thread and `idx` a valid index of its stack.
+pub unsafe fn lua_scalar(state: *mut mlua::ffi::lua_State, idx: std::ffi::c_int) -> Option<Value> {
+    let lua = stack::Stack(state);
+    match lua.number(idx) {
+        Some(stack::Number::Int(i)) => Some(Value::Int(i)),
+        Some(stack::Number::Float(f)) => Some(Value::Float(f)),
+        None => lua.bool(idx).ok().map(Value::Bool),
+    }
 }
 
 /// The shape of the result when the direct path can make calls with these types.
