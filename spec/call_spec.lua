@@ -153,6 +153,33 @@ describe("funcs.call", function()
     assert.are.same({ n = 2, 42, "nested" }, pack(funcs.call("callspec:nested", 2, 40)))
   end)
 
+  it("keeps each result when a finalizer calls funcs.call while one is pushed", function()
+    -- Pushing a large result runs the collector; its finalizers call funcs.call again.
+    local function garbage(f)
+      if newproxy then
+        getmetatable(newproxy(true)).__gc = f
+      else
+        setmetatable({}, { __gc = f })
+      end
+    end
+    local inner = 0
+    local function finalizer()
+      if funcs.call("spec:echo", "inner") == "inner" and funcs.call("core:lazy", 1, 1) == 2 then
+        inner = inner + 1
+      end
+    end
+    local users = {}
+    for i = 1, 300 do users[i] = { id = i, name = "u" .. i, tags = { "a", "b" }, active = i % 2 == 0 } end
+    local want = assert(general:call("spec:transform_users", users))
+    assert.are.equal(300, #want)
+    for _ = 1, 30 do
+      for _ = 1, 300 do garbage(finalizer) end
+      assert.are.same(want, funcs.call("spec:transform_users", users))
+    end
+    collectgarbage()
+    assert.is_true(inner > 0)
+  end)
+
   it("runs in coroutines, and keeps each result apart over many calls", function()
     local co = coroutine.wrap(function(n)
       local s = 0

@@ -245,6 +245,25 @@ describe("a wasi:http/incoming-handler component in " .. guest.name, function()
       assert.is_true(funcs.stats("ch:greet").direct)
       assert.are.equal(1, funcs.stats("ch:greet_warm").instances)
     end)
+
+    it("keeps answering while more handlers spin than the server has threads", function()
+      -- Handlers run on the server's threads (one per core): a spinning guest yields its
+      -- thread on every epoch tick, so the others, the accept loop among them, go on.
+      local spin = base:gsub("/h$", "/s/spin")
+      local p = assert(io.popen(("for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%%{http_code}\n' %s & done; wait"):format(spin)))
+      local deadline = os.time() + 10
+      while funcs.stats("ch:spin").in_flight < 6 and os.time() < deadline do end
+      assert.are.equal(6, funcs.stats("ch:spin").in_flight)
+      local status, _, body = request("GET", base .. "/quick")
+      assert.are.equal(201, status)
+      assert.are.equal("GET /h/quick: ", body)
+      -- Answered while all six still spin (they end at their 3 s limit).
+      assert.are.equal(6, funcs.stats("ch:spin").in_flight)
+      local out = p:read("*a")
+      p:close()
+      assert.are.equal(("504\n"):rep(6), out)
+      assert.are.equal(0, funcs.stats("ch:spin").in_flight)
+    end)
   end
 end)
 end

@@ -71,12 +71,14 @@ impl Limits {
     }
 
     /// Arms the deadline (`timeout_ms`, the entry's or an executor's), the fuel budget and,
-    /// for calls that can be cancelled, a check of `control` on every epoch tick.
+    /// for calls that can be cancelled, a check of `control` on every epoch tick, after
+    /// which an async call that `yields` lets its runtime run other tasks.
     pub fn arm<T>(
         &self,
         store: &mut Store<T>,
         timeout_ms: Option<u64>,
         control: Option<&Arc<Control>>,
+        yields: bool,
     ) {
         let timeout_ms = timeout_ms.map(|ms| ms.min(MAX_TIMEOUT_MS));
         match (timeout_ms, control) {
@@ -103,7 +105,11 @@ impl Limits {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(Trap::Interrupt.into());
                     }
-                    Ok(UpdateDeadline::Continue(1))
+                    Ok(if yields {
+                        UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+                    } else {
+                        UpdateDeadline::Continue(1)
+                    })
                 });
             }
         }

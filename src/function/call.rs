@@ -237,10 +237,10 @@ impl Function {
                 store.data_mut().limiter.refused = false;
                 store.data_mut().timeout = timeout;
                 store.data_mut().control = control.cloned();
-                self.limits.arm(&mut store, timeout, control);
+                self.limits.arm(&mut store, timeout, control, options.yields);
                 (store, Some(instance), uses)
             }
-            None => (self.store(timeout, control)?, None, 0),
+            None => (self.store(timeout, control, options.yields)?, None, 0),
         })
     }
 

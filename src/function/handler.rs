@@ -41,7 +41,7 @@ impl Function {
         };
         let timeout = options.timeout(&self.limits);
         let control = options.control.as_ref();
-        let mut store = self.store(timeout, control)?;
+        let mut store = self.store(timeout, control, options.yields)?;
         let call = async {
             self.instances.fetch_add(1, Ordering::Relaxed);
             let proxy = handler

@@ -60,6 +60,9 @@ pub struct CallOptions {
     pub timeout_ms: Option<u64>,
     /// Lets the call be cancelled (futures).
     pub control: Option<Arc<Control>>,
+    /// A cancellable async call yields to its runtime on every epoch tick (calls on a
+    /// runtime other requests share: an HTTP server's).
+    pub yields: bool,
 }
 
 impl CallOptions {

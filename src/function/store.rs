@@ -77,11 +77,13 @@ impl WasiView for CallCtx {
 }
 
 impl Function {
-    /// A store for one call: limits armed, WASI context made (env read now).
+    /// A store for one call: limits armed (see `Limits::arm` for `yields`), WASI context
+    /// made (env read now).
     pub(super) fn store(
         &self,
         timeout: Option<u64>,
         control: Option<&Arc<Control>>,
+        yields: bool,
     ) -> Result<Store<CallCtx>, Error> {
         let (mut wasi, mut p1) = (None, None);
         match &self.target {
@@ -129,7 +131,7 @@ impl Function {
         // 4 MiB `list<u8>` on the general path only; a bound stays, so that a guest cannot make
         // the host allocate without limit.
         store.set_hostcall_fuel(HOSTCALL_FUEL);
-        self.limits.arm(&mut store, timeout, control);
+        self.limits.arm(&mut store, timeout, control, yields);
         Ok(store)
     }
 }

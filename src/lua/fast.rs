@@ -22,12 +22,17 @@ use crate::value::direct::{lua_scalar, push};
 use crate::value::{Output, Value};
 
 /// What the C function needs between calls: owned by its userdata upvalue.
+///
+/// Results and errors wait here, not in a frame a Lua error could jump over, while they are
+/// pushed. Pushing may run Lua's collector, whose finalizers may call `funcs.call` again: each
+/// call keeps its own entry, innermost last, boxed so that it stays where it is as the list
+/// grows, and removes it (and any an interrupted inner call left) when done.
 struct Fast {
     executor: Executor,
-    /// The result being pushed: owned here, not by a frame a Lua error could jump over.
-    output: RefCell<Option<Output>>,
-    /// The error of the call that just failed, for the `nil, err` function.
-    failed: Rc<RefCell<Option<Error>>>,
+    // Boxed: a reference to one is used while inner calls push more.
+    #[allow(clippy::vec_box)]
+    outputs: RefCell<Vec<Box<Output>>>,
+    failed: Rc<RefCell<Vec<Error>>>,
 }
 
 /// The upvalues of the C function.
@@ -37,20 +42,20 @@ const STATE: c_int = ffi::lua_upvalueindex(3);
 
 /// What became of a call the C function looked at.
 enum Step {
-    /// Its result is in `Fast::output`.
-    Done,
-    /// Its error is in `Fast::failed`.
-    Failed,
+    /// Its result is `Fast::outputs[depth]`, at this address.
+    Done(*const Output, usize),
+    /// Its error is `Fast::failed[depth]`.
+    Failed(usize),
     /// For the general function (nothing of the call ran).
     General,
 }
 
 /// `funcs.call`: calls on the direct path made by a C function, the others by `general`.
 pub(super) fn call(lua: &Lua, executor: Executor, general: LuaFunction) -> LuaResult<LuaFunction> {
-    let failed = Rc::new(RefCell::new(None::<Error>));
+    let failed = Rc::new(RefCell::new(Vec::<Error>::new()));
     let pending = failed.clone();
-    let fail = lua.create_function(move |lua, ()| {
-        let e = pending.borrow_mut().take();
+    let fail = lua.create_function(move |lua, depth: usize| {
+        let e = pending.borrow_mut().drain(depth..).next();
         error::fail(
             lua,
             e.unwrap_or_else(|| Error::internal("internal error: no error to report (a bug)")),
@@ -58,7 +63,7 @@ pub(super) fn call(lua: &Lua, executor: Executor, general: LuaFunction) -> LuaRe
     })?;
     let fast = Rc::new(Fast {
         executor,
-        output: RefCell::default(),
+        outputs: RefCell::default(),
         failed,
     });
     // SAFETY: the userdata is written before anything can see it and dropped once, by its
@@ -96,22 +101,24 @@ unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
     unsafe {
         let fast = &**ffi::lua_touserdata(state, STATE).cast::<Rc<Fast>>();
         match fast.run(state) {
-            Step::Done => {
+            Step::Done(output, depth) => {
                 ffi::lua_settop(state, 0);
-                match &*fast.output.as_ptr() {
-                    Some(Output::Tape(tape)) => push(state, tape),
-                    Some(Output::Value(value)) => push_value(state, value),
-                    None => ffi::lua_pushnil(state),
+                match &*output {
+                    Output::Tape(tape) => push(state, tape),
+                    Output::Value(value) => push_value(state, value),
                 }
-                if let Some(Output::Tape(tape)) = fast.output.borrow_mut().take() {
-                    tape.recycle();
+                for output in fast.outputs.borrow_mut().drain(depth..) {
+                    if let Output::Tape(tape) = *output {
+                        tape.recycle();
+                    }
                 }
                 1
             }
-            Step::Failed => {
+            Step::Failed(depth) => {
                 ffi::lua_settop(state, 0);
                 ffi::lua_pushvalue(state, FAIL);
-                ffi::lua_call(state, 0, 2);
+                ffi::lua_pushinteger(state, depth as ffi::lua_Integer);
+                ffi::lua_call(state, 1, 2);
                 2
             }
             Step::General => {
@@ -147,21 +154,31 @@ impl Fast {
                 return Step::General;
             }
             match self.executor.direct_here(state, &handle, 2, top) {
-                Ok(Some(tape)) => {
-                    *self.output.borrow_mut() = Some(Output::Tape(tape));
-                    Step::Done
-                }
+                Ok(Some(tape)) => self.done(Output::Tape(tape)),
                 Ok(None) => {
                     // As the general function gets them.
                     ffi::lua_settop(state, top);
                     Step::General
                 }
-                Err(e) => {
-                    *self.failed.borrow_mut() = Some(e);
-                    Step::Failed
-                }
+                Err(e) => self.failed(e),
             }
         }
+    }
+
+    /// Keeps a call's result for pushing.
+    fn done(&self, output: Output) -> Step {
+        let output = Box::new(output);
+        let at: *const Output = &*output;
+        let mut outputs = self.outputs.borrow_mut();
+        outputs.push(output);
+        Step::Done(at, outputs.len() - 1)
+    }
+
+    /// Keeps a call's error for the `nil, err` function.
+    fn failed(&self, e: Error) -> Step {
+        let mut failed = self.failed.borrow_mut();
+        failed.push(e);
+        Step::Failed(failed.len() - 1)
     }
 }
 
@@ -191,14 +208,8 @@ impl Fast {
             )))
         });
         match result {
-            Ok(output) => {
-                *self.output.borrow_mut() = Some(output);
-                Step::Done
-            }
-            Err(e) => {
-                *self.failed.borrow_mut() = Some(e);
-                Step::Failed
-            }
+            Ok(output) => self.done(output),
+            Err(e) => self.failed(e),
         }
     }
 }

@@ -282,6 +282,8 @@ pub struct Pool {
     threads: Mutex<Vec<JoinHandle<()>>>,
     meter: Meter,
     in_flight: AtomicUsize,
+    /// Tasks running on their submitter's runtime ([`Pool::start_here`]).
+    here: AtomicUsize,
     /// Runs an inline async entry's calls on the calling thread.
     local: OnceLock<tokio::runtime::Runtime>,
     /// Inline: one call at a time.
@@ -304,6 +306,7 @@ impl Pool {
             threads: Mutex::new(Vec::new()),
             meter: Meter::default(),
             in_flight: AtomicUsize::new(0),
+            here: AtomicUsize::new(0),
             local: OnceLock::new(),
             inline: Mutex::new(()),
             inline_owner: AtomicUsize::new(0),
@@ -485,6 +488,57 @@ impl Pool {
             options,
             done,
         })
+    }
+
+    /// Starts a task on the current Tokio runtime (an HTTP server's, for an
+    /// incoming-handler), as a call of this pool: counted, cancelled with it, at most
+    /// [`PER_WORKER`] per worker of its size at once. Its guest yields to the runtime on every
+    /// epoch tick, so that a CPU-bound one does not hold a thread other requests need.
+    ///
+    /// `Ok(Some(task))`: no room; submit it ([`Pool::submit_task`]) to queue it.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` when the pool was shut down.
+    pub fn start_here(
+        self: &Arc<Self>,
+        task: Task,
+        done: Arc<Completion>,
+    ) -> Result<Option<Task>, Error> {
+        {
+            let mut st = self.lock();
+            if st.closing.is_some() {
+                return Err(self.unavailable());
+            }
+            let room = self.spec.size.saturating_mul(PER_WORKER);
+            if self.here.load(Ordering::Acquire) >= room {
+                return Ok(Some(task));
+            }
+            self.here.fetch_add(1, Ordering::AcqRel);
+            st.running.push(done.control.clone());
+        }
+        let options = CallOptions {
+            control: Some(done.control.clone()),
+            yields: true,
+            ..CallOptions::default()
+        };
+        let job = Job {
+            work: Work::Task(task),
+            options,
+            done,
+        };
+        /// Leaves room for another task however the task ends.
+        struct Here(Arc<Pool>);
+        impl Drop for Here {
+            fn drop(&mut self) {
+                self.0.here.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let here = Here(self.clone());
+        tokio::spawn(async move {
+            here.0.clone().run_job(job).await;
+            drop(here);
+        });
+        Ok(None)
     }
 
     /// Counters now.

@@ -174,7 +174,7 @@ impl Pool {
         }
     }
 
-    async fn run_job(self: Arc<Self>, job: Job) {
+    pub(super) async fn run_job(self: Arc<Self>, job: Job) {
         // Completes the call even if this future is dropped by a panic.
         let finish = Finish {
             pool: &self,

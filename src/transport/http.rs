@@ -178,10 +178,15 @@ impl Server {
         });
         let (stop, stopped) = watch::channel(false);
         let grace = spec.grace;
+        let thread_id = id.to_string();
         let thread = std::thread::Builder::new()
             .name(format!("funcs-http-{id}"))
             .spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                // A thread per core: incoming-handlers run on them (`Pool::start_here`).
+                let threads = std::thread::available_parallelism().map_or(2, usize::from);
+                let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name(format!("funcs-http-{thread_id}"))
                     .enable_all()
                     .build()
                 else {
@@ -515,9 +520,15 @@ async fn incoming_handler(
         let task: Task = Box::new(move |function, options| {
             Box::pin(async move { function.handle_http(req, respond, &options).await })
         });
-        tokio::task::spawn_blocking(move || pool.submit_task(task, done))
-            .await
-            .unwrap_or_else(|e| Err(Error::internal(format!("submitting: {e}"))))
+        // On this runtime while the pool has room (no hand-over to another thread); queued
+        // on its workers otherwise, where a full queue blocks the submitter.
+        match pool.start_here(task, done.clone()) {
+            Ok(Some(task)) => tokio::task::spawn_blocking(move || pool.submit_task(task, done))
+                .await
+                .unwrap_or_else(|e| Err(Error::internal(format!("submitting: {e}")))),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        }
     };
     if let Err(e) = submitted {
         return failure(shared, &e);
