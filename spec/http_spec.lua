@@ -257,12 +257,31 @@ describe("a wasi:http/incoming-handler component in " .. guest.name, function()
       local status, _, body = request("GET", base .. "/quick")
       assert.are.equal(201, status)
       assert.are.equal("GET /h/quick: ", body)
-      -- Answered while all six still spin (they end at their 3 s limit).
+      -- Answered while all six still spin (they end at their 2 s limit).
       assert.are.equal(6, funcs.stats("ch:spin").in_flight)
       local out = p:read("*a")
       p:close()
       assert.are.equal(("504\n"):rep(6), out)
       assert.are.equal(0, funcs.stats("ch:spin").in_flight)
+    end)
+
+    it("runs at most 128 handlers per worker of the pool at once; the others wait, counted as queued", function()
+      -- ch:spin's pool is inline: one worker's worth. 130 spinning requests: 128 run, 2 wait
+      -- until some end (at the 2 s limit), then run.
+      local spin = base:gsub("/h$", "/s/spin")
+      local p = assert(io.popen(("for i in $(seq 130); do curl -s -o /dev/null -w '%%{http_code}\n' %s & done; wait"):format(spin)))
+      local deadline, seen = os.time() + 20, false
+      repeat
+        local st = funcs.stats("ch:spin")
+        seen = st.in_flight == 128 and st.queued == 2
+      until seen or os.time() > deadline
+      assert.is_true(seen, "never 128 running and 2 queued")
+      local out = p:read("*a")
+      p:close()
+      assert.are.equal(("504\n"):rep(130), out)
+      local st = funcs.stats("ch:spin")
+      assert.are.equal(0, st.in_flight)
+      assert.are.equal(0, st.queued)
     end)
   end
 end)

@@ -5,11 +5,15 @@
 //! direct path gives up on) goes to the general `funcs.call`, an mlua function, with the same
 //! arguments; a call that fails gets its `nil, err` from a second mlua function.
 //!
-//! Lua errors (out of memory while pushing the result) unwind by `longjmp` in the Lua builds
-//! we load into: the frames they can cross here own nothing with a destructor.
+//! Lua errors unwind by `longjmp` in the Lua builds we load into, over frames that must own
+//! nothing with a destructor. So a result is pushed, and an error made into `nil, err`, in a
+//! protected call (`lua_pcall`) whose error, if any, is raised again once this frame has
+//! dropped what it owned; nothing between a call's start and that point can raise one (no
+//! allocation). Pushing may run Lua's collector, whose finalizers may call `funcs.call`
+//! again: each call owns its own result in its frame.
 
-use std::cell::RefCell;
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 
 use mlua::ffi;
@@ -21,114 +25,145 @@ use crate::pool::Handle;
 use crate::value::direct::{lua_scalar, push};
 use crate::value::{Output, Value};
 
-/// What the C function needs between calls: owned by its userdata upvalue.
-///
-/// Results and errors wait here, not in a frame a Lua error could jump over, while they are
-/// pushed. Pushing may run Lua's collector, whose finalizers may call `funcs.call` again: each
-/// call keeps its own entry, innermost last, boxed so that it stays where it is as the list
-/// grows, and removes it (and any an interrupted inner call left) when done.
+/// What the C function needs between calls: owned by its userdata upvalue (`None` once Lua
+/// has collected it: a finalizer that runs after it gets the general function).
 struct Fast {
     executor: Executor,
-    // Boxed: a reference to one is used while inner calls push more.
-    #[allow(clippy::vec_box)]
-    outputs: RefCell<Vec<Box<Output>>>,
-    failed: Rc<RefCell<Vec<Error>>>,
 }
 
 /// The upvalues of the C function.
 const GENERAL: c_int = ffi::lua_upvalueindex(1);
 const FAIL: c_int = ffi::lua_upvalueindex(2);
-const STATE: c_int = ffi::lua_upvalueindex(3);
+const PUSH: c_int = ffi::lua_upvalueindex(3);
+const STATE: c_int = ffi::lua_upvalueindex(4);
 
 /// What became of a call the C function looked at.
 enum Step {
-    /// Its result is `Fast::outputs[depth]`, at this address.
-    Done(*const Output, usize),
-    /// Its error is `Fast::failed[depth]`.
-    Failed(usize),
+    Done(Output),
+    Failed(Error),
     /// For the general function (nothing of the call ran).
     General,
 }
 
 /// `funcs.call`: calls on the direct path made by a C function, the others by `general`.
 pub(super) fn call(lua: &Lua, executor: Executor, general: LuaFunction) -> LuaResult<LuaFunction> {
-    let failed = Rc::new(RefCell::new(Vec::<Error>::new()));
-    let pending = failed.clone();
-    let fail = lua.create_function(move |lua, depth: usize| {
-        let e = pending.borrow_mut().drain(depth..).next();
-        error::fail(
-            lua,
-            e.unwrap_or_else(|| Error::internal("internal error: no error to report (a bug)")),
-        )
+    // `nil, err` for the error at this address (alive for the protected call).
+    let fail = lua.create_function(|lua, at: LuaLightUserData| {
+        // SAFETY: `call_fast` passes the address of an error it owns until this returns.
+        let e = unsafe { &*at.0.cast::<Error>() };
+        error::fail(lua, e.clone())
     })?;
-    let fast = Rc::new(Fast {
-        executor,
-        outputs: RefCell::default(),
-        failed,
-    });
-    // SAFETY: the userdata is written before anything can see it and dropped once, by its
-    // `__gc`; the closure takes the three values this frame pushed.
+    let fast = Rc::new(Fast { executor });
+    // SAFETY: the userdata is written before anything can see it and emptied once, by its
+    // `__gc`; the closure takes the four values this frame pushed.
     unsafe {
         lua.exec_raw::<LuaFunction>((general, fail), |state| {
-            let slot = ffi::lua_newuserdata(state, size_of::<Rc<Fast>>()).cast::<Rc<Fast>>();
-            slot.write(fast);
-            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_pushcfunction(state, push_output);
+            let slot = ffi::lua_newuserdata(state, size_of::<Option<Rc<Fast>>>())
+                .cast::<Option<Rc<Fast>>>();
+            slot.write(Some(fast));
+            ffi::lua_createtable(state, 0, 2);
             ffi::lua_pushcfunction(state, drop_fast);
             ffi::lua_setfield(state, -2, c"__gc".as_ptr());
+            // Not reachable from Lua (`debug.getupvalue` gives the userdata, not this).
+            ffi::lua_pushboolean(state, 0);
+            ffi::lua_setfield(state, -2, c"__metatable".as_ptr());
             ffi::lua_setmetatable(state, -2);
-            ffi::lua_pushcclosure(state, call_fast, 3);
+            ffi::lua_pushcclosure(state, call_fast, 4);
         })
     }
 }
 
 /// `__gc` of the userdata holding [`Fast`].
 unsafe extern "C-unwind" fn drop_fast(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: only ever set as the metamethod of userdata holding an `Rc<Fast>`, which Lua
-    // collects once.
+    // SAFETY: only ever the metamethod of userdata holding an `Option<Rc<Fast>>`.
     unsafe {
-        let slot = ffi::lua_touserdata(state, 1).cast::<Rc<Fast>>();
-        if !slot.is_null() {
-            slot.drop_in_place();
+        let slot = ffi::lua_touserdata(state, 1).cast::<Option<Rc<Fast>>>();
+        if let Some(slot) = slot.as_mut() {
+            drop(slot.take());
         }
     }
     0
 }
 
+/// Pushes the [`Output`] at the light userdata at 1 (in a protected call).
+unsafe extern "C-unwind" fn push_output(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: `call_fast` passes the address of an output it owns until this returns.
+    unsafe {
+        let output = &*ffi::lua_touserdata(state, 1).cast::<Output>();
+        ffi::lua_settop(state, 0);
+        let pushed = std::panic::catch_unwind(AssertUnwindSafe(|| match output {
+            Output::Tape(tape) => push(state, tape),
+            Output::Value(value) => push_value(state, value),
+        }));
+        if pushed.is_err() {
+            ffi::lua_settop(state, 0);
+            ffi::lua_pushstring(state, c"internal error in funcs.call (a bug: please report it)".as_ptr());
+            ffi::lua_error(state);
+        }
+        1
+    }
+}
+
 /// `funcs.call(id, ...)`.
 unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: upvalue 3 is the userdata `call` made, alive while this closure is; the
-    // references below are the only things this frame holds when Lua may jump over it.
+    // SAFETY: upvalue 4 is the userdata `call` made, alive while this closure is. Until the
+    // protected call below nothing raises a Lua error; after it this frame owns nothing.
     unsafe {
-        let fast = &**ffi::lua_touserdata(state, STATE).cast::<Rc<Fast>>();
-        match fast.run(state) {
-            Step::Done(output, depth) => {
+        let slot = &*ffi::lua_touserdata(state, STATE).cast::<Option<Rc<Fast>>>();
+        let step = match slot {
+            // A panic (a bug of ours) must not unwind into Lua's C frames: it fails the call.
+            Some(fast) => std::panic::catch_unwind(AssertUnwindSafe(|| fast.run(state)))
+                .unwrap_or_else(|_| {
+                    Step::Failed(Error::internal(
+                        "internal error in funcs.call (a bug: please report it)",
+                    ))
+                }),
+            None => Step::General,
+        };
+        let status = match step {
+            Step::Done(output) => {
                 ffi::lua_settop(state, 0);
-                match &*output {
-                    Output::Tape(tape) => push(state, tape),
-                    Output::Value(value) => push_value(state, value),
-                }
-                for output in fast.outputs.borrow_mut().drain(depth..) {
-                    if let Output::Tape(tape) = *output {
+                if scalar(&output) {
+                    // Nothing allocated, so no error: no protected call needed.
+                    match &output {
+                        Output::Tape(tape) => push(state, tape),
+                        Output::Value(value) => push_value(state, value),
+                    }
+                    if let Output::Tape(tape) = output {
                         tape.recycle();
                     }
+                    return 1;
                 }
-                1
+                ffi::lua_pushvalue(state, PUSH);
+                ffi::lua_pushlightuserdata(state, (&raw const output).cast_mut().cast::<c_void>());
+                let status = ffi::lua_pcall(state, 1, 1, 0);
+                if let Output::Tape(tape) = output {
+                    tape.recycle();
+                }
+                status
             }
-            Step::Failed(depth) => {
+            Step::Failed(e) => {
                 ffi::lua_settop(state, 0);
                 ffi::lua_pushvalue(state, FAIL);
-                ffi::lua_pushinteger(state, depth as ffi::lua_Integer);
-                ffi::lua_call(state, 1, 2);
-                2
+                ffi::lua_pushlightuserdata(state, (&raw const e).cast_mut().cast::<c_void>());
+                let status = ffi::lua_pcall(state, 1, 2, 0);
+                drop(e);
+                status
             }
             Step::General => {
                 let n = ffi::lua_gettop(state);
                 ffi::lua_pushvalue(state, GENERAL);
                 ffi::lua_insert(state, 1);
                 ffi::lua_call(state, n, ffi::LUA_MULTRET);
-                ffi::lua_gettop(state)
+                return ffi::lua_gettop(state);
             }
+        };
+        if status != ffi::LUA_OK {
+            // The protected call's error (out of memory), raised with nothing left to drop.
+            ffi::lua_error(state);
         }
+        ffi::lua_gettop(state)
     }
 }
 
@@ -154,31 +189,15 @@ impl Fast {
                 return Step::General;
             }
             match self.executor.direct_here(state, &handle, 2, top) {
-                Ok(Some(tape)) => self.done(Output::Tape(tape)),
+                Ok(Some(tape)) => Step::Done(Output::Tape(tape)),
                 Ok(None) => {
                     // As the general function gets them.
                     ffi::lua_settop(state, top);
                     Step::General
                 }
-                Err(e) => self.failed(e),
+                Err(e) => Step::Failed(e),
             }
         }
-    }
-
-    /// Keeps a call's result for pushing.
-    fn done(&self, output: Output) -> Step {
-        let output = Box::new(output);
-        let at: *const Output = &*output;
-        let mut outputs = self.outputs.borrow_mut();
-        outputs.push(output);
-        Step::Done(at, outputs.len() - 1)
-    }
-
-    /// Keeps a call's error for the `nil, err` function.
-    fn failed(&self, e: Error) -> Step {
-        let mut failed = self.failed.borrow_mut();
-        failed.push(e);
-        Step::Failed(failed.len() - 1)
     }
 }
 
@@ -208,9 +227,20 @@ impl Fast {
             )))
         });
         match result {
-            Ok(output) => self.done(output),
-            Err(e) => self.failed(e),
+            Ok(output) => Step::Done(output),
+            Err(e) => Step::Failed(e),
         }
+    }
+}
+
+/// Whether pushing `output` allocates nothing in Lua (see `Tape::is_scalar`).
+fn scalar(output: &Output) -> bool {
+    match output {
+        Output::Tape(tape) => tape.is_scalar(),
+        Output::Value(v) => matches!(
+            v,
+            Value::Nil | Value::Unsupported(_) | Value::Bool(_) | Value::Int(_) | Value::Float(_)
+        ),
     }
 }
 

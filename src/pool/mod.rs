@@ -49,6 +49,32 @@ pub const PER_WORKER: usize = 128;
 /// The most workers (`size`, `workers`, `max_size`) a pool may have: each is a thread.
 pub const MAX_WORKERS: i64 = 1024;
 
+/// A task of [`Pool::start_here`]: leaves room for another however it ends, and completes
+/// its job if it never ran.
+struct Here {
+    pool: Arc<Pool>,
+    job: Option<Job>,
+}
+
+impl Drop for Here {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            self.pool.finish(&job.done, Err(self.pool.stopped()));
+        }
+        self.pool.here.fetch_sub(1, Ordering::AcqRel);
+        self.pool.here_room.notify_waiters();
+    }
+}
+
+/// A caller of [`Pool::start_here`] waiting for room, counted while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// `pool:`; see SPEC section 5 for the defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -282,8 +308,11 @@ pub struct Pool {
     threads: Mutex<Vec<JoinHandle<()>>>,
     meter: Meter,
     in_flight: AtomicUsize,
-    /// Tasks running on their submitter's runtime ([`Pool::start_here`]).
+    /// Tasks running on their submitter's runtime ([`Pool::start_here`]), and those waiting
+    /// for room among them; woken when one ends.
     here: AtomicUsize,
+    here_waiting: AtomicUsize,
+    here_room: Notify,
     /// Runs an inline async entry's calls on the calling thread.
     local: OnceLock<tokio::runtime::Runtime>,
     /// Inline: one call at a time.
@@ -307,6 +336,8 @@ impl Pool {
             meter: Meter::default(),
             in_flight: AtomicUsize::new(0),
             here: AtomicUsize::new(0),
+            here_waiting: AtomicUsize::new(0),
+            here_room: Notify::new(),
             local: OnceLock::new(),
             inline: Mutex::new(()),
             inline_owner: AtomicUsize::new(0),
@@ -472,73 +503,59 @@ impl Pool {
         })
     }
 
-    /// Queues work other than a call with arguments (an HTTP request for an
-    /// incoming-handler), always for a worker: `task` gets the function and the call's
-    /// options there; the end of the call goes to `done`.
-    ///
-    /// # Errors
-    /// `UNAVAILABLE` when the pool was shut down.
-    pub fn submit_task(self: &Arc<Self>, task: Task, done: Arc<Completion>) -> Result<(), Error> {
-        let options = CallOptions {
-            control: Some(done.control.clone()),
-            ..CallOptions::default()
-        };
-        self.enqueue(Job {
-            work: Work::Task(task),
-            options,
-            done,
-        })
-    }
-
     /// Starts a task on the current Tokio runtime (an HTTP server's, for an
     /// incoming-handler), as a call of this pool: counted, cancelled with it, at most
-    /// [`PER_WORKER`] per worker of its size at once. Its guest yields to the runtime on every
-    /// epoch tick, so that a CPU-bound one does not hold a thread other requests need.
-    ///
-    /// `Ok(Some(task))`: no room; submit it ([`Pool::submit_task`]) to queue it.
+    /// [`PER_WORKER`] per worker of its size at once (past that it waits for one to end,
+    /// counted as queued). Its guest yields to the runtime on every epoch tick, so that a
+    /// CPU-bound one does not hold a thread other requests need.
     ///
     /// # Errors
     /// `UNAVAILABLE` when the pool was shut down.
-    pub fn start_here(
-        self: &Arc<Self>,
-        task: Task,
-        done: Arc<Completion>,
-    ) -> Result<Option<Task>, Error> {
-        {
-            let mut st = self.lock();
-            if st.closing.is_some() {
-                return Err(self.unavailable());
+    pub async fn start_here(self: &Arc<Self>, task: Task, done: Arc<Completion>) -> Result<(), Error> {
+        let room = self.spec.size.saturating_mul(PER_WORKER);
+        let mut waiting = None;
+        loop {
+            let freed = self.here_room.notified();
+            let mut freed = std::pin::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut st = self.lock();
+                if st.closing.is_some() {
+                    return Err(self.unavailable());
+                }
+                if self.here.load(Ordering::Acquire) < room {
+                    self.here.fetch_add(1, Ordering::AcqRel);
+                    st.running.push(done.control.clone());
+                    break;
+                }
             }
-            let room = self.spec.size.saturating_mul(PER_WORKER);
-            if self.here.load(Ordering::Acquire) >= room {
-                return Ok(Some(task));
+            if waiting.is_none() {
+                self.here_waiting.fetch_add(1, Ordering::Relaxed);
+                waiting = Some(Waiting(&self.here_waiting));
             }
-            self.here.fetch_add(1, Ordering::AcqRel);
-            st.running.push(done.control.clone());
+            freed.await;
         }
+        drop(waiting);
         let options = CallOptions {
             control: Some(done.control.clone()),
             yields: true,
             ..CallOptions::default()
         };
-        let job = Job {
-            work: Work::Task(task),
-            options,
-            done,
+        let mut here = Here {
+            pool: self.clone(),
+            job: Some(Job {
+                work: Work::Task(task),
+                options,
+                done,
+            }),
         };
-        /// Leaves room for another task however the task ends.
-        struct Here(Arc<Pool>);
-        impl Drop for Here {
-            fn drop(&mut self) {
-                self.0.here.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        let here = Here(self.clone());
+        // Dropped unpolled (the runtime shut down), `here` still completes the job.
         tokio::spawn(async move {
-            here.0.clone().run_job(job).await;
+            let job = here.job.take().expect("taken once");
+            here.pool.clone().run_job(job).await;
             drop(here);
         });
-        Ok(None)
+        Ok(())
     }
 
     /// Counters now.
@@ -550,7 +567,7 @@ impl Pool {
             calls: metered.count,
             failures: metered.failed(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
-            queued: st.queue.len(),
+            queued: st.queue.len() + self.here_waiting.load(Ordering::Relaxed),
             workers: st.workers,
             instances: self.function.instances(),
             host_calls: self.function.host_calls(),
@@ -600,7 +617,7 @@ impl Pool {
     /// Whether the pool is closed and its workers are gone.
     pub fn finished(&self) -> bool {
         let st = self.lock();
-        st.closing.is_some() && st.workers == 0
+        st.closing.is_some() && st.workers == 0 && self.here.load(Ordering::Acquire) == 0
     }
 
     /// What this pool's kind decides.
@@ -617,6 +634,19 @@ impl Pool {
             Kind::Unavailable,
             format!(
                 "the pool of `{}` was closed (reload or shutdown)",
+                self.function.id()
+            ),
+        )
+        .with(|d| d.entry = Some(self.function.id().to_string()))
+    }
+
+    /// The error of a call dropped unfinished with the runtime it ran on (an HTTP service's,
+    /// stopped past its grace period).
+    fn stopped(&self) -> Error {
+        Error::new(
+            Kind::Canceled,
+            format!(
+                "call of `{}` stopped: the service it ran for shut down",
                 self.function.id()
             ),
         )

@@ -201,7 +201,7 @@ impl Pool {
     }
 
     /// Ends a job: no longer running, its result given.
-    fn finish(&self, done: &Completion, result: Result<Output, Error>) {
+    pub(super) fn finish(&self, done: &Completion, result: Result<Output, Error>) {
         {
             let mut st = self.lock();
             if let Some(i) = st
@@ -216,8 +216,9 @@ impl Pool {
     }
 }
 
-/// Fills a job's completion when its run is dropped before it ends (a panic): the waiter gets
-/// an `INTERNAL` error instead of waiting forever.
+/// Fills a job's completion when its run is dropped before it ends (a panic, or the runtime
+/// it ran on shutting down): the waiter gets an `INTERNAL` or `CANCELED` error instead of
+/// waiting forever.
 struct Finish<'a> {
     pool: &'a Pool,
     done: &'a Completion,
@@ -226,10 +227,15 @@ struct Finish<'a> {
 
 impl Drop for Finish<'_> {
     fn drop(&mut self) {
-        let error = Error::internal(format!(
-            "failed to call `{}`: internal error: the call's worker panicked",
-            self.pool.function.id()
-        ))
+        let error = if std::thread::panicking() {
+            Error::internal(format!(
+                "failed to call `{}`: internal error: the call's worker panicked",
+                self.pool.function.id()
+            ))
+        } else {
+            // Dropped unfinished: the runtime it ran on (an HTTP service's) shut down.
+            self.pool.stopped()
+        }
         .with(|d| d.entry = Some(self.pool.function.id().to_string()));
         self.pool.record(Some(&error), self.started);
         self.pool.finish(self.done, Err(error));

@@ -520,15 +520,8 @@ async fn incoming_handler(
         let task: Task = Box::new(move |function, options| {
             Box::pin(async move { function.handle_http(req, respond, &options).await })
         });
-        // On this runtime while the pool has room (no hand-over to another thread); queued
-        // on its workers otherwise, where a full queue blocks the submitter.
-        match pool.start_here(task, done.clone()) {
-            Ok(Some(task)) => tokio::task::spawn_blocking(move || pool.submit_task(task, done))
-                .await
-                .unwrap_or_else(|e| Err(Error::internal(format!("submitting: {e}")))),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        }
+        // On this runtime (no hand-over to another thread), within the pool's bound.
+        pool.start_here(task, done).await
     };
     if let Err(e) = submitted {
         return failure(shared, &e);

@@ -54,6 +54,15 @@ impl Tape {
         SPARE.take()
     }
 
+    /// Whether pushing it allocates nothing in Lua (no result, or one boolean or number), so
+    /// that it cannot raise a Lua error.
+    pub fn is_scalar(&self) -> bool {
+        matches!(
+            self.items.as_slice(),
+            [] | [Item::Nil | Item::Bool(_) | Item::Int(_) | Item::Float(_)]
+        )
+    }
+
     /// Keeps this tape's room for the next result on this thread.
     pub fn recycle(mut self) {
         if self.items.capacity() <= KEEP && self.bytes.capacity() <= 16 * KEEP {
