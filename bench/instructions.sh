@@ -30,13 +30,15 @@ per_call() {
 export LUA_CPATH="build/lua5.4/?.so;;"
 luai=(lua5.4 bench/instructions.lua)
 
-# Small calls: funcs against raw Rust, fresh and warm instances.
-per_call answer-fresh-funcs 200 "${luai[@]}" bench:answer N
-per_call answer-fresh-rust 200 "$raw" count answer fresh N
+# Small calls: funcs against raw Rust, fresh and warm instances. 2,000 calls: what a process's
+# start costs varies by some 100,000 instructions from run to run (hash seeds, addresses), which
+# 200 calls would spread over each.
+per_call answer-fresh-funcs 2000 "${luai[@]}" bench:answer N
+per_call answer-fresh-rust 2000 "$raw" count answer fresh N
 per_call answer-warm-funcs 2000 "${luai[@]}" bench:answer_warm N
 per_call answer-warm-rust 2000 "$raw" count answer warm N
-per_call compute-fresh-funcs 200 "${luai[@]}" bench:compute N
-per_call compute-fresh-rust 200 "$raw" count compute fresh N
+per_call compute-fresh-funcs 2000 "${luai[@]}" bench:compute N
+per_call compute-fresh-rust 2000 "$raw" count compute fresh N
 per_call compute-warm-funcs 2000 "${luai[@]}" bench:compute_warm N
 per_call compute-warm-rust 2000 "$raw" count compute warm N
 
