@@ -28,21 +28,26 @@ for _, id in ipairs({ "bench:spin", "bench:spin_static2" }) do
 end
 
 -- A WASI entry's CPU-bound calls (on workers of a lazy pool of up to 4) from 1, 2 and 4
--- callers at once: batches of that many futures, each batch waited for.
-for _, callers in ipairs({ 1, 2, 4 }) do
+-- callers at once: batches of that many futures, each batch waited for. Rounds interleaved
+-- (1, 2, 4, 1, 2, 4, ...): this machine's speed drifts by tens of percent within a minute.
+do
   local id = "bench:spin_wasi_lazy"
   assert(funcs.async(id, 1):wait())
-  local runs = {}
-  for r = 1, 3 do
-    local start = clock()
-    for _ = 1, CALLS // callers do
-      local futures = {}
-      for i = 1, callers do futures[i] = assert(funcs.async(id, SPIN)) end
-      for i = 1, callers do assert(futures[i]:wait() == SPIN) end
+  local runs = { [1] = {}, [2] = {}, [4] = {} }
+  for r = 1, 5 do
+    for _, callers in ipairs({ 1, 2, 4 }) do
+      local start = clock()
+      for _ = 1, CALLS // 2 // callers do
+        local futures = {}
+        for i = 1, callers do futures[i] = assert(funcs.async(id, SPIN)) end
+        for i = 1, callers do assert(futures[i]:wait() == SPIN) end
+      end
+      runs[callers][r] = (CALLS // 2 // callers * callers) / (clock() - start)
     end
-    runs[r] = (CALLS // callers * callers) / (clock() - start)
   end
-  print(("throughput-wasi-lazy-%d-callers %.1f calls/s"):format(callers, median(runs)))
+  for _, callers in ipairs({ 1, 2, 4 }) do
+    print(("throughput-wasi-lazy-%d-callers %.1f calls/s"):format(callers, median(runs[callers])))
+  end
 end
 
 local function per_call(name, id, n, ...)
