@@ -237,7 +237,8 @@ impl Function {
                 store.data_mut().limiter.refused = false;
                 store.data_mut().timeout = timeout;
                 store.data_mut().control = control.cloned();
-                self.limits.arm(&mut store, timeout, control, options.yields);
+                self.limits
+                    .arm(&mut store, timeout, control, options.yields);
                 (store, Some(instance), uses)
             }
             None => (self.store(timeout, control, options.yields)?, None, 0),

@@ -98,7 +98,10 @@ unsafe extern "C-unwind" fn push_output(state: *mut ffi::lua_State) -> c_int {
         }));
         if pushed.is_err() {
             ffi::lua_settop(state, 0);
-            ffi::lua_pushstring(state, c"internal error in funcs.call (a bug: please report it)".as_ptr());
+            ffi::lua_pushstring(
+                state,
+                c"internal error in funcs.call (a bug: please report it)".as_ptr(),
+            );
             ffi::lua_error(state);
         }
         1

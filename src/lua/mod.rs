@@ -390,7 +390,9 @@ impl Executor {
                 let args = unsafe { value::direct::LuaArgs::new(state, first) };
                 if function.is_async() {
                     // WASI on an inline pool: on its runtime, driven by this thread.
-                    handle.0.block_on(function.call_direct_async(args, count, &self.options))
+                    handle
+                        .0
+                        .block_on(function.call_direct_async(args, count, &self.options))
                 } else {
                     function.call_direct(args, count, &self.options)
                 }

@@ -511,7 +511,11 @@ impl Pool {
     ///
     /// # Errors
     /// `UNAVAILABLE` when the pool was shut down.
-    pub async fn start_here(self: &Arc<Self>, task: Task, done: Arc<Completion>) -> Result<(), Error> {
+    pub async fn start_here(
+        self: &Arc<Self>,
+        task: Task,
+        done: Arc<Completion>,
+    ) -> Result<(), Error> {
         let room = self.spec.size.saturating_mul(PER_WORKER);
         let mut waiting = None;
         loop {
