@@ -216,18 +216,12 @@ impl Fast {
                 None => return Step::General,
             }
         }
+        // A panic is caught around the whole call (`call_fast`).
         let executor = &self.executor;
-        let call = std::panic::AssertUnwindSafe(|| {
-            let args = handle.0.function().lower(&values)?;
+        let result = handle.0.function().lower(&values).and_then(|args| {
             executor
                 .runtime
                 .call_with(handle, args, executor.options.clone())
-        });
-        let result = std::panic::catch_unwind(call).unwrap_or_else(|_| {
-            Err(Error::internal(format!(
-                "internal error in the call of `{}` (a bug: please report it)",
-                handle.0.function().id()
-            )))
         });
         match result {
             Ok(output) => Step::Done(output),
