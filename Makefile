@@ -25,11 +25,13 @@ soak:
 
 # The fuzz campaign over the whole Lua surface (fuzz/surface.lua in child processes of
 # FUZZ_CHUNK executions each; crashes, hangs, panics and unclean errors are reported with their
-# seed): make fuzz FUZZ_EXECS=5000000   (FUZZ_SEED=N replays a campaign; see scripts/fuzz.sh)
+# seed, taken from the clock unless FUZZ_SEED=N is given to replay a campaign; see
+# scripts/fuzz.sh): make fuzz FUZZ_EXECS=5000000 FUZZ_LUA=luajit
 FUZZ_EXECS ?= 1000000
+FUZZ_LUA ?= lua5.4
 fuzz:
-	scripts/build.sh lua5.4 >/dev/null
-	scripts/fuzz.sh $(FUZZ_EXECS)
+	scripts/build.sh $(FUZZ_LUA) >/dev/null
+	FUZZ_LUA=$(FUZZ_LUA) scripts/fuzz.sh $(FUZZ_EXECS)
 
 # wrk -t2 -c32 for 30 s against an HTTP endpoint while its registry is reloaded every 100 ms:
 # 0 errors, 0 lost calls (scripts/reload-load.sh; installs wrk when missing).

@@ -4,16 +4,17 @@
 # recorded (with its seed and the operation it was running) and the campaign goes on.
 #   scripts/fuzz.sh [total executions, default 1000000]
 # Environment:
-#   FUZZ_SEED           base seed (child k runs seed + k; default random); a child is replayed
-#                       with FUZZ_SEED=<its seed> FUZZ_EXECS=<its chunk> lua5.4 fuzz/surface.lua
+#   FUZZ_SEED           base seed (child k runs seed + k; default: the clock, in seconds, printed
+#                       first); a child is replayed with
+#                       FUZZ_SEED=<its seed> FUZZ_EXECS=<its chunk> lua5.4 fuzz/surface.lua
 #   FUZZ_CHUNK          executions per child (200000)
 #   FUZZ_STALL          seconds a child may spend in one operation before it counts as hung (120)
 #   FUZZ_CHILD_TIMEOUT  seconds a child may run in all before it counts as hung (3600)
-#   FUZZ_SO             the module under test (build/lua5.4/funcs.so); it is copied to
-#   FUZZ_SO_DIR         (/tmp/fuzz-so) first and loaded from there, so that a rebuild during the
+#   FUZZ_SO             the module under test (build/$FUZZ_LUA/funcs.so); it is copied to
+#   FUZZ_SO_DIR         (/tmp/fuzz-so/$FUZZ_LUA) first and loaded from there, so that a rebuild during the
 #                       campaign does not swap it under the children
 #   FUZZ_OUT            the folder for the children's output and the findings (build/fuzz/<seed>)
-#   FUZZ_LUA            the interpreter (lua5.4)
+#   FUZZ_LUA            the interpreter (lua5.4; lua5.3, lua5.2, lua5.1, luajit)
 # Prints, at the end: executions, children, crashes, hangs, panics, unclean errors (by class),
 # clean errors by kind, executions per second. Exits non-zero when any of crashes, hangs,
 # panics or unclean errors is not zero.
@@ -21,15 +22,15 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 total=${1:-${FUZZ_EXECS:-1000000}}
 chunk=${FUZZ_CHUNK:-200000}
-seed=${FUZZ_SEED:-$(od -An -N3 -tu4 /dev/urandom | tr -d ' ')}
+seed=${FUZZ_SEED:-$(date +%s)}
 stall=${FUZZ_STALL:-120}
 child_timeout=${FUZZ_CHILD_TIMEOUT:-3600}
-so=${FUZZ_SO:-build/lua5.4/funcs.so}
-so_dir=${FUZZ_SO_DIR:-/tmp/fuzz-so}
-out=${FUZZ_OUT:-build/fuzz/$seed}
 lua=${FUZZ_LUA:-lua5.4}
+so=${FUZZ_SO:-build/$lua/funcs.so}
+so_dir=${FUZZ_SO_DIR:-/tmp/fuzz-so/$lua}
+out=${FUZZ_OUT:-build/fuzz/$lua-$seed}
 
-[ -f "$so" ] || { echo "fuzz: no $so (scripts/build.sh lua5.4 builds it)" >&2; exit 2; }
+[ -f "$so" ] || { echo "fuzz: no $so (scripts/build.sh $lua builds it)" >&2; exit 2; }
 mkdir -p "$so_dir" "$out"
 # A new file renamed into place: never rewrite a module that a running process has mapped.
 if ! cmp -s "$so" "$so_dir/funcs.so"; then
@@ -40,7 +41,7 @@ export FUNCS_CACHE_DIR=${FUNCS_CACHE_DIR:-$PWD/build/cache}
 : > "$out/findings.txt"
 
 children=$(( (total + chunk - 1) / chunk ))
-echo "fuzz: seed $seed, $total executions in $children child(ren) of at most $chunk, module $so (run from $so_dir/funcs.so)"
+echo "fuzz: seed $seed, $lua, $total executions in $children child(ren) of at most $chunk, module $so (run from $so_dir/funcs.so)"
 echo "fuzz: module sha256 $(sha256sum "$so_dir/funcs.so" | cut -c1-16)..., output in $out"
 
 crashes=0

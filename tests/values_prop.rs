@@ -341,7 +341,9 @@ fn direct(f: &Function, lua: &Lua, arg: &Value) -> Result<Option<Value>, String>
     // SAFETY: the argument is at 1 of the protected frame, for the whole synchronous call.
     let pushed: LuaMultiValue = unsafe {
         lua.exec_raw(arg, |state| {
-            let args = value::direct::LuaArgs::new(state, 1);
+            let stack = f.layout().map_or(0, |l| l.stack());
+            let limit = value::direct::reserve(state, stack).expect("room on the stack");
+            let args = value::direct::LuaArgs::new(state, 1, limit);
             let result = f.call_direct(args, 1, &Default::default());
             mlua::ffi::lua_settop(state, 0);
             if let Ok(Some(tape)) = &result {

@@ -11,8 +11,18 @@
 //! dropped what it owned; nothing between a call's start and that point can raise one (no
 //! allocation). Pushing may run Lua's collector, whose finalizers may call `funcs.call`
 //! again: each call owns its own result in its frame.
+//!
+//! LuaJIT raises errors as C++ exceptions, which abort the process if they meet Rust's
+//! `catch_unwind`: so no call that may raise (pushing, growing the stack) runs inside one;
+//! the stack the arguments are read in is reserved beforehand (`value::direct::reserve`).
+//!
+//! A script can reach this function's upvalues with the `debug` library, replace them, and
+//! call the functions they hold. None of them trusts what it is given: the state userdata is
+//! recognised by its size and the address it holds of itself, and the result or error to
+//! push travels in a thread-local slot that the call fills and empties around its protected
+//! call, never as an argument.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::c_int;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 
@@ -23,12 +33,20 @@ use super::{Executor, error};
 use crate::error::Error;
 use crate::pool::Handle;
 use crate::value::direct::{lua_scalar, push};
-use crate::value::{Output, Value};
+use crate::value::{self, Output, Value};
 
 /// What the C function needs between calls: owned by its userdata upvalue (`None` once Lua
 /// has collected it: a finalizer that runs after it gets the general function).
 struct Fast {
     executor: Executor,
+}
+
+/// The state userdata: [`Fast`] and the userdata's own address, which no other userdata holds
+/// at its start (`debug.setupvalue` may put any value in its place).
+#[repr(C)]
+struct Cell {
+    me: *const Cell,
+    fast: Option<Rc<Fast>>,
 }
 
 /// The upvalues of the C function.
@@ -37,20 +55,36 @@ const FAIL: c_int = ffi::lua_upvalueindex(2);
 const PUSH: c_int = ffi::lua_upvalueindex(3);
 const STATE: c_int = ffi::lua_upvalueindex(4);
 
+thread_local! {
+    /// The result [`push_output`] pushes: set by a call just before its protected call, and
+    /// taken by `push_output` (a call of it at any other time finds it empty).
+    static OUTPUT: std::cell::Cell<*const Output> = const { std::cell::Cell::new(std::ptr::null()) };
+    /// The error the `fail` function makes into `nil, err`, the same way.
+    static FAILURE: std::cell::Cell<*const Error> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
 /// What became of a call the C function looked at.
 enum Step {
     Done(Output),
     Failed(Error),
     /// For the general function (nothing of the call ran).
     General,
+    /// No room on the Lua stack for the arguments (nothing of the call ran).
+    Overflow,
 }
 
 /// `funcs.call`: calls on the direct path made by a C function, the others by `general`.
 pub(super) fn call(lua: &Lua, executor: Executor, general: LuaFunction) -> LuaResult<LuaFunction> {
-    // `nil, err` for the error at this address (alive for the protected call).
-    let fail = lua.create_function(|lua, at: LuaLightUserData| {
-        // SAFETY: `call_fast` passes the address of an error it owns until this returns.
-        let e = unsafe { &*at.0.cast::<Error>() };
+    // `nil, err` for the error in `FAILURE`.
+    let fail = lua.create_function(|lua, ()| {
+        let at = FAILURE.replace(std::ptr::null());
+        if at.is_null() {
+            return Err(LuaError::runtime(
+                "funcs: internal function called outside funcs.call",
+            ));
+        }
+        // SAFETY: `call_fast` set it to an error it owns until its protected call returns.
+        let e = unsafe { &*at };
         error::fail(lua, e.clone())
     })?;
     let fast = Rc::new(Fast { executor });
@@ -59,9 +93,11 @@ pub(super) fn call(lua: &Lua, executor: Executor, general: LuaFunction) -> LuaRe
     unsafe {
         lua.exec_raw::<LuaFunction>((general, fail), |state| {
             ffi::lua_pushcfunction(state, push_output);
-            let slot = ffi::lua_newuserdata(state, size_of::<Option<Rc<Fast>>>())
-                .cast::<Option<Rc<Fast>>>();
-            slot.write(Some(fast));
+            let cell = ffi::lua_newuserdata(state, size_of::<Cell>()).cast::<Cell>();
+            cell.write(Cell {
+                me: cell,
+                fast: Some(fast),
+            });
             ffi::lua_createtable(state, 0, 2);
             ffi::lua_pushcfunction(state, drop_fast);
             ffi::lua_setfield(state, -2, c"__gc".as_ptr());
@@ -74,35 +110,55 @@ pub(super) fn call(lua: &Lua, executor: Executor, general: LuaFunction) -> LuaRe
     }
 }
 
+/// The [`Cell`] at `idx`, if the value there is one.
+///
+/// # Safety
+/// `state` is the running Lua thread.
+unsafe fn cell<'a>(state: *mut ffi::lua_State, idx: c_int) -> Option<&'a mut Cell> {
+    unsafe {
+        if ffi::lua_type(state, idx) != ffi::LUA_TUSERDATA
+            || ffi::lua_rawlen(state, idx) != size_of::<Cell>()
+        {
+            return None;
+        }
+        let cell = ffi::lua_touserdata(state, idx).cast::<Cell>();
+        // A userdata of this size can be read as one; only ours holds its own address.
+        if cell.is_null() || (*cell).me != cell.cast_const() {
+            return None;
+        }
+        Some(&mut *cell)
+    }
+}
+
 /// `__gc` of the userdata holding [`Fast`].
 unsafe extern "C-unwind" fn drop_fast(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: only ever the metamethod of userdata holding an `Option<Rc<Fast>>`.
+    // SAFETY: any value may be given (the metamethod can be reached with `debug`): only our
+    // cell is emptied.
     unsafe {
-        let slot = ffi::lua_touserdata(state, 1).cast::<Option<Rc<Fast>>>();
-        if let Some(slot) = slot.as_mut() {
-            drop(slot.take());
+        if let Some(cell) = cell(state, 1) {
+            drop(cell.fast.take());
         }
     }
     0
 }
 
-/// Pushes the [`Output`] at the light userdata at 1 (in a protected call).
+/// Pushes the [`Output`] a call put in `OUTPUT` (in a protected call: pushing may raise a Lua
+/// error, which this frame lets through, owning nothing).
 unsafe extern "C-unwind" fn push_output(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: `call_fast` passes the address of an output it owns until this returns.
+    let at = OUTPUT.replace(std::ptr::null());
+    // SAFETY: `call_fast` set it to an output it owns until its protected call returns.
     unsafe {
-        let output = &*ffi::lua_touserdata(state, 1).cast::<Output>();
         ffi::lua_settop(state, 0);
-        let pushed = std::panic::catch_unwind(AssertUnwindSafe(|| match output {
-            Output::Tape(tape) => push(state, tape),
-            Output::Value(value) => push_value(state, value),
-        }));
-        if pushed.is_err() {
-            ffi::lua_settop(state, 0);
+        let Some(output) = at.as_ref() else {
             ffi::lua_pushstring(
                 state,
-                c"internal error in funcs.call (a bug: please report it)".as_ptr(),
+                c"funcs: internal function called outside funcs.call".as_ptr(),
             );
-            ffi::lua_error(state);
+            ffi::lua_error(state)
+        };
+        match output {
+            Output::Tape(tape) => push(state, tape),
+            Output::Value(value) => push_value(state, value),
         }
         1
     }
@@ -110,12 +166,12 @@ unsafe extern "C-unwind" fn push_output(state: *mut ffi::lua_State) -> c_int {
 
 /// `funcs.call(id, ...)`.
 unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: upvalue 4 is the userdata `call` made, alive while this closure is. Until the
-    // protected call below nothing raises a Lua error; after it this frame owns nothing.
+    // SAFETY: upvalue 4 is checked to be the cell `call` made. Until a protected call below
+    // nothing raises a Lua error; after it this frame owns nothing.
     unsafe {
-        let slot = &*ffi::lua_touserdata(state, STATE).cast::<Option<Rc<Fast>>>();
-        let step = match slot {
+        let step = match cell(state, STATE).and_then(|cell| cell.fast.clone()) {
             // A panic (a bug of ours) must not unwind into Lua's C frames: it fails the call.
+            // Nothing inside raises a Lua error (a LuaJIT error here would abort).
             Some(fast) => std::panic::catch_unwind(AssertUnwindSafe(|| fast.run(state)))
                 .unwrap_or_else(|_| {
                     Step::Failed(Error::internal(
@@ -139,8 +195,9 @@ unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
                     return 1;
                 }
                 ffi::lua_pushvalue(state, PUSH);
-                ffi::lua_pushlightuserdata(state, (&raw const output).cast_mut().cast::<c_void>());
-                let status = ffi::lua_pcall(state, 1, 1, 0);
+                OUTPUT.set(&raw const output);
+                let status = ffi::lua_pcall(state, 0, 1, 0);
+                OUTPUT.set(std::ptr::null());
                 if let Output::Tape(tape) = output {
                     tape.recycle();
                 }
@@ -149,8 +206,9 @@ unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
             Step::Failed(e) => {
                 ffi::lua_settop(state, 0);
                 ffi::lua_pushvalue(state, FAIL);
-                ffi::lua_pushlightuserdata(state, (&raw const e).cast_mut().cast::<c_void>());
-                let status = ffi::lua_pcall(state, 1, 2, 0);
+                FAILURE.set(&raw const e);
+                let status = ffi::lua_pcall(state, 0, 2, 0);
+                FAILURE.set(std::ptr::null());
                 drop(e);
                 status
             }
@@ -161,9 +219,15 @@ unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
                 ffi::lua_call(state, n, ffi::LUA_MULTRET);
                 return ffi::lua_gettop(state);
             }
+            Step::Overflow => {
+                ffi::lua_settop(state, 0);
+                ffi::lua_pushstring(state, super::STACK_OVERFLOW.as_ptr());
+                ffi::LUA_ERRRUN
+            }
         };
         if status != ffi::LUA_OK {
-            // The protected call's error (out of memory), raised with nothing left to drop.
+            // The protected call's error (out of memory, a stack overflow), raised with
+            // nothing left to drop.
             ffi::lua_error(state);
         }
         ffi::lua_gettop(state)
@@ -188,10 +252,20 @@ impl Fast {
             if handle.0.function().is_core() && !self.executor.runtime.has_hosts() {
                 return self.core(state, &handle, top);
             }
-            if !handle.0.is_direct() {
+            let Some(layout) = handle
+                .0
+                .function()
+                .layout()
+                .filter(|_| handle.0.is_direct())
+            else {
                 return Step::General;
-            }
-            match self.executor.direct_here(state, &handle, 2, top) {
+            };
+            // Room for reading the arguments, made before wasmtime runs (in a protected call
+            // on Lua 5.1 and LuaJIT, which raise when the stack cannot grow).
+            let Some(limit) = value::direct::reserve(state, layout.stack()) else {
+                return Step::Overflow;
+            };
+            match self.executor.direct_here(state, &handle, 2, top, limit) {
                 Ok(Some(tape)) => Step::Done(Output::Tape(tape)),
                 Ok(None) => {
                     // As the general function gets them.

@@ -40,6 +40,7 @@ pub fn funcs(lua: &Lua) -> LuaResult<LuaTable> {
 /// # Errors
 /// Only Lua's own failures (out of memory).
 pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
+    value::direct::install(lua)?;
     let runtime = Arc::new(Runtime::default());
     let funcs = lua.create_table()?;
     let fns = Rc::new(host::HostFns::new(runtime.clone()));
@@ -249,6 +250,11 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     Ok(funcs)
 }
 
+/// The error of a call made where the Lua stack cannot grow to hold its arguments while they
+/// are read (a runaway recursion, or out of memory).
+const STACK_OVERFLOW: &std::ffi::CStr =
+    c"stack overflow (no room on the Lua stack for a call's arguments)";
+
 /// `funcs.new()`: calls with options of their own (`timeout`).
 #[derive(Clone)]
 struct Executor {
@@ -342,13 +348,17 @@ impl Executor {
         // jumps over the frames inside `exec_raw`, which therefore own nothing with a
         // destructor by then.
         let mut tape = None;
+        let stack = handle.0.function().layout().map_or(0, |l| l.stack());
         // SAFETY: the arguments are at 1..=n of the protected frame `exec_raw` runs this in,
         // for the whole synchronous call; the result is pushed in protected mode, from a frame
         // holding only references.
         let pushed: LuaResult<LuaValue> = unsafe {
             lua.exec_raw(args.clone(), |state| {
                 let count = mlua::ffi::lua_gettop(state);
-                let result = self.direct_here(state, handle, 1, count);
+                let Some(limit) = value::direct::reserve(state, stack) else {
+                    return;
+                };
+                let result = self.direct_here(state, handle, 1, count, limit);
                 mlua::ffi::lua_settop(state, 0);
                 outcome = Some(result.map(|result| {
                     tape = result;
@@ -363,7 +373,10 @@ impl Executor {
             tape.recycle();
         }
         let pushed = pushed?;
-        Ok(match outcome.expect("exec_raw ran the call") {
+        let Some(outcome) = outcome else {
+            return Err(LuaError::runtime(STACK_OVERFLOW.to_string_lossy()));
+        };
+        Ok(match outcome {
             Ok(true) => Some(pushed.into_lua_multi(lua)),
             Ok(false) => None,
             Err(e) => Some(error::fail(lua, e)),
@@ -375,19 +388,22 @@ impl Executor {
     /// becomes an error (it must not unwind through Lua's C frames).
     ///
     /// # Safety
-    /// `state` is the running Lua thread, the arguments stay where they are for the call.
+    /// `state` is the running Lua thread, the arguments stay where they are for the call, and
+    /// [`value::direct::reserve`] made room up to `limit` (wasmtime's frames must not grow the
+    /// stack: that may raise a Lua error).
     unsafe fn direct_here(
         &self,
         state: *mut mlua::ffi::lua_State,
         handle: &Handle,
         first: std::ffi::c_int,
         last: std::ffi::c_int,
+        limit: std::ffi::c_int,
     ) -> Result<Option<value::direct::Tape>, Error> {
         let count = (last - first + 1).max(0) as usize;
         let call = std::panic::AssertUnwindSafe(|| {
             self.runtime.call_here(handle, &self.options, |function| {
                 // SAFETY: the arguments stay at first..=last for the whole synchronous call.
-                let args = unsafe { value::direct::LuaArgs::new(state, first) };
+                let args = unsafe { value::direct::LuaArgs::new(state, first, limit) };
                 if function.is_async() {
                     // WASI on an inline pool: on its runtime, driven by this thread.
                     handle

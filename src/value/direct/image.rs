@@ -26,12 +26,16 @@ use wasmtime::component::{ComponentNamedList, ComponentType, Lower, Type};
 use wasmtime::{Result, ValRaw, bail, format_err};
 
 use super::lower::{Flat, PARAMS_ABI, discriminant, store_flags, typecheck_params};
-use super::stack::{Stack, absent};
+use super::stack::{MAX_RESERVE, Stack, absent, reserve};
 use super::{MAX_FLAT, mismatch};
 
 /// The parameter types of a function, as the Lua thread walks them to make an [`Image`].
 #[derive(Debug)]
-pub struct Layout(Vec<Node>);
+pub struct Layout {
+    nodes: Vec<Node>,
+    /// The stack slots reading arguments of these types may use (see [`reserve`]).
+    stack: usize,
+}
 
 #[derive(Debug)]
 enum Node {
@@ -66,7 +70,34 @@ impl Layout {
     /// The layout of parameters of these types; `None` for a type the direct path does not
     /// take (see [`plan`](super::plan), which decides first).
     pub fn new(params: &[Type]) -> Option<Layout> {
-        params.iter().map(node).collect::<Option<_>>().map(Layout)
+        let nodes: Vec<Node> = params.iter().map(node).collect::<Option<_>>()?;
+        let stack = nodes.iter().map(slots).sum::<usize>() + 8;
+        Some(Layout {
+            nodes,
+            stack: stack.min(MAX_RESERVE),
+        })
+    }
+
+    /// The stack slots to [`reserve`] before reading arguments of these types, on this path
+    /// or the direct one (at most [`MAX_RESERVE`]: deeper values give up).
+    pub fn stack(&self) -> usize {
+        self.stack
+    }
+}
+
+/// The stack slots reading a value of this type holds at most: a table's fields or items
+/// with a key and a value being iterated, and what its deepest part holds above them.
+fn slots(node: &Node) -> usize {
+    let deepest = |nodes: &mut dyn Iterator<Item = &Node>| nodes.map(slots).max().unwrap_or(0);
+    match node {
+        Node::List(item) => 6 + slots(item),
+        Node::Option(item) => slots(item),
+        Node::Record(_, fields) => fields.len() + 6 + deepest(&mut fields.iter()),
+        Node::Tuple(items) => items.len() + 6 + deepest(&mut items.iter()),
+        Node::Variant(_, payloads) => 6 + deepest(&mut payloads.iter().flatten()),
+        Node::Result(ok, err) => 6 + deepest(&mut ok.iter().chain(err.iter()).map(|b| b.as_ref())),
+        Node::Bytes | Node::Flags(_) => 6,
+        _ => 0,
     }
 }
 
@@ -137,11 +168,11 @@ impl Image {
     /// of `layout`'s types; `false` for a value the direct path does not take, or a wrong
     /// count. The stack is as it was afterwards.
     ///
-    /// The image is the caller's: on Lua 5.1, 5.2 and LuaJIT growing the stack may raise an
-    /// out-of-memory error, which must not jump over a frame that owns it.
+    /// It reads within the room [`reserve`] makes first, so it raises no Lua error.
     ///
     /// # Safety
-    /// `state` is the running Lua thread, with at least `first + count - 1` values.
+    /// `state` is the running Lua thread, with at least `first + count - 1` values and three
+    /// free slots above them.
     pub unsafe fn read(
         &mut self,
         state: *mut ffi::lua_State,
@@ -149,14 +180,18 @@ impl Image {
         count: usize,
         layout: &Layout,
     ) -> bool {
-        if count != layout.0.len() {
+        if count != layout.nodes.len() {
             return false;
         }
-        let lua = Stack(state);
+        // SAFETY: the caller's frame has the slots `reserve` needs.
+        let Some(limit) = (unsafe { reserve(state, layout.stack) }) else {
+            return false;
+        };
+        let lua = Stack::new(state, limit);
         let top = lua.top();
         self.count = count;
         let read = layout
-            .0
+            .nodes
             .iter()
             .enumerate()
             .try_for_each(|(i, node)| self.value(node, lua, Some(first + i as c_int)));
@@ -293,7 +328,7 @@ fn list_len(lua: Stack, idx: c_int) -> Result<usize> {
         return mismatch();
     }
     // `#t` is a border, not a count: entries are counted before anything is read.
-    let n = unsafe { ffi::lua_rawlen(lua.0, idx) };
+    let n = unsafe { ffi::lua_rawlen(lua.state, idx) };
     if n > c_int::MAX as usize || lua.entries(idx)? != n {
         return mismatch();
     }

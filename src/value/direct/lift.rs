@@ -105,6 +105,14 @@ impl Tape {
         }
     }
 
+    /// `bytes[start..start + len]`, empty when out of range.
+    fn slice(&self, start: u32, len: u32) -> &[u8] {
+        let start = start as usize;
+        self.bytes
+            .get(start..start.saturating_add(len as usize))
+            .unwrap_or_default()
+    }
+
     fn str(&mut self, s: &[u8]) {
         let (start, len) = self.copy(s);
         self.items.push(Item::Str(start, len));
@@ -507,11 +515,20 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     bytes[..N].try_into().expect("N bytes")
 }
 
-/// Pushes the value on `tape` (nil for an empty one) onto the Lua stack.
+/// Names a result may have on the stack while it is pushed, each pushed once; a result with
+/// more distinct names pushes each where it is used (it would not fit on the stack:
+/// `LUAI_MAXCSTACK` is 8,000 slots on Lua 5.1 and LuaJIT).
+const KEY_SLOTS: usize = 256;
+
+/// Pushes the value on `tape` (nil for an empty tape) onto `state`'s stack.
+///
+/// Panics nowhere (it runs where a panic could not be caught: see `lua::fast`); a malformed
+/// tape pushes nils.
 ///
 /// # Safety
-/// `state` is the running Lua thread; this runs in protected mode (Lua raises an error on
-/// running out of memory).
+/// `state` is the running Lua thread. Lua may raise an error (out of memory, or no room on
+/// the stack): the caller's frames must own nothing that needs dropping, and none may be
+/// a `catch_unwind` (LuaJIT's errors are foreign exceptions, which abort there).
 pub unsafe fn push(state: *mut ffi::lua_State, tape: &Tape) {
     unsafe {
         if tape.items.is_empty() {
@@ -519,15 +536,19 @@ pub unsafe fn push(state: *mut ffi::lua_State, tape: &Tape) {
             ffi::lua_pushnil(state);
             return;
         }
+        if tape.keys.len() > KEY_SLOTS {
+            ffi::luaL_checkstack(state, 8, std::ptr::null());
+            push_item(state, tape, 0, &mut 0);
+            return;
+        }
         // The keys first, under the value, pushed again by copying their stack slots.
         ffi::luaL_checkstack(state, tape.keys.len() as c_int + 8, std::ptr::null());
         let base = ffi::lua_gettop(state) + 1;
         for &(_, start, len) in &tape.keys {
-            let key = &tape.bytes[start as usize..][..len as usize];
+            let key = tape.slice(start, len);
             ffi::lua_pushlstring(state, key.as_ptr().cast(), key.len());
         }
-        let mut next = 0;
-        push_item(state, tape, base, &mut next);
+        push_item(state, tape, base, &mut 0);
         if !tape.keys.is_empty() {
             ffi::lua_replace(state, base);
             ffi::lua_settop(state, base);
@@ -535,8 +556,10 @@ pub unsafe fn push(state: *mut ffi::lua_State, tape: &Tape) {
     }
 }
 
+/// Pushes the item at `next` and what it holds; `keys`: where the keys are on the stack (0:
+/// not there, each is pushed as a string).
 unsafe fn push_item(state: *mut ffi::lua_State, tape: &Tape, keys: c_int, next: &mut usize) {
-    let item = tape.items[*next];
+    let item = tape.items.get(*next).copied().unwrap_or(Item::Nil);
     *next += 1;
     unsafe {
         match item {
@@ -545,13 +568,18 @@ unsafe fn push_item(state: *mut ffi::lua_State, tape: &Tape, keys: c_int, next: 
             Item::Int(i) => ffi::lua_pushinteger(state, i as ffi::lua_Integer),
             Item::Float(f) => ffi::lua_pushnumber(state, f),
             Item::Str(start, len) => {
-                let s = &tape.bytes[start as usize..][..len as usize];
+                let s = tape.slice(start, len);
                 ffi::lua_pushlstring(state, s.as_ptr().cast(), s.len());
             }
-            Item::Key(k) => ffi::lua_pushvalue(state, keys + k as c_int),
+            Item::Key(k) if keys != 0 => ffi::lua_pushvalue(state, keys + k as c_int),
+            Item::Key(k) => {
+                let (_, start, len) = tape.keys.get(k as usize).copied().unwrap_or_default();
+                let s = tape.slice(start, len);
+                ffi::lua_pushlstring(state, s.as_ptr().cast(), s.len());
+            }
             Item::Array(n) => {
                 ffi::luaL_checkstack(state, 4, std::ptr::null());
-                ffi::lua_createtable(state, n as c_int, 0);
+                ffi::lua_createtable(state, size_hint(n), 0);
                 for k in 1..=n {
                     push_item(state, tape, keys, next);
                     ffi::lua_rawseti(state, -2, k.into());
@@ -559,7 +587,7 @@ unsafe fn push_item(state: *mut ffi::lua_State, tape: &Tape, keys: c_int, next: 
             }
             Item::Map(n) => {
                 ffi::luaL_checkstack(state, 4, std::ptr::null());
-                ffi::lua_createtable(state, 0, n as c_int);
+                ffi::lua_createtable(state, 0, size_hint(n));
                 for _ in 0..n {
                     push_item(state, tape, keys, next);
                     push_item(state, tape, keys, next);
@@ -568,4 +596,9 @@ unsafe fn push_item(state: *mut ffi::lua_State, tape: &Tape, keys: c_int, next: 
             }
         }
     }
+}
+
+/// A table size for `lua_createtable` (a hint: a negative one is an error).
+fn size_hint(n: u32) -> c_int {
+    c_int::try_from(n).unwrap_or(c_int::MAX)
 }

@@ -17,14 +17,20 @@ use super::{MAX_FLAT, mismatch};
 pub struct LuaArgs {
     state: *mut ffi::lua_State,
     first: c_int,
+    /// The top of the room [`reserve`](super::reserve) made: nothing is pushed above it.
+    limit: c_int,
 }
 
 impl LuaArgs {
     /// # Safety
     /// `state` is the running Lua thread, with the arguments at `first..` on its stack for as
     /// long as the call lasts, and the call is synchronous on this thread.
-    pub unsafe fn new(state: *mut ffi::lua_State, first: c_int) -> LuaArgs {
-        LuaArgs { state, first }
+    pub unsafe fn new(state: *mut ffi::lua_State, first: c_int, limit: c_int) -> LuaArgs {
+        LuaArgs {
+            state,
+            first,
+            limit,
+        }
     }
 }
 
@@ -89,7 +95,7 @@ unsafe impl Lower for LuaArgs {
             bail!("expected a parameter list");
         };
         let types: &ComponentTypes = cx.types;
-        let lua = Stack(self.state);
+        let lua = Stack::new(self.state, self.limit);
         let mut out = Flat::new();
         for (i, ty) in types[params].types.iter().enumerate() {
             lower_flat(cx, *ty, lua, Some(self.first + i as c_int), &mut out)?;
@@ -229,7 +235,7 @@ fn lower_list<T>(
     if lua.kind(idx) != ffi::LUA_TTABLE {
         return mismatch();
     }
-    let n = unsafe { ffi::lua_rawlen(lua.0, idx) };
+    let n = unsafe { ffi::lua_rawlen(lua.state, idx) };
     // `#t` is a border, not a count: a sparse table claims 2^40 with a few entries. Before a
     // long list is given room in guest memory, its entries are counted (short ones are
     // checked below, after a small allocation that a mismatch throws away with the instance).
@@ -245,8 +251,8 @@ fn lower_list<T>(
     lua.room(2)?;
     let mut count = 0;
     unsafe {
-        ffi::lua_pushnil(lua.0);
-        while ffi::lua_next(lua.0, idx) != 0 {
+        ffi::lua_pushnil(lua.state);
+        while ffi::lua_next(lua.state, idx) != 0 {
             let at = match lua.number(-2) {
                 Some(Number::Int(k)) if (1..=n as i64).contains(&k) => {
                     ptr + (k as usize - 1) * size
@@ -254,7 +260,7 @@ fn lower_list<T>(
                 _ => return mismatch(),
             };
             store(cx, elem, lua, Some(lua.top()), at)?;
-            ffi::lua_pop(lua.0, 1);
+            ffi::lua_pop(lua.state, 1);
             count += 1;
         }
     }

@@ -29,6 +29,7 @@ mod stack;
 pub use image::{Image, ImageArgs, Layout};
 pub use lift::{FlatResult, MemoryResult, Tape, push};
 pub use lower::LuaArgs;
+pub use stack::{install, reserve};
 
 use wasmtime::component::Type;
 
@@ -58,7 +59,7 @@ pub enum Shape {
 /// # Safety
 /// `state` is the running Lua thread and `idx` a valid index of its stack.
 pub unsafe fn lua_scalar(state: *mut mlua::ffi::lua_State, idx: std::ffi::c_int) -> Option<Value> {
-    let lua = stack::Stack(state);
+    let lua = stack::Stack::new(state, 0);
     match lua.number(idx) {
         Some(stack::Number::Int(i)) => Some(Value::Int(i)),
         Some(stack::Number::Float(f)) => Some(Value::Float(f)),

@@ -11,9 +11,14 @@ use wasmtime::Result;
 use super::{MAX_FIELDS, mismatch};
 
 /// A Lua stack, read without anything that could raise a Lua error (no metamethods, no
-/// allocation): the reads happen inside wasmtime's frames.
+/// allocation): the reads happen inside wasmtime's frames. It never grows the stack there
+/// (growing may raise on Lua 5.1 and LuaJIT): values are pushed only below `limit`, the top of
+/// the room [`reserve`] made before the call; a value that needs more gives up.
 #[derive(Clone, Copy)]
-pub(super) struct Stack(pub(super) *mut ffi::lua_State);
+pub(super) struct Stack {
+    pub(super) state: *mut ffi::lua_State,
+    limit: c_int,
+}
 
 /// A Lua number as mlua sees it: an integer when it is one.
 pub(super) enum Number {
@@ -22,22 +27,28 @@ pub(super) enum Number {
 }
 
 impl Stack {
+    /// A stack that may push values below `limit` (see [`reserve`]).
+    pub(super) fn new(state: *mut ffi::lua_State, limit: c_int) -> Stack {
+        Stack { state, limit }
+    }
+
     pub(super) fn kind(self, idx: c_int) -> c_int {
-        unsafe { ffi::lua_type(self.0, idx) }
+        unsafe { ffi::lua_type(self.state, idx) }
     }
 
     pub(super) fn top(self) -> c_int {
-        unsafe { ffi::lua_gettop(self.0) }
+        unsafe { ffi::lua_gettop(self.state) }
     }
 
     pub(super) fn set_top(self, top: c_int) {
-        unsafe { ffi::lua_settop(self.0, top) }
+        unsafe { ffi::lua_settop(self.state, top) }
     }
 
+    /// Whether `n` more values (and a few for iterating) fit below the limit.
     pub(super) fn room(self, n: usize) -> Result<()> {
-        match unsafe { ffi::lua_checkstack(self.0, n as c_int + 4) } {
-            0 => mismatch(),
-            _ => Ok(()),
+        match c_int::try_from(n) {
+            Ok(n) if self.top().saturating_add(n).saturating_add(4) <= self.limit => Ok(()),
+            _ => mismatch(),
         }
     }
 
@@ -47,15 +58,15 @@ impl Stack {
         }
         #[cfg(any(feature = "lua53", feature = "lua54", feature = "lua55"))]
         unsafe {
-            if ffi::lua_isinteger(self.0, idx) != 0 {
+            if ffi::lua_isinteger(self.state, idx) != 0 {
                 return Some(Number::Int(ffi::lua_tointegerx(
-                    self.0,
+                    self.state,
                     idx,
                     std::ptr::null_mut(),
                 )));
             }
             Some(Number::Float(ffi::lua_tonumberx(
-                self.0,
+                self.state,
                 idx,
                 std::ptr::null_mut(),
             )))
@@ -63,7 +74,7 @@ impl Stack {
         #[cfg(not(any(feature = "lua53", feature = "lua54", feature = "lua55")))]
         {
             // Lua 5.1, 5.2 and LuaJIT have only floats; mlua calls those that are integers integers.
-            let n = unsafe { ffi::lua_tonumberx(self.0, idx, std::ptr::null_mut()) };
+            let n = unsafe { ffi::lua_tonumberx(self.state, idx, std::ptr::null_mut()) };
             let i = n as i64;
             // In range first: `as` saturates, and i64::MAX as a float is 2^63.
             let in_range = (-(2f64.powi(63))..2f64.powi(63)).contains(&n);
@@ -110,7 +121,7 @@ impl Stack {
 
     pub(super) fn bool(self, idx: c_int) -> Result<bool> {
         match self.kind(idx) {
-            ffi::LUA_TBOOLEAN => Ok(unsafe { ffi::lua_toboolean(self.0, idx) } != 0),
+            ffi::LUA_TBOOLEAN => Ok(unsafe { ffi::lua_toboolean(self.state, idx) } != 0),
             _ => mismatch(),
         }
     }
@@ -123,7 +134,7 @@ impl Stack {
         let mut len = 0;
         // SAFETY: the string stays on the stack, so alive, while the call reads it.
         unsafe {
-            let ptr = ffi::lua_tolstring(self.0, idx, &mut len);
+            let ptr = ffi::lua_tolstring(self.state, idx, &mut len);
             Some(std::slice::from_raw_parts(ptr.cast::<u8>(), len))
         }
     }
@@ -195,17 +206,17 @@ impl Stack {
         }
         self.room(2)?;
         unsafe {
-            ffi::lua_pushnil(self.0);
-            if ffi::lua_next(self.0, idx) == 0 {
+            ffi::lua_pushnil(self.state);
+            if ffi::lua_next(self.state, idx) == 0 {
                 return mismatch();
             }
             // The key stays alive in the table, which is on the stack.
             let Some(key) = self.bytes(-2) else {
                 return mismatch();
             };
-            ffi::lua_insert(self.0, -2);
+            ffi::lua_insert(self.state, -2);
             let value = self.top() - 1;
-            if ffi::lua_next(self.0, idx) != 0 {
+            if ffi::lua_next(self.state, idx) != 0 {
                 return mismatch();
             }
             Ok((key, value))
@@ -231,8 +242,8 @@ impl Stack {
                 let list = self.list_len(idx)?.is_some();
                 let mut bits = 0u64;
                 unsafe {
-                    ffi::lua_pushnil(self.0);
-                    while ffi::lua_next(self.0, idx) != 0 {
+                    ffi::lua_pushnil(self.state);
+                    while ffi::lua_next(self.state, idx) != 0 {
                         let set = if list {
                             Some(self.case(-1, names.clone())?)
                         } else {
@@ -242,7 +253,7 @@ impl Stack {
                         if let Some(bit) = set {
                             bits |= 1 << bit;
                         }
-                        ffi::lua_pop(self.0, 1);
+                        ffi::lua_pop(self.state, 1);
                     }
                 }
                 Ok(bits)
@@ -253,7 +264,7 @@ impl Stack {
 
     /// Pushes `t[k]` of the table at `idx` (an absolute index), without metamethods.
     pub(super) fn index(self, idx: c_int, k: usize) {
-        unsafe { ffi::lua_rawgeti(self.0, idx, k as ffi::lua_Integer) };
+        unsafe { ffi::lua_rawgeti(self.state, idx, k as ffi::lua_Integer) };
     }
 
     /// How many entries the table at `idx` has.
@@ -261,10 +272,10 @@ impl Stack {
         self.room(2)?;
         let mut n = 0;
         unsafe {
-            ffi::lua_pushnil(self.0);
-            while ffi::lua_next(self.0, idx) != 0 {
+            ffi::lua_pushnil(self.state);
+            while ffi::lua_next(self.state, idx) != 0 {
                 n += 1;
-                ffi::lua_pop(self.0, 1);
+                ffi::lua_pop(self.state, 1);
             }
         }
         Ok(n)
@@ -275,8 +286,8 @@ impl Stack {
         self.room(2)?;
         let (mut keys, mut ints, mut max) = (0i64, 0i64, 0i64);
         unsafe {
-            ffi::lua_pushnil(self.0);
-            while ffi::lua_next(self.0, idx) != 0 {
+            ffi::lua_pushnil(self.state);
+            while ffi::lua_next(self.state, idx) != 0 {
                 keys += 1;
                 if let Some(Number::Int(k)) = self.number(-2)
                     && k >= 1
@@ -284,7 +295,7 @@ impl Stack {
                     ints += 1;
                     max = max.max(k);
                 }
-                ffi::lua_pop(self.0, 1);
+                ffi::lua_pop(self.state, 1);
             }
         }
         Ok((ints == keys && max == keys).then_some(keys))
@@ -305,8 +316,8 @@ impl Stack {
         let mut slots = [0; MAX_FIELDS];
         let mut exact = 0u64;
         unsafe {
-            ffi::lua_pushnil(self.0);
-            while ffi::lua_next(self.0, idx) != 0 {
+            ffi::lua_pushnil(self.state);
+            while ffi::lua_next(self.state, idx) != 0 {
                 let found = self.bytes(-2).and_then(|key| {
                     match names.clone().position(|n| n.as_bytes() == key) {
                         Some(j) => Some((j, true)),
@@ -324,14 +335,14 @@ impl Stack {
                     }
                     if slots[j] == 0 {
                         // Under the key, which `lua_next` needs on top.
-                        ffi::lua_insert(self.0, -2);
+                        ffi::lua_insert(self.state, -2);
                         slots[j] = self.top() - 1;
                     } else {
-                        ffi::lua_replace(self.0, slots[j]);
+                        ffi::lua_replace(self.state, slots[j]);
                     }
                     continue;
                 }
-                ffi::lua_pop(self.0, 1);
+                ffi::lua_pop(self.state, 1);
             }
         }
         // No field found: the table may be a list, which the general path refuses.
@@ -350,11 +361,11 @@ impl Stack {
         let mut slots = [0; MAX_FIELDS];
         let mut count = 0;
         unsafe {
-            ffi::lua_pushnil(self.0);
-            while ffi::lua_next(self.0, idx) != 0 {
+            ffi::lua_pushnil(self.state);
+            while ffi::lua_next(self.state, idx) != 0 {
                 match self.number(-2) {
                     Some(Number::Int(k)) if (1..=n as i64).contains(&k) => {
-                        ffi::lua_insert(self.0, -2);
+                        ffi::lua_insert(self.state, -2);
                         slots[k as usize - 1] = self.top() - 1;
                         count += 1;
                     }
@@ -390,4 +401,89 @@ fn snake_eq(name: &str, key: &[u8]) -> bool {
 /// Whether the value at `src` is missing (absent from its table, or nil).
 pub(super) fn absent(lua: Stack, src: Option<c_int>) -> bool {
     src.is_none_or(|idx| lua.kind(idx) == ffi::LUA_TNIL)
+}
+
+/// Stack slots [`reserve`] makes at most: a call whose arguments need more (records of many
+/// fields nested deep) gives up and takes the general path.
+pub(super) const MAX_RESERVE: usize = 4000;
+
+/// Makes room for `n` values above the top of `state`'s stack before wasmtime runs, so that
+/// nothing inside its frames grows the stack: the [`Stack`] limit, or `None` when the stack
+/// cannot grow that far (a runaway recursion, or out of memory).
+///
+/// Never raises a Lua error. On Lua 5.2 to 5.5 `lua_checkstack` does not; on Lua 5.1 and
+/// LuaJIT it raises when it cannot grow the stack (LuaJIT by a C++ exception, which no Rust
+/// frame may see), so the stack grows first in a protected call, and `lua_checkstack` then
+/// finds the room already there.
+///
+/// # Safety
+/// `state` is the running Lua thread with three free slots (a C function has them on entry).
+pub unsafe fn reserve(state: *mut ffi::lua_State, n: usize) -> Option<c_int> {
+    let n = c_int::try_from(n).ok()?;
+    unsafe {
+        #[cfg(any(feature = "lua51", feature = "luajit"))]
+        if !grow(state, n) {
+            return None;
+        }
+        if ffi::lua_checkstack(state, n) == 0 {
+            return None;
+        }
+        Some(ffi::lua_gettop(state) + n)
+    }
+}
+
+/// The registry key of [`grow_stack`] (its address).
+#[cfg(any(feature = "lua51", feature = "luajit"))]
+static GROW_KEY: u8 = 0;
+
+/// Grows the stack to `n` free slots in a protected call of [`grow_stack`]; `false` when it
+/// could not (or when the registry no longer holds `grow_stack`: a script may change it).
+#[cfg(any(feature = "lua51", feature = "luajit"))]
+unsafe fn grow(state: *mut ffi::lua_State, n: c_int) -> bool {
+    unsafe {
+        ffi::lua_pushlightuserdata(state, (&raw const GROW_KEY).cast_mut().cast());
+        ffi::lua_rawget(state, ffi::LUA_REGISTRYINDEX);
+        let ours = ffi::lua_tocfunction(state, -1).map(|f| f as *const () as usize)
+            == Some(grow_stack as *const () as usize);
+        if !ours {
+            ffi::lua_pop(state, 1);
+            return false;
+        }
+        ffi::lua_pushinteger(state, (n + 8).into());
+        let grown = ffi::lua_pcall(state, 1, 1, 0) == 0 && ffi::lua_toboolean(state, -1) != 0;
+        ffi::lua_pop(state, 1);
+        grown
+    }
+}
+
+/// `grow_stack(n)`: whether the stack has room for `n` more values; raises when growing
+/// fails (Lua 5.1, LuaJIT).
+#[cfg(any(feature = "lua51", feature = "luajit"))]
+unsafe extern "C-unwind" fn grow_stack(state: *mut ffi::lua_State) -> c_int {
+    unsafe {
+        let n = ffi::lua_tointeger(state, 1) as c_int;
+        let grown = ffi::lua_checkstack(state, n);
+        ffi::lua_pushboolean(state, grown);
+        1
+    }
+}
+
+/// Puts [`grow_stack`] in the registry for [`reserve`] (Lua 5.1 and LuaJIT; nothing on the
+/// others).
+///
+/// # Errors
+/// Lua's own (out of memory).
+pub fn install(lua: &mlua::Lua) -> mlua::Result<()> {
+    #[cfg(any(feature = "lua51", feature = "luajit"))]
+    // SAFETY: pushes two values and sets them as a registry entry.
+    unsafe {
+        lua.exec_raw::<()>((), |state| {
+            ffi::lua_pushlightuserdata(state, (&raw const GROW_KEY).cast_mut().cast());
+            ffi::lua_pushcfunction(state, grow_stack);
+            ffi::lua_rawset(state, ffi::LUA_REGISTRYINDEX);
+        })?;
+    }
+    #[cfg(not(any(feature = "lua51", feature = "luajit")))]
+    let _ = lua;
+    Ok(())
 }

@@ -1,0 +1,194 @@
+-- The Lua C API in a long-lived host (issue 26): no Lua error may cross a Rust
+-- `catch_unwind` or wasmtime's frames (LuaJIT raises errors as C++ exceptions: Rust aborts on
+-- them; Lua 5.1 jumps over whatever the frames own), and no script, even with the `debug`
+-- library, may make funcs read memory it did not make. Every case runs in a child
+-- interpreter (the one this suite runs under: FUNCS_LUA), so an abort fails the test
+-- instead of killing the runner.
+local h = require("spec.support.helpers")
+
+-- Runs `chunk` in a child interpreter; asserts it ended normally and printed no panic.
+local function survives(chunk)
+  local status, out = h.run_lua(chunk)
+  assert.are.equal(0, status, out)
+  assert.is_nil(out:find("panicked", 1, true), out)
+  assert.is_nil(out:find("fatal runtime error", 1, true), out)
+  return out
+end
+
+describe("a runaway recursion that calls funcs", function()
+  -- Each level calls funcs before it recurses, so the calls meet the stack near its end.
+  local function recursion(call)
+    return survives(([[
+      local funcs = require("funcs")
+      assert(funcs.load("examples/app"))
+      assert(funcs.load("spec/fixtures/echo"))
+      local calls = 0
+      local function deep(n)
+        %s
+        calls = calls + 1
+        return deep(n + 1) + 1
+      end
+      for round = 1, 3 do
+        local ok, err = pcall(deep, 1)
+        print("round", round, ok, type(err))
+      end
+      -- The interpreter and funcs still work.
+      print("after", funcs.call("examples:greet", "again"), calls > 100)
+    ]]):format(call))
+  end
+
+  it("ends in a catchable error when each level calls a string-returning entry", function()
+    local out = recursion([[assert(funcs.call("examples:greet", "x") == "Hello, x!")]])
+    for round = 1, 3 do
+      assert.truthy(out:find("round\t" .. round .. "\tfalse\t", 1, true), out)
+    end
+    assert.truthy(out:find("after\tHello, again!\ttrue", 1, true), out)
+  end)
+
+  it("ends in a catchable error when each level passes a table to the direct path", function()
+    local out = recursion([[
+      local r = funcs.call("echo:list_string", { "a", "b", "c" })
+      assert(r[3] == "c")
+      local u = funcs.call("echo:users", { { id = 2, name = "bob", tags = { "t" }, color = 0,
+        perms = 0, shapes = {}, score = { err = "no" }, raw = {}, pair = { 0, 0 }, initial = 65 } })
+      assert(u[1].name == "bob")
+    ]])
+    for round = 1, 3 do
+      assert.truthy(out:find("round\t" .. round .. "\tfalse\t", 1, true), out)
+    end
+    assert.truthy(out:find("after\tHello, again!\ttrue", 1, true), out)
+  end)
+
+  it("ends in a catchable error through funcs.async and an executor", function()
+    local out = recursion([[
+      local f = assert(funcs.async("echo:list_string", { "a", "b" }))
+      assert(f:wait()[2] == "b")
+      assert(funcs.new():call("examples:greet", "y") == "Hello, y!")
+    ]])
+    for round = 1, 3 do
+      assert.truthy(out:find("round\t" .. round .. "\tfalse\t", 1, true), out)
+    end
+    assert.truthy(out:find("after\tHello, again!\ttrue", 1, true), out)
+  end)
+end)
+
+describe("a result with more distinct names than the Lua stack holds", function()
+  it("comes back whole on every path (9,000 enum cases in one list)", function()
+    local out = survives([[
+      local funcs = require("funcs")
+      local n = 9000
+      local dir = os.tmpname()
+      os.remove(dir)
+      os.execute("mkdir -p " .. dir)
+      local cases = {}
+      for i = 0, n - 1 do cases[#cases + 1] = '"n' .. i .. '"' end
+      local wat = assert(io.open(dir .. "/names.wat", "w"))
+      wat:write(([=[
+        (component
+          (core module $m
+            (memory (export "memory") 1)
+            (func (export "names") (result i32)
+              (local $i i32)
+              (loop $each
+                (i32.store16 (i32.add (i32.const 1024) (i32.shl (local.get $i) (i32.const 1)))
+                  (local.get $i))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $each (i32.lt_u (local.get $i) (i32.const %d))))
+              (i32.store (i32.const 0) (i32.const 1024))
+              (i32.store (i32.const 4) (i32.const %d))
+              (i32.const 0)))
+          (core instance $i (instantiate $m))
+          (alias core export $i "memory" (core memory $mem))
+          (type $name' (enum %s))
+          (export $name "name" (type $name'))
+          (func (export "names") (result (list $name))
+            (canon lift (core func $i "names") (memory $mem))))
+      ]=]):format(n, n, table.concat(cases, " ")))
+      wat:close()
+      local yaml = assert(io.open(dir .. "/_index.yaml", "w"))
+      yaml:write([=[
+namespace: many
+entries:
+  - { name: names, kind: function.wat, source: file://names.wat, method: names }
+]=])
+      yaml:close()
+      assert(funcs.load(dir))
+      local function check(label, r, err)
+        assert(r, tostring(err))
+        local ok = #r == n
+        for i = 1, n do ok = ok and r[i] == "n" .. (i - 1) end
+        print(label, ok)
+      end
+      check("call", funcs.call("many:names"))
+      check("executor", funcs.new():call("many:names"))
+      local f = assert(funcs.async("many:names"))
+      check("async", f:wait())
+      os.execute("rm -rf " .. dir)
+    ]])
+    assert.truthy(out:find("call\ttrue", 1, true), out)
+    assert.truthy(out:find("executor\ttrue", 1, true), out)
+    assert.truthy(out:find("async\ttrue", 1, true), out)
+  end)
+end)
+
+describe("funcs.call's upvalues in the hands of the debug library", function()
+  it("are checked: any value in their place gives a Lua error or the general path", function()
+    local out = survives([[
+      local funcs = require("funcs")
+      assert(funcs.load("examples/app"))
+      local call = funcs.call
+      local originals = {}
+      local n = 0
+      while true do
+        local name, value = debug.getupvalue(call, n + 1)
+        if name == nil then break end
+        n = n + 1
+        originals[n] = value
+      end
+      print("upvalues", n)
+      local strangers = { io.stdout, 1, "x", {}, true, print, coroutine.create(print),
+        function() return true end }
+      for i = 1, n do strangers[#strangers + 1] = originals[i] end
+      local calls = 0
+      for k = 1, n do
+        for _, v in ipairs(strangers) do
+          debug.setupvalue(call, k, v)
+          pcall(call, "examples:greet", "x")
+          pcall(call, "examples:answer")
+          pcall(call, "examples:greet", 1)
+          calls = calls + 1
+        end
+        debug.setupvalue(call, k, originals[k])
+      end
+      -- The internal functions, called directly with anything.
+      for k = 1, n do
+        if type(originals[k]) == "function" and originals[k] ~= call then
+          for _, v in ipairs(strangers) do
+            pcall(originals[k], v)
+            pcall(originals[k])
+          end
+        end
+        local mt = debug.getmetatable(originals[k])
+        if mt and mt.__gc then
+          for _, v in ipairs(strangers) do
+            if v ~= originals[k] then pcall(mt.__gc, v) end
+          end
+        end
+      end
+      print("tried", calls)
+      print("after", call("examples:greet", "again"))
+    ]])
+    assert.truthy(out:find("upvalues\t4", 1, true), out)
+    assert.truthy(out:find("after\tHello, again!", 1, true), out)
+  end)
+
+  it("is safe to the value the issue named: io.stdout for the state", function()
+    local out = survives([[
+      local funcs = require("funcs")
+      assert(funcs.load("examples/app"))
+      debug.setupvalue(funcs.call, 4, io.stdout)
+      print("call", pcall(funcs.call, "examples:greet", "x"))
+    ]])
+    assert.truthy(out:find("call\ttrue\tHello, x!", 1, true), out)
+  end)
+end)
