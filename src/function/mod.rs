@@ -361,6 +361,11 @@ impl Function {
         &self.bound
     }
 
+    /// Instances kept for more calls now (`pool.reuse`).
+    pub fn warm_instances(&self) -> usize {
+        crate::sync::unpoison(self.warm.lock()).len()
+    }
+
     /// Instances created so far.
     pub fn instances(&self) -> u64 {
         self.instances.load(Ordering::Relaxed)

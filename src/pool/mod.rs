@@ -255,6 +255,8 @@ pub struct Stats {
     pub queued: usize,
     pub workers: usize,
     pub instances: u64,
+    /// Instances kept for more calls (`pool.reuse`).
+    pub warm_instances: usize,
     /// Calls from the guest into host functions.
     pub host_calls: u64,
     /// Outgoing HTTP requests of the guest.
@@ -326,7 +328,7 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(function: Arc<Function>, spec: PoolSpec) -> Arc<Pool> {
-        Arc::new(Pool {
+        let pool = Arc::new(Pool {
             function,
             spec,
             state: Mutex::new(State::default()),
@@ -342,7 +344,9 @@ impl Pool {
             inline: Mutex::new(()),
             inline_owner: AtomicUsize::new(0),
             canceled: AtomicBool::new(false),
-        })
+        });
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        pool
     }
 
     pub fn function(&self) -> &Arc<Function> {
@@ -574,6 +578,7 @@ impl Pool {
             queued: st.queue.len() + self.here_waiting.load(Ordering::Relaxed),
             workers: st.workers,
             instances: self.function.instances(),
+            warm_instances: self.function.warm_instances(),
             host_calls: self.function.host_calls(),
             http_client: self.function.http_client(),
             direct: self.is_direct(),
@@ -757,6 +762,20 @@ thread_local! {
 fn this_thread() -> usize {
     thread_local!(static MARK: u8 = const { 0 });
     MARK.with(|m| std::ptr::from_ref(m) as usize)
+}
+
+/// Pools alive in this process (`funcs.engine().pools`).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The pools alive in this process: serving, or reloaded away and not yet released.
+pub fn live_pools() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One call in flight, counted down on drop.
