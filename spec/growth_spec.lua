@@ -110,13 +110,6 @@ end)
 describe("a reload", function()
   it("releases the old pools, their threads and instances, without another load", function()
     assert(funcs.host("test:minimal/host", { add = function(a, b) return a + b end }))
-    assert(funcs.load("spec/fixtures/growth"))
-    -- Settle: pools of earlier loads gone, then the counts with one load of the fixture.
-    assert(eventually(10, function()
-      local before = funcs.engine().pools
-      sleep(0.2)
-      return funcs.engine().pools == before
-    end))
     local function warm_up()
       for _ = 1, 5 do assert(funcs.call("growth:static_reused")) end
       local futures = {}
@@ -124,17 +117,31 @@ describe("a reload", function()
       for i = 1, 6 do assert(futures[i]:wait()) end
       assert.are.equal(13, funcs.call("growth:add_lazy", 6, 7))
     end
-    warm_up()
     local function instances()
       local e = funcs.engine()
       return (e.core_instances or 0) + (e.component_instances or 0)
     end
-    local pools, tasks, live = funcs.engine().pools, threads(), instances()
-    assert.is_true(funcs.stats("growth:static_reused").warm_instances >= 1)
+    local function settled()
+      local before = funcs.engine().pools
+      sleep(0.3)
+      return funcs.engine().pools == before
+    end
     assert(funcs.load("spec/fixtures/growth"))
     warm_up()
-    -- The old pools' workers, stores and instances go once their last calls end; nothing
-    -- else is loaded meanwhile.
+    sleep(0.3)
+    -- Another path's load: whatever a load releases is released now.
+    assert(funcs.load("spec/fixtures/growth-other"))
+    assert(eventually(10, settled))
+    local pools, tasks, live = funcs.engine().pools, threads(), instances()
+    assert.is_true(funcs.stats("growth:static_reused").warm_instances >= 1)
+
+    -- Calls in flight at the reload: the old pools finish after it, when these end.
+    local running = { assert(funcs.async("growth:sleep_reused", 300)), assert(funcs.async("growth:sleep_adaptive", 300)) }
+    assert(funcs.load("spec/fixtures/growth"))
+    warm_up()
+    for _, f in ipairs(running) do assert(f:wait()) end
+    -- The old pools' workers, stores and instances go once their last calls end, with
+    -- nothing loaded meanwhile.
     local ok = eventually(20, function()
       return funcs.engine().pools <= pools and threads() <= tasks and instances() <= live
     end)
