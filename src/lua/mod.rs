@@ -52,12 +52,15 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
 
-    let rt = runtime.clone();
+    let (rt, f) = (runtime.clone(), fns.clone());
     funcs.set(
         "load",
         lua.create_function(move |lua, path: LuaValue| {
             let path = string_arg(&path, 1, "load")?;
-            match rt.load(Path::new(&path)) {
+            let loaded = rt.load(Path::new(&path));
+            // Registrations the reloaded entries held may be gone now.
+            f.release(lua);
+            match loaded {
                 Ok(summary) => summary_table(lua, &summary)?.into_lua_multi(lua),
                 Err(e) => error::fail(lua, e),
             }

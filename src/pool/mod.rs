@@ -19,6 +19,7 @@ mod completion;
 mod inline;
 mod lazy;
 mod meter;
+mod reaper;
 mod r#static;
 mod workers;
 
@@ -35,6 +36,7 @@ use tokio::sync::Notify;
 pub use self::completion::Completion;
 use self::meter::Meter;
 pub use self::meter::{BUCKETS, Metered};
+pub use self::reaper::Reaper;
 use self::workers::{Job, Work};
 use crate::error::{Error, Kind};
 use crate::function::{Args, CallOptions, Function};
@@ -61,8 +63,13 @@ impl Drop for Here {
         if let Some(job) = self.job.take() {
             self.pool.finish(&job.done, Err(self.pool.stopped()));
         }
-        self.pool.here.fetch_sub(1, Ordering::AcqRel);
+        let last = self.pool.here.fetch_sub(1, Ordering::AcqRel) == 1;
         self.pool.here_room.notify_waiters();
+        // The last task of a closed pool: it may be finished now.
+        let closed = last && self.pool.lock().closing.is_some();
+        if closed {
+            self.pool.poke();
+        }
     }
 }
 
@@ -245,6 +252,14 @@ impl PoolSpec {
     }
 }
 
+impl PoolSpec {
+    /// How long an idle worker above the minimum lives; also how long a warm instance
+    /// (`pool.reuse`) is kept unused.
+    pub fn idle(&self) -> Duration {
+        self.kind.policy().idle()
+    }
+}
+
 /// Counters of one pool, for `funcs.stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -324,6 +339,8 @@ pub struct Pool {
     inline_owner: AtomicUsize,
     /// Shut down (`Closing::Cancel`), readable without the state lock.
     canceled: AtomicBool,
+    /// The reaper that releases the pool once closed and finished (set once tracked).
+    reaper: reaper::Link,
 }
 
 impl Pool {
@@ -344,6 +361,7 @@ impl Pool {
             inline: Mutex::new(()),
             inline_owner: AtomicUsize::new(0),
             canceled: AtomicBool::new(false),
+            reaper: OnceLock::new(),
         });
         LIVE.fetch_add(1, Ordering::Relaxed);
         pool
@@ -608,6 +626,16 @@ impl Pool {
         }
         self.room.notify_all();
         self.work.notify_waiters();
+        // Without workers or tasks it is finished now; otherwise the last to end pokes again.
+        self.poke();
+    }
+
+    /// Tells the reaper to look at this pool (closed: it may have finished). Never called
+    /// with the state lock held.
+    fn poke(&self) {
+        if let Some(reaper) = self.reaper.get().and_then(std::sync::Weak::upgrade) {
+            reaper.poke();
+        }
     }
 
     /// Waits for every worker thread to end (after [`Pool::close`]).
