@@ -3,7 +3,8 @@
 //! Core modules with scalar signatures are called as core functions; components (and core
 //! modules whose `wit` needs the canonical ABI, wrapped into components at load) go through
 //! the component model. Every call gets a fresh instance from an `InstancePre` unless the
-//! entry lets instances serve several calls (`pool.reuse`).
+//! entry lets instances serve several calls (`pool.reuse`): then at most the pool's size of
+//! them are kept between calls, each for at most the pool's idle time.
 //!
 //! The rooms: this file holds what a function is and builds it; `store` the per-call store
 //! and its WASI and HTTP views; `link` what an entry's instances are linked with (granted

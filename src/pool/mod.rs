@@ -5,7 +5,8 @@
 //! sizes, the workers started with the pool and kept however idle, how long an idle worker
 //! lives, and whether calls run on the caller's thread. The machinery they share is here (a
 //! queue, slots, shutdown) and in `workers` (the worker threads); a call's result slot is
-//! [`Completion`]; what a pool counts for `funcs.stats` and `funcs.metrics` is `meter`.
+//! [`Completion`]; what a pool counts for `funcs.stats` and `funcs.metrics` is `meter`; the
+//! thread that releases pools reloaded away (and drops idle warm instances) is `reaper`.
 //!
 //! A worker is a thread with its own single-threaded Tokio runtime. For entries without
 //! WASI a call occupies its thread from start to end, so the pool's size bounds how many run
