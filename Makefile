@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: demo test build bench bench-http soak fuzz stress clean rock-check nginx-check clean-room
+.PHONY: demo test build bench bench-http soak soak-calls fuzz stress clean rock-check nginx-check clean-room
 
 demo:
 	scripts/demo.sh
@@ -17,9 +17,17 @@ bench:
 bench-http:
 	scripts/bench-http.sh
 
-# A million calls on each path (direct, general, async, HTTP), resident memory before and after:
-# make soak SOAK_ARGS="1000000 http" runs one path.
+# A long life (bench/longlife.lua): 10,000 reloads, each registering the host interface again,
+# with calls on every pool kind and with pool.reuse; resident memory, descriptors, threads, Lua
+# registry and memory, live pools and instances after 500 and at the end; fails on growth.
+# make soak SOAK_RELOADS="2000 200" for a shorter one.
 soak:
+	scripts/build.sh lua5.4 >/dev/null
+	LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/longlife.lua $(SOAK_RELOADS)
+
+# A million calls on each path (direct, general, async, HTTP), resident memory before and after:
+# make soak-calls SOAK_ARGS="1000000 http" runs one path.
+soak-calls:
 	scripts/build.sh lua5.4 >/dev/null
 	LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/soak.lua $(SOAK_ARGS)
 

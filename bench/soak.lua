@@ -1,4 +1,4 @@
--- `make soak`: a long run of calls on each path a call can take, with the resident memory of
+-- `make soak-calls`: a long run of calls on each path a call can take, with the resident memory of
 -- this process after a warm-up (a tenth of the calls) and at the end. Not part of `make test`.
 --   lua5.4 bench/soak.lua [calls] [paths]
 -- calls: per path, default 1,000,000 (HTTP too); paths: a comma-separated subset of

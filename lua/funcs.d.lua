@@ -71,6 +71,7 @@ function funcs.new() end
 ---@field queued integer Calls waiting for a worker.
 ---@field workers integer Worker threads now.
 ---@field instances integer Instances created (fewer than calls with `pool.reuse`).
+---@field warm_instances integer Instances kept for more calls (`pool.reuse`): at most the pool's size, dropped after its idle time.
 ---@field host_calls integer Calls from the guest into host functions.
 ---@field http_requests integer Outgoing HTTP requests the guest made (`imports: [wasi:http]`), refused ones included.
 ---@field http_denied integer Outgoing requests the entry's `http_client` policy refused.
@@ -106,7 +107,7 @@ function funcs.describe(id) end
 
 ---Every function's counters in the Prometheus text format (0.0.4), labelled by function ID:
 ---`funcs_calls_total`, `funcs_failures_total{kind}`, `funcs_timeouts_total`,
----`funcs_traps_total{code}`, `funcs_in_flight`, `funcs_queued`, `funcs_workers`,
+---`funcs_traps_total{code}`, `funcs_in_flight`, `funcs_queued`, `funcs_workers`, `funcs_warm_instances`,
 ---`funcs_instances_total`, `funcs_host_calls_total`, `funcs_http_*_total` and the histogram `funcs_call_duration_seconds`. Counters start
 ---again when a reload replaces an entry's pool. An `http.service` with `metrics: /metrics`
 ---serves the same text.
@@ -154,6 +155,9 @@ function funcs.shutdown() end
 ---@field allocator "pooling"|"on-demand" How instances get their memory.
 ---@field reason string? Why the pooling allocator is not in use (nil when forced by `FUNCS_ALLOCATOR=on-demand`).
 ---@field wasmtime string The wasmtime version.
+---@field pools integer Pools alive in the process: serving, and reloaded ones until their last call ended.
+---@field core_instances integer? Core instances holding slots of the pooling allocator (nil on-demand).
+---@field component_instances integer? Component instances holding slots of the pooling allocator (nil on-demand).
 
 ---@return funcs.EngineInfo
 function funcs.engine() end

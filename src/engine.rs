@@ -51,6 +51,21 @@ pub fn engine_for(fuel: bool) -> &'static Engine {
 static PLAIN: OnceLock<Engine> = OnceLock::new();
 static FUEL: OnceLock<Engine> = OnceLock::new();
 
+/// Instances alive in the pooling allocator of the engines made so far: `(core,
+/// component)`, `None` with on-demand allocation (`funcs.engine()`: what holds slots).
+pub fn live_instances() -> Option<(u64, u64)> {
+    let mut live = None;
+    for engine in [PLAIN.get(), FUEL.get()].into_iter().flatten() {
+        let metrics = engine.pooling_allocator_metrics()?;
+        let (core, component) = live.unwrap_or((0, 0));
+        live = Some((
+            core + metrics.core_instances(),
+            component + metrics.component_instances(),
+        ));
+    }
+    live
+}
+
 /// The most elements a guest table may grow to (`table.grow` beyond it gives -1).
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 

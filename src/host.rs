@@ -9,8 +9,8 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, Linker, Type, Val};
@@ -33,12 +33,26 @@ pub const CALL_BYTES: HostKey = 1;
 pub const FIRST_KEY: HostKey = 2;
 
 /// An interface registered with `funcs.host`.
+///
+/// Held by the registrations (until replaced) and by the entries that linked it (until they
+/// are reloaded away and their last call ended); when the last goes, its keys are handed
+/// back (`released`) so that the Lua side lets go of its functions.
 #[derive(Debug)]
 pub struct HostInterface {
     /// As registered: `ns:pkg/iface`, `ns:pkg/iface@1.0.0`, a plain name, or [`ROOT`].
     pub name: String,
     /// By WIT name (kebab-case).
     pub functions: HashMap<String, HostKey>,
+    /// Where the keys go when the interface is dropped (the Lua side's list of keys to free).
+    pub released: Option<Arc<Mutex<Vec<HostKey>>>>,
+}
+
+impl Drop for HostInterface {
+    fn drop(&mut self) {
+        if let Some(released) = &self.released {
+            crate::sync::unpoison(released.lock()).extend(self.functions.values().copied());
+        }
+    }
 }
 
 impl HostInterface {
@@ -80,6 +94,7 @@ impl HostSet {
             let interface = HostInterface {
                 name: FUNCS.to_string(),
                 functions,
+                released: None,
             };
             return Some(HostGrant {
                 interface: Arc::new(interface),
@@ -218,12 +233,7 @@ pub fn link<T: HostState + 'static>(
                     match item.ty {
                         ComponentItem::ComponentFunc(_) => {
                             let key = lookup(grant, export, &full)?;
-                            let f = host_fn::<T>(
-                                grant.inbox.clone(),
-                                grant.calls.clone(),
-                                key,
-                                full.into(),
-                            );
+                            let f = host_fn::<T>(grant, key, full.into());
                             inner.func_new_async(export, f).map_err(err)?;
                         }
                         // Named types (records, variants, ...) need nothing linked.
@@ -242,7 +252,7 @@ pub fn link<T: HostState + 'static>(
                     continue;
                 };
                 let key = lookup(grant, name, name)?;
-                let f = host_fn::<T>(grant.inbox.clone(), grant.calls.clone(), key, name.into());
+                let f = host_fn::<T>(grant, key, name.into());
                 linker.root().func_new_async(name, f).map_err(err)?;
                 linked.push(name.to_string());
             }
@@ -341,8 +351,10 @@ pub fn link_core<T: HostState + Send + 'static>(
             .collect::<Result<Vec<_>, _>>()?;
         let (inbox, name): (_, Arc<str>) = (grant.inbox.clone(), full.into());
         let counter = grant.calls.clone();
+        let interface = grant.interface.clone();
         linker
             .func_new_async(import.module(), import.name(), ty, move |caller, args, out| {
+                let _interface = &interface;
                 let (inbox, name, params, results) = (inbox.clone(), name.clone(), params.clone(), results.clone());
                 let counter = counter.clone();
                 let control = caller.data().control().cloned();
@@ -370,11 +382,11 @@ pub fn link_core<T: HostState + Send + 'static>(
     Ok(())
 }
 
-/// The host function `key` of `inbox`'s Lua state, as a dynamic async host function.
+/// The host function `key` of the grant's interface, as a dynamic async host function; it
+/// holds the interface (whose functions the Lua side keeps while it lives).
 #[allow(clippy::type_complexity)]
 fn host_fn<T: HostState + 'static>(
-    inbox: Arc<Signal>,
-    counter: Arc<AtomicU64>,
+    grant: &HostGrant,
     key: HostKey,
     name: Arc<str>,
 ) -> impl for<'a> Fn(
@@ -386,7 +398,13 @@ fn host_fn<T: HostState + 'static>(
 + Send
 + Sync
 + 'static {
+    let (inbox, counter, interface) = (
+        grant.inbox.clone(),
+        grant.calls.clone(),
+        grant.interface.clone(),
+    );
     move |store, ty, params, results| {
+        let _interface = &interface;
         let inbox = inbox.clone();
         let counter = counter.clone();
         let name = name.clone();

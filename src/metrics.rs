@@ -63,12 +63,17 @@ pub fn render(pools: &[(String, Stats)]) -> String {
             let _ = writeln!(out, "{name}{{function=\"{id}\"}} {}", value(s));
         }
     }
-    let gauges: [(&str, &str, fn(&Stats) -> usize); 3] = [
+    let gauges: [(&str, &str, fn(&Stats) -> usize); 4] = [
         ("funcs_in_flight", "Calls running now.", |s| s.in_flight),
         ("funcs_queued", "Calls waiting for a worker.", |s| s.queued),
         ("funcs_workers", "Worker threads of the pool.", |s| {
             s.workers
         }),
+        (
+            "funcs_warm_instances",
+            "Instances kept for more calls (pool.reuse).",
+            |s| s.warm_instances,
+        ),
     ];
     for (name, help, value) in gauges {
         header(&mut out, name, "gauge", help);

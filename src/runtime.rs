@@ -12,7 +12,7 @@ use crate::engine::TickerGuard;
 use crate::error::{Error, Kind, Result};
 use crate::function::{Args, CallOptions, Function};
 use crate::host::{self, HostInterface, HostSet};
-use crate::pool::{Completion, Handle, Pool, Stats};
+use crate::pool::{Completion, Handle, Reaper, Stats};
 use crate::registry::{Entry, Registry, Summary};
 use crate::signal::Signal;
 use crate::sync::unpoison;
@@ -26,8 +26,9 @@ pub struct Runtime {
     registry: Arc<RwLock<Registry>>,
     /// Running HTTP services, by ID.
     servers: Mutex<HashMap<String, Server>>,
-    /// Every pool committed and not yet finished, to stop and join on shutdown.
-    pools: Mutex<Vec<Arc<Pool>>>,
+    /// Every pool committed and not yet finished, to stop and join on shutdown; its thread
+    /// releases the pools reloaded away once their last call ends.
+    reaper: Reaper,
     /// Held from the first deadline or async call until the runtime is dropped.
     ticker: OnceLock<TickerGuard>,
     closed: std::sync::atomic::AtomicBool,
@@ -74,20 +75,11 @@ impl Runtime {
                 .fetch_add(1, std::sync::atomic::Ordering::Release);
             summary
         };
-        let mut pools = unpoison(self.pools.lock());
-        // Pools drained after a reload: their workers have left their loops; join them.
-        pools.retain(|p| {
-            let finished = p.finished();
-            if finished {
-                p.join();
-            }
-            !finished
-        });
+        // The pools this load replaced are released by the reaper once their calls end.
         for pool in new {
             pool.start();
-            pools.push(pool);
+            self.reaper.track(pool);
         }
-        drop(pools);
         let auto: Vec<String> = {
             let registry = self.registry();
             summary
@@ -366,13 +358,15 @@ impl Runtime {
         for (_, server) in servers {
             server.stop();
         }
-        let pools = std::mem::take(&mut *unpoison(self.pools.lock()));
+        let pools = self.reaper.take_all();
         for pool in &pools {
             pool.close(true);
         }
         for pool in &pools {
             pool.join();
         }
+        // After the pools it may be releasing.
+        self.reaper.stop();
     }
 
     fn check_open(&self) -> Result<()> {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use wasmtime::Store;
 use wasmtime::component::{ComponentNamedList, Lower};
@@ -226,13 +227,22 @@ impl Function {
         let control = options.control.as_ref();
         let warm = match self.reuse {
             0 | 1 => None,
-            _ => unpoison(self.warm.lock()).pop(),
+            _ => {
+                let (warm, expired) = {
+                    let mut cache = unpoison(self.warm.lock());
+                    let expired = super::expire(&mut cache, self.warm_idle);
+                    (cache.pop(), expired)
+                };
+                drop(expired);
+                warm
+            }
         };
         Ok(match warm {
             Some(Warm {
                 mut store,
                 instance,
                 uses,
+                ..
             }) => {
                 store.data_mut().limiter.refused = false;
                 store.data_mut().timeout = timeout;
@@ -246,7 +256,7 @@ impl Function {
     }
 
     /// Keeps an instance after a call that ended well (a trap may leave it broken) while it
-    /// has uses left.
+    /// has uses left and fewer than the pool's size are kept (a burst leaves no more).
     fn checkin(&self, mut store: Store<CallCtx>, instance: Callee, uses: usize) {
         // Requests the call left open end with it.
         store.data_mut().outgoing.finish();
@@ -255,8 +265,19 @@ impl Function {
                 store,
                 instance,
                 uses: uses + 1,
+                since: Instant::now(),
             };
-            unpoison(self.warm.lock()).push(warm);
+            let refused = {
+                let mut cache = unpoison(self.warm.lock());
+                if cache.len() < self.warm_cap {
+                    cache.push(warm);
+                    None
+                } else {
+                    Some(warm)
+                }
+            };
+            // Dropped outside the lock.
+            drop(refused);
         }
     }
 

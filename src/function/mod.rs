@@ -3,7 +3,8 @@
 //! Core modules with scalar signatures are called as core functions; components (and core
 //! modules whose `wit` needs the canonical ABI, wrapped into components at load) go through
 //! the component model. Every call gets a fresh instance from an `InstancePre` unless the
-//! entry lets instances serve several calls (`pool.reuse`).
+//! entry lets instances serve several calls (`pool.reuse`): then at most the pool's size of
+//! them are kept between calls, each for at most the pool's idle time.
 //!
 //! The rooms: this file holds what a function is and builds it; `store` the per-call store
 //! and its WASI and HTTP views; `link` what an entry's instances are linked with (granted
@@ -20,6 +21,7 @@ mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 use wasmtime::component::{ComponentExportIndex, Type};
@@ -94,6 +96,8 @@ struct Warm {
     instance: Callee,
     /// Calls made in it so far.
     uses: usize,
+    /// When its last call ended.
+    since: Instant,
 }
 
 /// A callable export of a compiled entry.
@@ -120,13 +124,34 @@ pub struct Function {
     http: bool,
     /// Calls one instance may serve (`pool.reuse`); 0 or 1: a fresh instance per call.
     reuse: usize,
+    /// Instances kept for more calls, the least recently used first; at most `warm_cap`,
+    /// none idle for `warm_idle` or longer (each holds a slot of the pooling allocator).
     warm: Mutex<Vec<Warm>>,
+    warm_cap: usize,
+    warm_idle: Duration,
     /// Held so that other entries with the same bytes find it (the shared map is weak).
     _artefact: Arc<Artefact>,
     /// A core module's `wit` field, for [`Function::signature`].
     wit: Option<String>,
     /// Where the bytes can be read again, for [`Function::signature`] of a component.
     origin: Option<Origin>,
+}
+
+/// Takes out the warm instances idle for `idle` or longer (the first ones: the list is in the
+/// order their calls ended), to be dropped outside the lock.
+fn expire(warm: &mut Vec<Warm>, idle: Duration) -> Vec<Warm> {
+    let Some(first) = warm.first() else {
+        return Vec::new();
+    };
+    let now = Instant::now();
+    if now.duration_since(first.since) < idle {
+        return Vec::new();
+    }
+    let n = warm
+        .iter()
+        .take_while(|w| now.duration_since(w.since) >= idle)
+        .count();
+    warm.drain(..n).collect()
 }
 
 /// Reads an entry's bytes again (the registry knows where they came from: a file, read and
@@ -259,10 +284,46 @@ impl Function {
             http: false,
             reuse,
             warm: Mutex::new(Vec::new()),
+            warm_cap: 1,
+            warm_idle: Duration::from_secs(30),
             _artefact: wrapped_artefact.unwrap_or(artefact),
             wit: wit.map(str::to_string),
             origin: None,
         })
+    }
+
+    /// Bounds the instances kept for more calls (`pool.reuse`): at most `cap` (the pool's
+    /// size), each dropped once idle for `idle` (the pool's idle time).
+    pub fn with_warm(mut self, cap: usize, idle: Duration) -> Self {
+        self.warm_cap = cap.max(1);
+        self.warm_idle = idle;
+        self
+    }
+
+    /// Whether instances serve several calls (`pool.reuse` above 1).
+    pub fn reuses(&self) -> bool {
+        self.reuse > 1
+    }
+
+    /// How long a warm instance is kept unused.
+    pub fn warm_idle(&self) -> Duration {
+        self.warm_idle
+    }
+
+    /// Drops the warm instances idle for the pool's idle time (housekeeping, also done
+    /// whenever a call takes one).
+    pub fn expire_warm(&self) {
+        let expired = {
+            let mut warm = crate::sync::unpoison(self.warm.lock());
+            expire(&mut warm, self.warm_idle)
+        };
+        drop(expired);
+    }
+
+    /// Drops every warm instance (the pool was released).
+    pub fn clear_warm(&self) {
+        let all = std::mem::take(&mut *crate::sync::unpoison(self.warm.lock()));
+        drop(all);
     }
 
     /// Tells where the bytes can be read again (see [`Origin`]).
@@ -359,6 +420,11 @@ impl Function {
     /// The export the method bound (`ns:pkg/iface@0.2.0#func`, or the method itself).
     pub fn bound(&self) -> &str {
         &self.bound
+    }
+
+    /// Instances kept for more calls now (`pool.reuse`).
+    pub fn warm_instances(&self) -> usize {
+        crate::sync::unpoison(self.warm.lock()).len()
     }
 
     /// Instances created so far.

@@ -1,22 +1,30 @@
 //! `funcs.host(name, functions)`: Lua functions that guests import (SPEC section 10), and
 //! answering their calls on the Lua thread.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use mlua::prelude::*;
 
 use crate::host::{CALL_BYTES, CALL_STRING, FIRST_KEY, HostCall, HostInterface, HostKey};
 use crate::runtime::Runtime;
+use crate::sync::unpoison;
 use crate::value::{self, Value};
 
 /// The Lua functions registered as host functions, by key, and with `funcs.register`, by
 /// registry ID.
+///
+/// A registration's functions stay in the Lua registry while its [`HostInterface`] lives
+/// (registered, or linked by loaded entries); when it is dropped, on whatever thread, its
+/// keys come back through `released` and the functions are freed here, on the Lua thread,
+/// at the next `funcs.host` or `funcs.load`.
 pub(super) struct HostFns {
     runtime: Arc<Runtime>,
-    /// By key, from [`FIRST_KEY`].
-    fns: RefCell<Vec<LuaRegistryKey>>,
+    /// By key, from [`FIRST_KEY`]; keys are never used twice.
+    fns: RefCell<HashMap<HostKey, LuaRegistryKey>>,
+    next: Cell<HostKey>,
+    released: Arc<Mutex<Vec<HostKey>>>,
     registered: RefCell<HashMap<String, LuaRegistryKey>>,
 }
 
@@ -25,7 +33,23 @@ impl HostFns {
         HostFns {
             runtime,
             fns: RefCell::default(),
+            next: Cell::new(FIRST_KEY),
+            released: Arc::default(),
             registered: RefCell::default(),
+        }
+    }
+
+    /// Frees the functions of interfaces dropped since the last time.
+    pub(super) fn release(&self, lua: &Lua) {
+        let keys = std::mem::take(&mut *unpoison(self.released.lock()));
+        if keys.is_empty() {
+            return;
+        }
+        let mut fns = self.fns.borrow_mut();
+        for key in keys {
+            if let Some(f) = fns.remove(&key) {
+                let _ = lua.remove_registry_value(f);
+            }
         }
     }
 
@@ -51,7 +75,9 @@ pub(super) fn register_fn(lua: &Lua, fns: &HostFns, id: &LuaValue, f: &LuaValue)
         return Err(bad(2, format!("function expected, got {}", f.type_name())));
     };
     let key = lua.create_registry_value(f.clone())?;
-    fns.registered.borrow_mut().insert(id, key);
+    if let Some(old) = fns.registered.borrow_mut().insert(id, key) {
+        lua.remove_registry_value(old)?;
+    }
     Ok(())
 }
 
@@ -116,14 +142,23 @@ pub(super) fn register(
     if named.is_empty() {
         return Err(bad(2, "no functions".into()));
     }
-    let mut functions = HashMap::new();
+    // Dropped (a failure below included), it hands its keys back.
+    let mut interface = HostInterface {
+        name,
+        functions: HashMap::new(),
+        released: Some(fns.released.clone()),
+    };
     for (wit, f) in named {
-        let mut all = fns.fns.borrow_mut();
-        let key = FIRST_KEY + all.len() as HostKey;
-        all.push(lua.create_registry_value(f)?);
-        functions.insert(wit, key);
+        let key = fns.next.get();
+        fns.next.set(key + 1);
+        fns.fns
+            .borrow_mut()
+            .insert(key, lua.create_registry_value(f)?);
+        interface.functions.insert(wit, key);
     }
-    runtime.register_host(HostInterface { name, functions });
+    // The registration this one replaces is released now, unless loaded entries use it.
+    runtime.register_host(interface);
+    fns.release(lua);
     Ok(())
 }
 
@@ -135,10 +170,7 @@ pub(super) fn serve(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, 
     }
     let f: LuaFunction = {
         let all = fns.fns.borrow();
-        let key = usize::try_from(call.key - FIRST_KEY)
-            .ok()
-            .and_then(|i| all.get(i))
-            .ok_or("the host function is gone")?;
+        let key = all.get(&call.key).ok_or("the host function is gone")?;
         lua.registry_value(key).map_err(|e| e.to_string())?
     };
     let arg = |i: usize| value::to_lua(lua, &call.args[i]).map_err(|e| e.to_string());

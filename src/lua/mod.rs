@@ -53,12 +53,15 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
 
-    let rt = runtime.clone();
+    let (rt, f) = (runtime.clone(), fns.clone());
     funcs.set(
         "load",
         lua.create_function(move |lua, path: LuaValue| {
             let path = string_arg(&path, 1, "load")?;
-            match rt.load(Path::new(&path)) {
+            let loaded = rt.load(Path::new(&path));
+            // Registrations the reloaded entries held may be gone now.
+            f.release(lua);
+            match loaded {
                 Ok(summary) => summary_table(lua, &summary)?.into_lua_multi(lua),
                 Err(e) => error::fail(lua, e),
             }
@@ -234,6 +237,13 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
                 }
             }
             t.set("wasmtime", crate::engine::WASMTIME_VERSION)?;
+            // What a long-lived process holds: pools alive (reloaded ones until their last
+            // call ends) and instances holding slots of the pooling allocator.
+            t.set("pools", crate::pool::live_pools())?;
+            if let Some((core, component)) = crate::engine::live_instances() {
+                t.set("core_instances", core)?;
+                t.set("component_instances", component)?;
+            }
             Ok(t)
         })?,
     )?;
@@ -682,6 +692,7 @@ fn stats_table(lua: &Lua, s: &Stats) -> LuaResult<LuaTable> {
     t.set("queued", s.queued)?;
     t.set("workers", s.workers)?;
     t.set("instances", s.instances)?;
+    t.set("warm_instances", s.warm_instances)?;
     t.set("host_calls", s.host_calls)?;
     t.set("http_requests", s.http_client.requests)?;
     t.set("http_denied", s.http_client.denied)?;

@@ -5,7 +5,8 @@
 //! sizes, the workers started with the pool and kept however idle, how long an idle worker
 //! lives, and whether calls run on the caller's thread. The machinery they share is here (a
 //! queue, slots, shutdown) and in `workers` (the worker threads); a call's result slot is
-//! [`Completion`]; what a pool counts for `funcs.stats` and `funcs.metrics` is `meter`.
+//! [`Completion`]; what a pool counts for `funcs.stats` and `funcs.metrics` is `meter`; the
+//! thread that releases pools reloaded away (and drops idle warm instances) is `reaper`.
 //!
 //! A worker is a thread with its own single-threaded Tokio runtime. For entries without
 //! WASI a call occupies its thread from start to end, so the pool's size bounds how many run
@@ -19,6 +20,7 @@ mod completion;
 mod inline;
 mod lazy;
 mod meter;
+mod reaper;
 mod r#static;
 mod workers;
 
@@ -35,6 +37,7 @@ use tokio::sync::Notify;
 pub use self::completion::Completion;
 use self::meter::Meter;
 pub use self::meter::{BUCKETS, Metered};
+pub use self::reaper::Reaper;
 use self::workers::{Job, Work};
 use crate::error::{Error, Kind};
 use crate::function::{Args, CallOptions, Function};
@@ -61,8 +64,13 @@ impl Drop for Here {
         if let Some(job) = self.job.take() {
             self.pool.finish(&job.done, Err(self.pool.stopped()));
         }
-        self.pool.here.fetch_sub(1, Ordering::AcqRel);
+        let last = self.pool.here.fetch_sub(1, Ordering::AcqRel) == 1;
         self.pool.here_room.notify_waiters();
+        // The last task of a closed pool: it may be finished now.
+        let closed = last && self.pool.lock().closing.is_some();
+        if closed {
+            self.pool.poke();
+        }
     }
 }
 
@@ -245,6 +253,14 @@ impl PoolSpec {
     }
 }
 
+impl PoolSpec {
+    /// How long an idle worker above the minimum lives; also how long a warm instance
+    /// (`pool.reuse`) is kept unused.
+    pub fn idle(&self) -> Duration {
+        self.kind.policy().idle()
+    }
+}
+
 /// Counters of one pool, for `funcs.stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -255,6 +271,8 @@ pub struct Stats {
     pub queued: usize,
     pub workers: usize,
     pub instances: u64,
+    /// Instances kept for more calls (`pool.reuse`).
+    pub warm_instances: usize,
     /// Calls from the guest into host functions.
     pub host_calls: u64,
     /// Outgoing HTTP requests of the guest.
@@ -322,11 +340,13 @@ pub struct Pool {
     inline_owner: AtomicUsize,
     /// Shut down (`Closing::Cancel`), readable without the state lock.
     canceled: AtomicBool,
+    /// The reaper that releases the pool once closed and finished (set once tracked).
+    reaper: reaper::Link,
 }
 
 impl Pool {
     pub fn new(function: Arc<Function>, spec: PoolSpec) -> Arc<Pool> {
-        Arc::new(Pool {
+        let pool = Arc::new(Pool {
             function,
             spec,
             state: Mutex::new(State::default()),
@@ -342,7 +362,10 @@ impl Pool {
             inline: Mutex::new(()),
             inline_owner: AtomicUsize::new(0),
             canceled: AtomicBool::new(false),
-        })
+            reaper: OnceLock::new(),
+        });
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        pool
     }
 
     pub fn function(&self) -> &Arc<Function> {
@@ -574,6 +597,7 @@ impl Pool {
             queued: st.queue.len() + self.here_waiting.load(Ordering::Relaxed),
             workers: st.workers,
             instances: self.function.instances(),
+            warm_instances: self.function.warm_instances(),
             host_calls: self.function.host_calls(),
             http_client: self.function.http_client(),
             direct: self.is_direct(),
@@ -603,6 +627,16 @@ impl Pool {
         }
         self.room.notify_all();
         self.work.notify_waiters();
+        // Without workers or tasks it is finished now; otherwise the last to end pokes again.
+        self.poke();
+    }
+
+    /// Tells the reaper to look at this pool (closed: it may have finished). Never called
+    /// with the state lock held.
+    fn poke(&self) {
+        if let Some(reaper) = self.reaper.get().and_then(std::sync::Weak::upgrade) {
+            reaper.poke();
+        }
     }
 
     /// Waits for every worker thread to end (after [`Pool::close`]).
@@ -757,6 +791,20 @@ thread_local! {
 fn this_thread() -> usize {
     thread_local!(static MARK: u8 = const { 0 });
     MARK.with(|m| std::ptr::from_ref(m) as usize)
+}
+
+/// Pools alive in this process (`funcs.engine().pools`).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The pools alive in this process: serving, or reloaded away and not yet released.
+pub fn live_pools() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One call in flight, counted down on drop.

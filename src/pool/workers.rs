@@ -119,6 +119,9 @@ impl Pool {
                     }
                     _ if st.closing.is_some() && st.queue.is_empty() && tasks.is_empty() => {
                         st.workers -= 1;
+                        drop(st);
+                        // The last worker of a closed pool: the reaper releases it.
+                        self.poke();
                         return;
                     }
                     _ => {

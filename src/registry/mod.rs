@@ -332,7 +332,11 @@ impl Registry {
             summary
                 .bound
                 .push((entry.id.clone(), f.bound().to_string()));
-            let pool = Pool::new(Arc::new(f), PoolSpec::from_config(config.pool.as_ref()));
+            let spec = PoolSpec::from_config(config.pool.as_ref());
+            // Warm instances (`pool.reuse`): no more than the pool runs at once, none idle
+            // for longer than its workers may be.
+            let f = f.with_warm(spec.size, spec.idle());
+            let pool = Pool::new(Arc::new(f), spec);
             entries.push((entry.id.clone(), Entry::Function(Arc::new(Handle(pool)))));
         }
         // Routers before endpoints: endpoints name routers.
