@@ -146,7 +146,7 @@ describe("funcs.call's upvalues in the hands of the debug library", function()
         originals[n] = value
       end
       print("upvalues", n)
-      local strangers = { io.stdout, 1, "x", {}, true, print, coroutine.create(print),
+      local strangers = { io.stdout, 1, "x", {}, true, print, coroutine.create(function() end),
         function() return true end }
       for i = 1, n do strangers[#strangers + 1] = originals[i] end
       local calls = 0
@@ -178,7 +178,9 @@ describe("funcs.call's upvalues in the hands of the debug library", function()
       print("tried", calls)
       print("after", call("examples:greet", "again"))
     ]])
-    assert.truthy(out:find("upvalues\t4", 1, true), out)
+    -- Lua 5.1's debug library does not touch a C function's upvalues.
+    local n = tonumber(out:match("upvalues\t(%d+)"))
+    assert.is_true(n == 4 or (n == 0 and _VERSION == "Lua 5.1" and not jit), out)
     assert.truthy(out:find("after\tHello, again!", 1, true), out)
   end)
 
@@ -190,5 +192,43 @@ describe("funcs.call's upvalues in the hands of the debug library", function()
       print("call", pcall(funcs.call, "examples:greet", "x"))
     ]])
     assert.truthy(out:find("call\ttrue\tHello, x!", 1, true), out)
+  end)
+end)
+
+describe("the metatables of funcs' userdata given to other userdata", function()
+  it("make their methods and finalizers refuse them (a Lua error, never a crash)", function()
+    local out = survives([[
+      local funcs = require("funcs")
+      assert(funcs.load("examples/app"))
+      local f = assert(funcs.async("examples:greet", "x"))
+      local _, err = funcs.call("nope:x")
+      local objects = { funcs.new(), f, err, funcs.new():with_options({ timeout = 10 }) }
+      local refused, tried = 0, 0
+      for _, object in ipairs(objects) do
+        local mt = debug.getmetatable(object)
+        local strangers = { io.open("/dev/null"), io.tmpfile() }
+        if newproxy then strangers[#strangers + 1] = newproxy(true) end
+        for _, u in ipairs(strangers) do
+          debug.setmetatable(u, mt)
+          for name, method in pairs(mt.__index) do
+            tried = tried + 1
+            local ok, e = pcall(method, u, "examples:greet", "x")
+            if not ok and tostring(e):find("not one", 1, true) then refused = refused + 1 end
+          end
+          if mt.__tostring then
+            tried = tried + 1
+            if not pcall(tostring, u) then refused = refused + 1 end
+          end
+        end
+        strangers = nil
+        collectgarbage()
+        collectgarbage()
+      end
+      print("refused", refused == tried, tried)
+      -- The real objects still work.
+      print("after", f:wait(), err:kind(), objects[1]:call("examples:greet", "y"))
+    ]])
+    assert.truthy(out:find("refused\ttrue", 1, true), out)
+    assert.truthy(out:find("after\tHello, x!\tNOT_FOUND\tHello, y!", 1, true), out)
   end)
 end)

@@ -49,7 +49,7 @@ fn details(lua: &Lua, e: &Error) -> LuaResult<LuaTable> {
 
 /// `nil, err` for a failed operation.
 pub fn fail(lua: &Lua, e: Error) -> LuaResult<LuaMultiValue> {
-    (LuaValue::Nil, lua.create_userdata(ErrorObject(e))?).into_lua_multi(lua)
+    (LuaValue::Nil, super::guard::userdata(lua, ErrorObject(e))?).into_lua_multi(lua)
 }
 
 /// `funcs.errors`: `INVALID = "INVALID"`, ...

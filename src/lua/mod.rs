@@ -6,6 +6,7 @@
 
 pub mod error;
 mod fast;
+mod guard;
 mod host;
 
 use std::cell::RefCell;
@@ -99,7 +100,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let executor = default.clone();
     funcs.set(
         "new",
-        lua.create_function(move |_, ()| Ok(executor.clone()))?,
+        lua.create_function(move |lua, ()| guard::userdata(lua, executor.clone()))?,
     )?;
 
     let rt = runtime.clone();
@@ -254,6 +255,24 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         "clock",
         lua.create_function(move |_, ()| Ok(origin.elapsed().as_secs_f64()))?,
     )?;
+
+    // The metatables of our userdata, checked against userdata given them by `debug`.
+    let samples = [
+        guard::userdata(lua, default.clone())?,
+        guard::userdata(
+            lua,
+            Future {
+                done: Completion::new(),
+                id: String::new(),
+                runtime: runtime.clone(),
+                fns: fns.clone(),
+            },
+        )?,
+        guard::userdata(lua, error::ErrorObject(Error::internal("")))?,
+    ];
+    for sample in &samples {
+        guard::guard(lua, sample)?;
+    }
 
     funcs.set("errors", error::kinds(lua)?)?;
     funcs.set("_VERSION", env!("CARGO_PKG_VERSION"))?;
@@ -462,7 +481,7 @@ impl Executor {
             })
         });
         match result {
-            Ok(f) => f.into_lua_multi(lua),
+            Ok(f) => guard::userdata(lua, f)?.into_lua_multi(lua),
             Err(e) => error::fail(lua, e),
         }
     }
@@ -556,7 +575,7 @@ impl LuaUserData for Executor {
                 this.start(lua, &id, &args, "async")
             },
         );
-        methods.add_method("with_options", |_, this, options: LuaValue| {
+        methods.add_method("with_options", |lua, this, options: LuaValue| {
             let LuaValue::Table(t) = &options else {
                 return Err(LuaError::runtime(format!(
                     "bad argument #1 to 'with_options' (table expected, got {})",
@@ -587,7 +606,7 @@ impl LuaUserData for Executor {
                     }
                 }
             }
-            Ok(next)
+            guard::userdata(lua, next)
         });
     }
 }

@@ -1,0 +1,149 @@
+//! Userdata identity against the `debug` library. mlua knows its userdata by their
+//! metatable, and `debug.setmetatable` gives any userdata (a file handle, a zero-size proxy)
+//! the metatable of an Executor, a Future or an error object: mlua would then read that
+//! userdata's memory as one of ours, in a method or in `__gc`. So every userdata of ours is
+//! made by [`userdata`], which records its address; the functions in their metatables (the
+//! methods in `__index` too) are wrapped by [`guard`] in C functions that check each argument
+//! carrying the metatable is one of those addresses (a Lua error otherwise), and `__gc` forgets
+//! the address and runs mlua's finalizer only for ours.
+//!
+//! The wrappers own nothing across the calls they make, so Lua errors pass through them (as
+//! `longjmp` or, on LuaJIT, a C++ exception).
+
+use std::collections::HashSet;
+use std::ffi::c_int;
+use std::sync::{LazyLock, Mutex};
+
+use mlua::ffi;
+use mlua::prelude::*;
+
+use crate::sync::unpoison;
+
+/// The addresses of the live userdata funcs made, in every Lua state of the process.
+static LIVE: LazyLock<Mutex<HashSet<usize>>> = LazyLock::new(Mutex::default);
+
+/// `value` as a userdata of ours, its address recorded.
+///
+/// # Errors
+/// Lua's own (out of memory).
+pub(super) fn userdata<T: LuaUserData + 'static>(lua: &Lua, value: T) -> LuaResult<LuaAnyUserData> {
+    let ud = lua.create_userdata(value)?;
+    unpoison(LIVE.lock()).insert(ud.to_pointer() as usize);
+    Ok(ud)
+}
+
+/// Wraps the functions of `ud`'s metatable (shared by every userdata of its type in this Lua
+/// state) as the module doc says. Once per type and state, on a userdata from [`userdata`].
+///
+/// # Errors
+/// Lua's own (out of memory).
+pub(super) fn guard(lua: &Lua, ud: &LuaAnyUserData) -> LuaResult<()> {
+    // SAFETY: the closure works on the stack `exec_raw` gives it, in protected mode.
+    unsafe {
+        lua.exec_raw::<()>(ud, |state| {
+            if ffi::lua_getmetatable(state, 1) == 0 {
+                return;
+            }
+            let mt = ffi::lua_gettop(state);
+            wrap_fields(state, mt, mt);
+            ffi::lua_getfield(state, mt, c"__index".as_ptr());
+            if ffi::lua_type(state, -1) == ffi::LUA_TTABLE {
+                wrap_fields(state, ffi::lua_gettop(state), mt);
+            }
+            ffi::lua_settop(state, 0);
+        })
+    }
+}
+
+/// Replaces each function in the table at `t` by a checking wrapper (`__gc` by a forgetting
+/// one); `mt`: the metatable the wrappers recognise ours by.
+///
+/// # Safety
+/// In protected mode: allocates.
+unsafe fn wrap_fields(state: *mut ffi::lua_State, t: c_int, mt: c_int) {
+    unsafe {
+        ffi::luaL_checkstack(state, 6, std::ptr::null());
+        let mut keys = Vec::new();
+        ffi::lua_pushnil(state);
+        while ffi::lua_next(state, t) != 0 {
+            if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION
+                && ffi::lua_type(state, -2) == ffi::LUA_TSTRING
+            {
+                let mut len = 0;
+                let key = ffi::lua_tolstring(state, -2, &mut len);
+                keys.push(std::slice::from_raw_parts(key.cast::<u8>(), len).to_vec());
+            }
+            ffi::lua_pop(state, 1);
+        }
+        for key in keys {
+            ffi::lua_pushlstring(state, key.as_ptr().cast(), key.len());
+            ffi::lua_pushvalue(state, -1);
+            ffi::lua_rawget(state, t);
+            ffi::lua_pushvalue(state, mt);
+            let wrapper = if key == b"__gc" { finalize } else { checked };
+            ffi::lua_pushcclosure(state, wrapper, 2);
+            ffi::lua_rawset(state, t);
+        }
+    }
+}
+
+/// The wrapper's upvalues: the wrapped function and the metatable.
+const WRAPPED: c_int = ffi::lua_upvalueindex(1);
+const METATABLE: c_int = ffi::lua_upvalueindex(2);
+
+/// Whether the value at `idx` is a userdata that carries the wrapper's metatable.
+unsafe fn carries_ours(state: *mut ffi::lua_State, idx: c_int) -> bool {
+    unsafe {
+        if ffi::lua_type(state, idx) != ffi::LUA_TUSERDATA || ffi::lua_getmetatable(state, idx) == 0
+        {
+            return false;
+        }
+        let same = ffi::lua_rawequal(state, -1, METATABLE) != 0;
+        ffi::lua_pop(state, 1);
+        same
+    }
+}
+
+/// Whether `ptr` is a live userdata of ours.
+fn live(ptr: *const std::ffi::c_void) -> bool {
+    unpoison(LIVE.lock()).contains(&(ptr as usize))
+}
+
+/// A method or metamethod: every argument with the metatable must be ours.
+unsafe extern "C-unwind" fn checked(state: *mut ffi::lua_State) -> c_int {
+    unsafe {
+        let n = ffi::lua_gettop(state);
+        ffi::luaL_checkstack(state, 2, std::ptr::null());
+        for idx in 1..=n {
+            if carries_ours(state, idx) && !live(ffi::lua_touserdata(state, idx)) {
+                ffi::lua_pushstring(
+                    state,
+                    c"bad argument: a userdata given the metatable of a funcs object is not one"
+                        .as_ptr(),
+                );
+                ffi::lua_error(state);
+            }
+        }
+        ffi::lua_pushvalue(state, WRAPPED);
+        ffi::lua_insert(state, 1);
+        ffi::lua_call(state, n, ffi::LUA_MULTRET);
+        ffi::lua_gettop(state)
+    }
+}
+
+/// `__gc`: mlua's finalizer for userdata of ours (forgotten first); nothing for any other.
+unsafe extern "C-unwind" fn finalize(state: *mut ffi::lua_State) -> c_int {
+    unsafe {
+        if ffi::lua_type(state, 1) != ffi::LUA_TUSERDATA {
+            return 0;
+        }
+        let ours = unpoison(LIVE.lock()).remove(&(ffi::lua_touserdata(state, 1) as usize));
+        if ours {
+            ffi::lua_settop(state, 1);
+            ffi::lua_pushvalue(state, WRAPPED);
+            ffi::lua_insert(state, 1);
+            ffi::lua_call(state, 1, 0);
+        }
+        0
+    }
+}
