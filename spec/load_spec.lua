@@ -2,16 +2,27 @@
 -- as it was. Each case loads version 1 of a registry (a function answering 1 on a static pool,
 -- an auto-started service with an endpoint for it), then tries version 2 (answering 2, with
 -- a new function) made to fail one way, and checks that version 1 is what runs: calls,
--- `funcs.describe`, `funcs.stats`, the endpoint on its port (curl), and the process's threads.
+-- `funcs.describe`, `funcs.stats`, the endpoint on its port (curl), and the threads of its
+-- pools and services.
 local funcs = require("funcs")
 local h = require("spec.support.helpers")
 
--- The threads of this process (the interpreter's own /proc entry, not a child's).
-local function threads()
-  local f = assert(io.open("/proc/self/status"))
-  local status = f:read("*a")
+-- This process's threads that serve namespace `ns`: its pools' workers (`funcs-<id>`) and its
+-- services' threads (`funcs-http-<id>`), by their names (cut to 15 bytes by Linux). Counted
+-- by name so that other specs' pools growing or retiring meanwhile do not count.
+local function threads(ns)
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("*a"):match("^(%d+)")
   f:close()
-  return tonumber(status:match("\nThreads:%s*(%d+)"))
+  local p = assert(io.popen(("cat /proc/%s/task/*/comm 2>/dev/null"):format(pid)))
+  local names = p:read("*a")
+  p:close()
+  local worker, server = ("funcs-" .. ns .. ":"):sub(1, 15), ("funcs-http-" .. ns):sub(1, 15)
+  local n = 0
+  for name in names:gmatch("[^\n]+") do
+    if name:sub(1, #worker) == worker or name:sub(1, #server) == server then n = n + 1 end
+  end
+  return n
 end
 
 -- GET with curl: status and body, or nil and curl's exit status when nothing answered.
@@ -75,10 +86,11 @@ end
 local function fails_and_changes_nothing(ns, dir, url, extra, kind, fragments)
   local describe_before = assert(funcs.describe(ns .. ":answer"))
   local stats_before = funcs.stats()
-  local threads_before = threads()
+  local threads_before = threads(ns)
+  assert.is_true(threads_before >= 2, "version 1's workers and service threads not found")
   write(dir .. "/_index.yaml", registry(ns, 2, extra))
   h.assert_fails(kind, fragments, funcs.load(dir))
-  assert.are.equal(threads_before, threads(), "threads left behind by the failed load")
+  assert.are.equal(threads_before, threads(ns), "threads left behind by the failed load")
   assert.are.same(stats_before, funcs.stats())
   assert.are.same(describe_before, funcs.describe(ns .. ":answer"))
   assert.are.equal(1, funcs.call(ns .. ":answer"))
