@@ -9,7 +9,8 @@ local h = require("spec.support.helpers")
 
 -- This process's threads that serve namespace `ns`: its pools' workers (`funcs-<id>`) and its
 -- services' threads (`funcs-http-<id>`), by their names (cut to 15 bytes by Linux). Counted
--- by name so that other specs' pools growing or retiring meanwhile do not count.
+-- by name so that other specs' pools growing or retiring meanwhile do not count: the
+-- namespaces below have three letters, so that the names stay whole up to the `:`.
 local function threads(ns)
   local f = assert(io.open("/proc/self/stat"))
   local pid = f:read("*a"):match("^(%d+)")
@@ -17,12 +18,12 @@ local function threads(ns)
   local p = assert(io.popen(("cat /proc/%s/task/*/comm 2>/dev/null"):format(pid)))
   local names = p:read("*a")
   p:close()
-  local worker, server = ("funcs-" .. ns .. ":"):sub(1, 15), ("funcs-http-" .. ns):sub(1, 15)
+  local worker, server = ("funcs-" .. ns .. ":"):sub(1, 15), ("funcs-http-" .. ns .. ":"):sub(1, 15)
   local n = 0
   for name in names:gmatch("[^\n]+") do
     if name:sub(1, #worker) == worker or name:sub(1, #server) == server then n = n + 1 end
   end
-  return n
+  return n, names
 end
 
 -- GET with curl: status and body, or nil and curl's exit status when nothing answered.
@@ -90,7 +91,8 @@ local function fails_and_changes_nothing(ns, dir, url, extra, kind, fragments)
   assert.is_true(threads_before >= 2, "version 1's workers and service threads not found")
   write(dir .. "/_index.yaml", registry(ns, 2, extra))
   h.assert_fails(kind, fragments, funcs.load(dir))
-  assert.are.equal(threads_before, threads(ns), "threads left behind by the failed load")
+  local threads_after, names = threads(ns)
+  assert.are.equal(threads_before, threads_after, "threads left behind by the failed load:\n" .. names)
   assert.are.same(stats_before, funcs.stats())
   assert.are.same(describe_before, funcs.describe(ns .. ":answer"))
   assert.are.equal(1, funcs.call(ns .. ":answer"))
@@ -135,10 +137,10 @@ entries:
 ]])
     assert(funcs.load(holder))
     local taken = assert(funcs.http.addr("holder:api"))
-    local dir, url = version_one("bind")
+    local dir, url = version_one("bnd")
     table.insert(cleanup, function()
       funcs.http.stop("holder:api")
-      funcs.http.stop("bind:api")
+      funcs.http.stop("bnd:api")
       os.execute("rm -rf " .. holder .. " " .. dir)
     end)
     -- `a_open` binds (before `b_taken`, which cannot): its listener must not stay open.
@@ -147,18 +149,18 @@ entries:
   - {name: a_open, kind: http.service, addr: "127.0.0.1:%d", lifecycle: {auto_start: true}}
   - {name: b_taken, kind: http.service, addr: "%s", lifecycle: {auto_start: true}}
 ]]):format(port, taken)
-    fails_and_changes_nothing("bind", dir, url, extra, "UNAVAILABLE", { "`bind:b_taken`", taken })
-    assert.is_nil(funcs.http.addr("bind:a_open"))
-    assert.is_nil(funcs.http.addr("bind:b_taken"))
+    fails_and_changes_nothing("bnd", dir, url, extra, "UNAVAILABLE", { "`bnd:b_taken`", taken })
+    assert.is_nil(funcs.http.addr("bnd:a_open"))
+    assert.is_nil(funcs.http.addr("bnd:b_taken"))
     local status, exit = get(("http://127.0.0.1:%d/"):format(port))
     assert.is_nil(status, "something still listens on the failed load's port")
     assert.are.equal(7, exit) -- curl: could not connect
   end)
 
   it("because its last entry does not compile keeps the old version #http", function()
-    local dir, url = version_one("compile")
+    local dir, url = version_one("wat")
     table.insert(cleanup, function()
-      funcs.http.stop("compile:api")
+      funcs.http.stop("wat:api")
       os.execute("rm -rf " .. dir)
     end)
     local extra = added .. [[
@@ -167,13 +169,13 @@ entries:
     source: '(module (func (export "broken") (result i32) (i32.const'
     method: broken
 ]]
-    fails_and_changes_nothing("compile", dir, url, extra, "INVALID", { "`compile:zz_broken`" })
+    fails_and_changes_nothing("wat", dir, url, extra, "INVALID", { "`wat:zz_broken`" })
   end)
 
   it("because a wasm file does not match its hash keeps the old version #http", function()
-    local dir, url = version_one("hash")
+    local dir, url = version_one("sha")
     table.insert(cleanup, function()
-      funcs.http.stop("hash:api")
+      funcs.http.stop("sha:api")
       os.execute("rm -rf " .. dir)
     end)
     assert(os.execute(("mkdir -p %s/wasm && cp spec/fixtures/answer_raw.wasm %s/wasm/"):format(dir, dir)))
@@ -186,7 +188,7 @@ entries:
     hash: sha256:%s
     method: answer
 ]]):format(("0"):rep(64))
-    fails_and_changes_nothing("hash", dir, url, extra, "INVALID",
-      { "`hash:zz_raw`", "hash verification failed: hash mismatch" })
+    fails_and_changes_nothing("sha", dir, url, extra, "INVALID",
+      { "`sha:zz_raw`", "hash verification failed: hash mismatch" })
   end)
 end)
