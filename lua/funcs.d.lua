@@ -19,8 +19,9 @@ local funcs = {}
 ---@field bound table<string, string> Per function ID, the export its `method` bound (`test:dep/test@0.2.0#z`): a method naming an interface without a version binds the highest version that has the function.
 
 ---Loads every `*.yaml`/`*.yml` under `path` (a folder, recursively, or one file).
----The load is atomic: on any error nothing is applied. Loading the same path again replaces
----what it loaded before.
+---The load is atomic: on any error nothing is applied (no entry, pool or service changes; a
+---service that starts with the load and cannot bind fails it). Loading the same path again
+---replaces what it loaded before.
 ---@param path string
 ---@return funcs.Summary? summary
 ---@return funcs.Error? err

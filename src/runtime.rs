@@ -16,7 +16,7 @@ use crate::pool::{Completion, Handle, Reaper, Stats};
 use crate::registry::{Entry, Registry, Summary};
 use crate::signal::Signal;
 use crate::sync::unpoison;
-use crate::transport::http::{EndpointSpec, Lookup, Metrics, Server};
+use crate::transport::http::{Lookup, Metrics, Server};
 use crate::value::{Output, Value};
 
 /// A registry and the operations on it.
@@ -45,13 +45,16 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Loads (or reloads) the registry files under `path`; atomic.
+    /// Loads (or reloads) the registry files under `path`, all or nothing.
     ///
     /// Entries loaded again get new pools; calls already admitted finish on the old ones,
-    /// which stop once drained.
+    /// which stop once drained. Everything that can fail (reading, compiling, binding the
+    /// services that start with the load) happens before the commit: a load that returns an
+    /// error has changed no entry, pool, service or listener.
     ///
     /// # Errors
-    /// See [`Registry::prepare`]; `UNAVAILABLE` after [`Runtime::shutdown`].
+    /// See [`Registry::prepare`]; `UNAVAILABLE` when a service that starts with the load
+    /// cannot bind its address, and after [`Runtime::shutdown`].
     pub fn load(&self, path: &Path) -> Result<Summary> {
         self.check_open()?;
         // Reading and compiling happen outside the write lock: calls go on meanwhile.
@@ -60,9 +63,35 @@ impl Runtime {
             inbox: self.signal.clone(),
         };
         let prepared = self.registry().prepare(path, &hosts)?;
-        if prepared.has_deadlines() {
-            self.ensure_ticker()?;
+        // Held by the runtime only once committed (services need it too).
+        let ticker = if self.ticker.get().is_none()
+            && (prepared.has_deadlines() || !prepared.auto_start().is_empty())
+        {
+            Some(TickerGuard::acquire()?)
+        } else {
+            None
+        };
+        // Services that start with the load are bound now, serving only after the commit; a
+        // service of the same ID already running is kept (its routes stay, the functions
+        // behind them are swapped), so its listener serves through the reload. On a failure
+        // those bound here are dropped, which closes them.
+        let mut servers = self.servers();
+        let mut starting = Vec::new();
+        for (id, spec) in prepared.auto_start() {
+            if servers.contains_key(id) {
+                continue;
+            }
+            let endpoints = self.registry().endpoints(id, Some(&prepared));
+            let server = Server::bind(id, spec, endpoints, self.lookup(), self.metrics_source())
+                .map_err(|e| {
+                    e.context(format_args!(
+                        "did not load {}: `{id}` did not start",
+                        path.display()
+                    ))
+                })?;
+            starting.push((id.to_string(), server));
         }
+        // The commit: nothing below fails.
         if prepared.has_hosts() {
             self.hosting
                 .store(true, std::sync::atomic::Ordering::Release);
@@ -75,31 +104,18 @@ impl Runtime {
                 .fetch_add(1, std::sync::atomic::Ordering::Release);
             summary
         };
+        if let Some(ticker) = ticker {
+            // Another thread may have set one meanwhile: this one is then dropped.
+            let _ = self.ticker.set(ticker);
+        }
         // The pools this load replaced are released by the reaper once their calls end.
         for pool in new {
             pool.start();
             self.reaper.track(pool);
         }
-        let auto: Vec<String> = {
-            let registry = self.registry();
-            summary
-                .entries
-                .iter()
-                .filter(|id| matches!(registry.get(id), Some(Entry::Service(s)) if s.auto_start))
-                .cloned()
-                .collect()
-        };
-        // After the pools are tracked: a service that cannot bind fails the load's result,
-        // but what was committed stays stoppable by shutdown.
-        for id in auto {
-            if !self.servers().contains_key(&id) {
-                self.start_http(&id).map_err(|e| {
-                    e.context(format_args!(
-                        "loaded {}, but `{id}` did not start",
-                        path.display()
-                    ))
-                })?;
-            }
+        for (id, mut server) in starting {
+            server.serve();
+            servers.insert(id, server);
         }
         Ok(summary)
     }
@@ -301,27 +317,25 @@ impl Runtime {
             let Some(Entry::Service(spec)) = registry.get(id) else {
                 return Err(Error::not_found(format!("http.service `{id}` not found")));
             };
-            let endpoints: Vec<EndpointSpec> = registry
-                .entries()
-                .filter_map(|(_, e)| match e {
-                    Entry::Endpoint(ep) if ep.service.as_deref().is_none_or(|s| s == id) => {
-                        Some(ep.clone())
-                    }
-                    _ => None,
-                })
-                .collect();
-            (spec.clone(), endpoints)
+            (spec.clone(), registry.endpoints(id, None))
         };
         self.ensure_ticker()?;
-        let registry = self.registry.clone();
-        let lookup: Lookup = Arc::new(move |func| unpoison(registry.read()).function(func));
-        let registry = self.registry.clone();
-        let metrics: Metrics =
-            Arc::new(move || crate::metrics::render(&unpoison(registry.read()).stats()));
-        let server = Server::start(id, &spec, endpoints, lookup, metrics)?;
+        let server = Server::start(id, &spec, endpoints, self.lookup(), self.metrics_source())?;
         let addr = server.addr;
         servers.insert(id.to_string(), server);
         Ok(addr)
+    }
+
+    /// How a service finds a route's function: in the registry, per request.
+    fn lookup(&self) -> Lookup {
+        let registry = self.registry.clone();
+        Arc::new(move |func| unpoison(registry.read()).function(func))
+    }
+
+    /// The metrics text a service's `metrics` path serves.
+    fn metrics_source(&self) -> Metrics {
+        let registry = self.registry.clone();
+        Arc::new(move || crate::metrics::render(&unpoison(registry.read()).stats()))
     }
 
     /// Stops the service `id`: no new connections, requests in flight finish.

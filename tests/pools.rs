@@ -229,34 +229,56 @@ entries:
 }
 
 #[test]
-fn a_load_whose_service_cannot_bind_still_leaves_its_pools_to_shutdown() {
+fn a_load_whose_service_cannot_bind_changes_nothing() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let yaml = format!(
-        r#"
+    let yaml = |answer: u32, addr: &str| {
+        format!(
+            r#"
 namespace: b
 entries:
-  - name: add
+  - name: answer
     kind: function.wat
-    method: add
+    method: answer
     transport: wasi-http
     pool: {{type: static, workers: 2}}
-    source: '(module (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))'
+    source: '(module (func (export "answer") (result i32) (i32.const {answer})))'
   - name: api
     kind: http.service
     addr: "{addr}"
     lifecycle: {{auto_start: true}}
 "#
-    );
+        )
+    };
     let rt = Runtime::default();
-    let e = rt.load(&registry(&yaml, &[])).unwrap_err();
+    let e = rt
+        .load(&registry(&yaml(1, &addr.to_string()), &[]))
+        .unwrap_err();
     assert_error(&e, Kind::Unavailable, &["did not start", "`b:api`"]);
-    let handle = rt.function("b:add").unwrap();
-    assert_eq!(stats(&rt, "b:add").workers, 2);
+    // Nothing of it was applied: no function, no pool, no service.
+    assert_eq!(
+        rt.function("b:answer").err().map(|e| e.kind()),
+        Some(Kind::NotFound)
+    );
+    assert!(rt.stats().is_empty());
+    assert_eq!(rt.http_addr("b:api"), None);
+    // A reload of a loaded version that fails the same way leaves that version.
+    let dir = registry(&yaml(1, "127.0.0.1:0"), &[]);
+    rt.load(&dir).unwrap();
+    let serving = rt.http_addr("b:api").unwrap();
+    let before = stats(&rt, "b:answer");
+    let more = format!(
+        "{}  - {{name: other, kind: http.service, addr: \"{addr}\", lifecycle: {{auto_start: true}}}}\n",
+        yaml(2, "127.0.0.1:0")
+    );
+    std::fs::write(dir.join("_index.yaml"), more).unwrap();
+    let e = rt.load(&dir).unwrap_err();
+    assert_error(&e, Kind::Unavailable, &["did not start", "`b:other`"]);
+    assert_eq!(rt.call("b:answer", &[]).unwrap(), int(1));
+    assert_eq!(rt.http_addr("b:api"), Some(serving));
+    assert_eq!(rt.http_addr("b:other"), None);
+    assert_eq!(stats(&rt, "b:answer").workers, before.workers);
     rt.shutdown();
-    let args = handle.0.function().lower(&[int(1), int(2)]).unwrap();
-    let e = handle.0.call(args, CallOptions::default()).unwrap_err();
-    assert_eq!(e.kind(), Kind::Unavailable, "{e}");
     drop(taken);
 }
 

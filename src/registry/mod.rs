@@ -133,6 +133,20 @@ impl Prepared {
         self.pools().any(|p| p.function().has_hosts())
     }
 
+    /// The `http.service` entries of this load that start with it, sorted by ID.
+    pub fn auto_start(&self) -> Vec<(&str, &ServiceSpec)> {
+        let mut services: Vec<_> = self
+            .entries
+            .iter()
+            .filter_map(|(id, e)| match e {
+                Entry::Service(s) if s.auto_start => Some((id.as_str(), s)),
+                _ => None,
+            })
+            .collect();
+        services.sort_by_key(|(id, _)| *id);
+        services
+    }
+
     /// The pools of this load's functions.
     pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
         self.entries.iter().filter_map(|(_, e)| match e {
@@ -213,6 +227,27 @@ impl Registry {
     /// Every loaded entry, by ID.
     pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
         self.entries.iter()
+    }
+
+    /// The endpoints the `http.service` `service` serves: those loaded, or, with `pending`,
+    /// those there will be once it is committed.
+    pub fn endpoints(&self, service: &str, pending: Option<&Prepared>) -> Vec<EndpointSpec> {
+        let replaced = pending.and_then(|p| self.loads.get(&p.key));
+        let kept = self
+            .entries
+            .iter()
+            .filter(|(id, _)| !replaced.is_some_and(|ids| ids.contains(id)));
+        let new = pending
+            .into_iter()
+            .flat_map(|p| p.entries.iter().map(|(id, e)| (id, e)));
+        kept.chain(new)
+            .filter_map(|(_, e)| match e {
+                Entry::Endpoint(ep) if ep.service.as_deref().is_none_or(|s| s == service) => {
+                    Some(ep.clone())
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every function's pool, by ID, sorted.

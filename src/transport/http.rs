@@ -125,9 +125,16 @@ pub type Lookup = Arc<dyn Fn(&str) -> Result<Arc<Handle>> + Send + Sync>;
 pub type Metrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// A service listening on its background thread.
+///
+/// [`Server::bind`] does everything that can fail (the listener, the runtime, the thread) but
+/// accepts nothing until [`Server::serve`]: a load binds its services before it commits, and
+/// a server dropped unserved closes its listener (SPEC section 1: a failed load changes
+/// nothing).
 pub struct Server {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
+    /// Sent (or dropped) to let the thread serve (or end without serving).
+    go: Option<std::sync::mpsc::SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -144,7 +151,7 @@ impl Server {
     /// Binds `spec.addr` and serves `endpoints`, finding their functions with `lookup`.
     ///
     /// # Errors
-    /// `UNAVAILABLE` when the address cannot be bound.
+    /// As [`Server::bind`].
     pub fn start(
         id: &str,
         spec: &ServiceSpec,
@@ -152,14 +159,30 @@ impl Server {
         lookup: Lookup,
         metrics: Metrics,
     ) -> Result<Server> {
+        let mut server = Server::bind(id, spec, endpoints, lookup, metrics)?;
+        server.serve();
+        Ok(server)
+    }
+
+    /// Binds `spec.addr` and makes ready to serve `endpoints` (their functions found with
+    /// `lookup`), without accepting yet: connections wait in the backlog until
+    /// [`Server::serve`]. Dropped before that, the listener closes and the threads end.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` when the address cannot be bound or the service's runtime or thread
+    /// cannot be started.
+    pub fn bind(
+        id: &str,
+        spec: &ServiceSpec,
+        endpoints: Vec<EndpointSpec>,
+        lookup: Lookup,
+        metrics: Metrics,
+    ) -> Result<Server> {
+        let unavailable =
+            |what: String| Error::new(Kind::Unavailable, format!("http.service `{id}`: {what}"));
         let listener = std::net::TcpListener::bind(&spec.addr)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|e| {
-                Error::new(
-                    Kind::Unavailable,
-                    format!("http.service `{id}`: bind {}: {e}", spec.addr),
-                )
-            })?;
+            .map_err(|e| unavailable(format!("bind {}: {e}", spec.addr)))?;
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");
@@ -176,32 +199,45 @@ impl Server {
             spec: spec.clone(),
             id: id.to_string(),
         });
+        // A thread per core: incoming-handlers run on them (`Pool::start_here`).
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name(format!("funcs-http-{id}"))
+            .enable_all()
+            .build()
+            .map_err(|e| unavailable(format!("starting its runtime: {e}")))?;
         let (stop, stopped) = watch::channel(false);
+        let (go, ready) = std::sync::mpsc::sync_channel::<()>(1);
         let grace = spec.grace;
-        let thread_id = id.to_string();
         let thread = std::thread::Builder::new()
             .name(format!("funcs-http-{id}"))
             .spawn(move || {
-                // A thread per core: incoming-handlers run on them (`Pool::start_here`).
-                let threads = std::thread::available_parallelism().map_or(2, usize::from);
-                let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads)
-                    .thread_name(format!("funcs-http-{thread_id}"))
-                    .enable_all()
-                    .build()
-                else {
+                if ready.recv().is_err() {
+                    // Dropped unserved: the listener closes, the runtime's threads end.
+                    drop(listener);
+                    drop(rt);
                     return;
-                };
+                }
                 rt.block_on(serve(listener, shared, stopped));
                 // Submitters still blocked on a full queue are not waited for past the grace.
                 rt.shutdown_timeout(grace);
             })
-            .map_err(|e| Error::internal(format!("spawning the HTTP thread: {e}")))?;
+            .map_err(|e| unavailable(format!("spawning its thread: {e}")))?;
         Ok(Server {
             addr,
             stop,
+            go: Some(go),
             thread: Some(thread),
         })
+    }
+
+    /// Starts accepting connections (once; later calls do nothing).
+    pub fn serve(&mut self) {
+        if let Some(go) = self.go.take() {
+            // The thread waits for this; it ends only after receiving it or its sender gone.
+            let _ = go.send(());
+        }
     }
 
     /// Stops accepting, lets requests in flight finish within the service's grace period
@@ -212,6 +248,8 @@ impl Server {
 
     /// Blocks until the service stops (it does when [`Server::stop`] is called elsewhere).
     fn shutdown(&mut self) {
+        // Unserved: the thread ends without serving.
+        self.go.take();
         let _ = self.stop.send(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
