@@ -26,6 +26,24 @@ local function threads(ns)
   return n, names
 end
 
+-- `threads(ns)` once it has stopped changing (threads of a pool or a service just started
+-- may still be starting): the same count over 300 ms, waiting up to 5 s.
+local function settled_threads(ns)
+  local n, names = threads(ns)
+  local same = 0
+  for _ = 1, 100 do
+    os.execute("sleep 0.05")
+    local m, now = threads(ns)
+    if m == n then
+      same = same + 1
+      if same >= 6 then break end
+    else
+      n, names, same = m, now, 0
+    end
+  end
+  return n, names
+end
+
 -- GET with curl: status and body, or nil and curl's exit status when nothing answered.
 local function get(url)
   local p = assert(io.popen(("curl -s -m 5 -w ' %%{http_code}' %s; echo \" exit=$?\""):format(url)))
@@ -87,11 +105,11 @@ end
 local function fails_and_changes_nothing(ns, dir, url, extra, kind, fragments)
   local describe_before = assert(funcs.describe(ns .. ":answer"))
   local stats_before = funcs.stats()
-  local threads_before = threads(ns)
+  local threads_before = settled_threads(ns)
   assert.is_true(threads_before >= 2, "version 1's workers and service threads not found")
   write(dir .. "/_index.yaml", registry(ns, 2, extra))
   h.assert_fails(kind, fragments, funcs.load(dir))
-  local threads_after, names = threads(ns)
+  local threads_after, names = settled_threads(ns)
   assert.are.equal(threads_before, threads_after, "threads left behind by the failed load:\n" .. names)
   assert.are.same(stats_before, funcs.stats())
   assert.are.same(describe_before, funcs.describe(ns .. ":answer"))
