@@ -29,7 +29,8 @@ use std::rc::Rc;
 use mlua::ffi;
 use mlua::prelude::*;
 
-use super::{Executor, error};
+use super::error;
+use super::executor::Executor;
 use crate::error::Error;
 use crate::pool::Handle;
 use crate::value::direct::{lua_scalar, push};
@@ -221,7 +222,7 @@ unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
             }
             Step::Overflow => {
                 ffi::lua_settop(state, 0);
-                ffi::lua_pushstring(state, super::STACK_OVERFLOW.as_ptr());
+                ffi::lua_pushstring(state, super::executor::STACK_OVERFLOW.as_ptr());
                 ffi::LUA_ERRRUN
             }
         };
