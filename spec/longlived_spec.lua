@@ -77,22 +77,25 @@ describe("an HTTP service whose runtime cannot be built (out of file descriptors
   end)
 end)
 
+-- Counts the HTTP services' threads, by name, in the child (the shell's parent).
+local THREADS = [[
+  local function threads()
+    local p = io.popen("cat /proc/$PPID/task/*/comm")
+    local n = 0
+    for name in p:lines() do
+      if name:find("^funcs%-http%-") then n = n + 1 end
+    end
+    p:close()
+    return n
+  end
+]]
+
 describe("stopping an HTTP service with calls in flight", function()
   it("leaves none of its threads running, and the state closes cleanly after", function()
-    local status, out = h.run_lua([[
+    local status, out = h.run_lua(THREADS .. [[
       local funcs = require("funcs")
       assert(funcs.load("spec/fixtures/longlived"))
       local addr = assert(funcs.http.start("ll:web"))
-      -- The service's threads, by name, in this process (the shell's parent).
-      local function threads()
-        local p = io.popen("cat /proc/$PPID/task/*/comm")
-        local n = 0
-        for name in p:lines() do
-          if name:find("^funcs%-http%-") then n = n + 1 end
-        end
-        p:close()
-        return n
-      end
       local idle = threads()
       -- Lua's calls take the worker and the queue, and keep them.
       local running = assert(funcs.async("ll:spin_static"))
@@ -115,6 +118,34 @@ describe("stopping an HTTP service with calls in flight", function()
     assert.truthy(out:find("after stop\t0", 1, true), out)
     -- Not the service's calls: they go on until the state closes.
     assert.truthy(out:find("lua's calls\tfalse\tfalse", 1, true), out)
+    assert.is_nil(out:find("panicked", 1, true), out)
+  end)
+end)
+
+describe("stopping an HTTP service with calls of an inline pool in flight", function()
+  it("cancels them, leaves none of its threads running, and the state closes cleanly after", function()
+    local status, out = h.run_lua(THREADS .. [[
+      local funcs = require("funcs")
+      assert(funcs.load("spec/fixtures/longlived"))
+      local addr = assert(funcs.http.start("ll:web"))
+      local idle = threads()
+      -- One runs on a blocking thread of the service, the other waits for the pool there.
+      for _ = 1, 2 do
+        os.execute("curl -s -m 20 -X POST http://" .. addr .. "/spin-inline > /dev/null 2>&1 &")
+      end
+      for _ = 1, 1000 do
+        if threads() >= idle + 2 then break end
+        os.execute("sleep 0.01")
+      end
+      print("running", threads() - idle)
+      assert(funcs.http.stop("ll:web"))
+      print("after stop", threads())
+      print("stats", funcs.stats("ll:spin_inline").in_flight)
+    ]])
+    assert.are.equal(0, status, out)
+    assert.truthy(out:find("running\t2", 1, true), out)
+    assert.truthy(out:find("after stop\t0", 1, true), out)
+    assert.truthy(out:find("stats\t0", 1, true), out)
     assert.is_nil(out:find("panicked", 1, true), out)
   end)
 end)
