@@ -12,7 +12,9 @@
 //! A request lives at most `timeout_ms`, response body included; its body sizes are bounded
 //! both ways. It never outlives its call: the connections a call opened are shut down when
 //! the call ends (done, past its deadline, cancelled, or its store dropped at shutdown),
-//! whatever runtime would otherwise have to drive their tasks to an end. Redirects are not followed: the guest sees
+//! whatever runtime would otherwise have to drive their tasks to an end. A name lookup cannot
+//! be stopped: one past its request's time keeps its place among the process's
+//! [`MAX_LOOKUPS`] until the resolver answers. Redirects are not followed: the guest sees
 //! them. This module does not link the interfaces (`wasi.rs` does) and knows nothing of Lua.
 
 mod body;
