@@ -255,7 +255,7 @@ function Http.serve(id) end
 ---@field INTERNAL "INTERNAL" A trap, or anything else that went wrong inside.
 ---@field TIMEOUT "TIMEOUT" The call ran past its deadline.
 ---@field CANCELED "CANCELED" The call was cancelled.
----@field UNAVAILABLE "UNAVAILABLE" The pool was closed by shutdown.
+---@field UNAVAILABLE "UNAVAILABLE" The pool was closed by shutdown, or a worker, runtime or service could not be made (out of threads or file descriptors).
 ---@field PERMISSION_DENIED "PERMISSION_DENIED" The guest asked for what its entry does not grant.
 
 ---@alias funcs.ErrorKind "INVALID"|"NOT_FOUND"|"INTERNAL"|"TIMEOUT"|"CANCELED"|"UNAVAILABLE"|"PERMISSION_DENIED"

@@ -140,15 +140,14 @@ impl TickerGuard {
                         // The epoch counts milliseconds since the start: a late wake-up
                         // catches up, so deadlines do not drift with the sleep's slack.
                         let start = Instant::now();
-                        let mut ticks: u128 = 0;
+                        let mut ticks: u64 = 0;
                         loop {
-                            let next = start + TICK * (ticks as u32 + 1);
-                            let wait = next.saturating_duration_since(Instant::now());
+                            let wait = wait_for_tick(ticks, start.elapsed());
                             if let Err(RecvTimeoutError::Disconnected) = stopped.recv_timeout(wait)
                             {
                                 break;
                             }
-                            let due = start.elapsed().as_nanos() / TICK.as_nanos();
+                            let due = ticks_due(start.elapsed());
                             while ticks < due {
                                 // Only engines in use: the fuel one may never be made.
                                 for engine in [PLAIN.get(), FUEL.get()].into_iter().flatten() {
@@ -174,6 +173,24 @@ impl TickerGuard {
     }
 }
 
+/// How long the ticker sleeps before tick `ticks + 1` once `elapsed` has passed since it
+/// started (zero when that tick is already due).
+///
+/// Counted in u64 ticks and u128 nanoseconds: no uptime wraps it (a u32 count of milliseconds
+/// wrapped after 49.7 days and made the ticker spin), and the far end saturates.
+fn wait_for_tick(ticks: u64, elapsed: Duration) -> Duration {
+    let nanos = TICK.as_nanos().saturating_mul(u128::from(ticks) + 1);
+    let next = u64::try_from(nanos / 1_000_000_000).map_or(Duration::MAX, |secs| {
+        Duration::new(secs, (nanos % 1_000_000_000) as u32)
+    });
+    next.saturating_sub(elapsed)
+}
+
+/// How many ticks are due once `elapsed` has passed since the ticker started (saturating).
+fn ticks_due(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_nanos() / TICK.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl Drop for TickerGuard {
     fn drop(&mut self) {
         let mut ticker = unpoison(TICKER.lock());
@@ -185,5 +202,46 @@ impl Drop for TickerGuard {
                 let _ = t.thread.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRAP: u64 = 1 << 32;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_ticker_waits_one_tick_at_any_uptime() {
+        // Just after a tick, the next is one tick away: at the start, at 2^32 ms (49.7
+        // days), past it, and after a century.
+        for uptime in [
+            0,
+            WRAP - 1,
+            WRAP,
+            WRAP + 1,
+            10 * WRAP,
+            100 * 365 * 86_400_000,
+        ] {
+            assert_eq!(wait_for_tick(uptime, ms(uptime)), TICK, "at {uptime} ms");
+        }
+        // Half a tick late, the rest of the tick; a late wake-up catches up without waiting.
+        assert_eq!(wait_for_tick(WRAP, ms(WRAP) + TICK / 2), TICK / 2);
+        assert_eq!(wait_for_tick(WRAP, ms(WRAP + 3)), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_ticks_due_count_on_past_2_to_the_32_ms() {
+        assert_eq!(ticks_due(ms(WRAP - 1)), WRAP - 1);
+        assert_eq!(ticks_due(ms(WRAP)), WRAP);
+        assert_eq!(ticks_due(ms(WRAP + 7) + TICK / 2), WRAP + 7);
+        assert_eq!(ticks_due(Duration::MAX), u64::MAX);
+        // The last tick never overflows the next one's time.
+        assert_eq!(wait_for_tick(u64::MAX, Duration::MAX), Duration::ZERO);
+        assert!(wait_for_tick(u64::MAX, ms(0)) > ms(WRAP));
     }
 }

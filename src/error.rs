@@ -20,7 +20,8 @@ pub enum Kind {
     Timeout,
     /// The call was cancelled.
     Canceled,
-    /// The pool was closed by a reload or shutdown.
+    /// The pool was closed by a reload or shutdown, or a worker, runtime or service could
+    /// not be made (out of threads or file descriptors).
     Unavailable,
     /// The guest asked for something its entry does not grant.
     PermissionDenied,

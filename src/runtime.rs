@@ -303,7 +303,7 @@ impl Runtime {
     ///
     /// # Errors
     /// `NOT_FOUND` for an unknown service, `INVALID` if it already runs, `UNAVAILABLE` when
-    /// its address cannot be bound.
+    /// its address cannot be bound or its runtime or thread cannot be made.
     pub fn start_http(&self, id: &str) -> Result<SocketAddr> {
         self.check_open()?;
         let mut servers = self.servers();

@@ -12,7 +12,9 @@
 //! A request lives at most `timeout_ms`, response body included; its body sizes are bounded
 //! both ways. It never outlives its call: the connections a call opened are shut down when
 //! the call ends (done, past its deadline, cancelled, or its store dropped at shutdown),
-//! whatever runtime would otherwise have to drive their tasks to an end. Redirects are not followed: the guest sees
+//! whatever runtime would otherwise have to drive their tasks to an end. A name lookup cannot
+//! be stopped: one past its request's time keeps its place among the process's
+//! [`MAX_LOOKUPS`] until the resolver answers. Redirects are not followed: the guest sees
 //! them. This module does not link the interfaces (`wasi.rs` does) and knows nothing of Lua.
 
 mod body;
@@ -280,19 +282,7 @@ async fn resolve(
 ) -> Result<Vec<SocketAddr>, HttpError> {
     let addrs: Vec<SocketAddr> = match target.ip {
         Some(ip) => vec![SocketAddr::new(ip, target.port)],
-        None => {
-            let lookup = tokio::net::lookup_host((target.host, target.port));
-            match tokio::time::timeout_at(until, lookup).await {
-                Err(_) => return Err(HttpError::DnsTimeout),
-                Ok(Err(e)) => {
-                    return Err(HttpError::DnsError {
-                        rcode: Some(e.to_string()),
-                        info_code: None,
-                    });
-                }
-                Ok(Ok(found)) => found.collect(),
-            }
-        }
+        None => lookup(&LOOKUPS, system_lookup, target.host, target.port, until).await?,
     };
     if addrs.is_empty() {
         return Err(HttpError::DestinationNotFound);
@@ -302,6 +292,71 @@ async fn resolve(
         return Err(HttpError::DestinationIpProhibited);
     }
     Ok(addrs)
+}
+
+/// DNS lookups in flight in the process at once. A lookup runs on a blocking thread and
+/// cannot be stopped: one past its request's deadline goes on until the resolver answers,
+/// and keeps its place until then; past the bound a request fails at once (`dns-error`)
+/// rather than start one more thread.
+pub const MAX_LOOKUPS: usize = 64;
+
+static LOOKUPS: LazyLock<Lookups> = LazyLock::new(|| Lookups::new(MAX_LOOKUPS));
+
+/// Places for lookups in flight, up to `bound`.
+struct Lookups {
+    permits: Arc<tokio::sync::Semaphore>,
+    bound: usize,
+}
+
+impl Lookups {
+    fn new(bound: usize) -> Lookups {
+        Lookups {
+            permits: Arc::new(tokio::sync::Semaphore::new(bound)),
+            bound,
+        }
+    }
+}
+
+/// The system's resolver (`getaddrinfo`), blocking.
+fn system_lookup(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    (host, port).to_socket_addrs().map(Iterator::collect)
+}
+
+/// Looks `host` up with `resolver` on a blocking thread, within `until`, holding one of
+/// `lookups`' places for as long as the resolver runs (not only until the request gives up).
+async fn lookup<F>(
+    lookups: &Lookups,
+    resolver: F,
+    host: &str,
+    port: u16,
+    until: tokio::time::Instant,
+) -> Result<Vec<SocketAddr>, HttpError>
+where
+    F: FnOnce(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + 'static,
+{
+    let dns_error = |text: String| HttpError::DnsError {
+        rcode: Some(text),
+        info_code: None,
+    };
+    let Ok(permit) = lookups.permits.clone().try_acquire_owned() else {
+        return Err(dns_error(format!(
+            "too many DNS lookups in flight (the bound is {}): `{host}` was not looked up",
+            lookups.bound
+        )));
+    };
+    let name = host.to_string();
+    // The permit goes with the lookup: a request that gives up does not free its place.
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        resolver(&name, port)
+    });
+    match tokio::time::timeout_at(until, task).await {
+        Err(_) => Err(HttpError::DnsTimeout),
+        Ok(Err(e)) => Err(dns_error(format!("the lookup of `{host}` failed: {e}"))),
+        Ok(Ok(Err(e))) => Err(dns_error(e.to_string())),
+        Ok(Ok(Ok(found))) => Ok(found),
+    }
 }
 
 /// An HTTP/1 connection to the first of `addrs` that answers (TLS for https, the target's
@@ -525,6 +580,52 @@ mod tests {
         assert_eq!(server_c.read(&mut buf).unwrap(), 0);
         drop((slot_a, slot_c));
         assert_eq!(open(&connections), 0);
+    }
+
+    #[test]
+    fn a_lookup_past_its_deadline_keeps_its_place_until_the_resolver_answers() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let lookups = Lookups::new(2);
+        let found: SocketAddr = "192.0.2.1:80".parse().unwrap();
+        // A resolver that hangs until told to answer.
+        let (answer, hung) = std::sync::mpsc::channel::<()>();
+        let hung = Arc::new(Mutex::new(hung));
+        let hanging = || {
+            let hung = hung.clone();
+            move |_: &str, _: u16| {
+                let _ = crate::sync::unpoison(hung.lock()).recv();
+                Ok(vec![found])
+            }
+        };
+        let quick = move |_: &str, _: u16| Ok(vec![found]);
+        let soon = || tokio::time::Instant::now() + Duration::from_millis(20);
+        let later = || tokio::time::Instant::now() + Duration::from_secs(60);
+        for _ in 0..2 {
+            let r = rt.block_on(lookup(&lookups, hanging(), "hangs.test", 80, soon()));
+            assert!(matches!(r, Err(HttpError::DnsTimeout)), "{r:?}");
+        }
+        // Both still run: no third, at once, whatever its deadline.
+        match rt.block_on(lookup(&lookups, quick, "quick.test", 80, later())) {
+            Err(HttpError::DnsError {
+                rcode: Some(text), ..
+            }) => assert_eq!(
+                text,
+                "too many DNS lookups in flight (the bound is 2): `quick.test` was not looked up"
+            ),
+            r => panic!("expected a dns-error, got {r:?}"),
+        }
+        // Once they end, their places are free again.
+        answer.send(()).unwrap();
+        answer.send(()).unwrap();
+        let both = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), lookups.permits.acquire_many(2)).await
+        });
+        drop(both.expect("the hung lookups ended").unwrap());
+        let r = rt.block_on(lookup(&lookups, quick, "quick.test", 80, later()));
+        assert_eq!(r.unwrap(), vec![found]);
     }
 
     #[test]

@@ -736,12 +736,26 @@ impl Pool {
             ))
             .with(|d| d.entry = Some(id.to_string())));
         }
-        let rt = self.local.get_or_init(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a Tokio runtime")
-        });
+        let rt = match self.local.get() {
+            Some(rt) => rt,
+            None => {
+                // Out of file descriptors, say: this call fails, a later one tries again.
+                let built = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        let id = self.function.id();
+                        Error::new(
+                            Kind::Unavailable,
+                            format!("failed to call `{id}`: cannot build its runtime: {e}"),
+                        )
+                        .with(|d| d.entry = Some(id.to_string()))
+                    })?;
+                // Another thread may have set one meanwhile: this one is dropped.
+                let _ = self.local.set(built);
+                self.local.get().expect("set above")
+            }
+        };
         IN_BLOCK_ON.with(|b| b.set(true));
         struct Leave;
         impl Drop for Leave {

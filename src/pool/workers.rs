@@ -29,8 +29,9 @@ pub(super) enum Work {
 }
 
 impl Pool {
-    /// Queues a job for the workers, waiting for room in a full queue; adds a worker when
-    /// none is free and the pool may grow.
+    /// Queues a job for the workers, waiting for room in a full queue (until the job is
+    /// cancelled: see [`Pool::wake_submitters`]); adds a worker when none is free and the
+    /// pool may grow.
     pub(super) fn enqueue(self: &Arc<Self>, job: Job) -> Result<(), Error> {
         let mut st = self.lock();
         loop {
@@ -39,6 +40,10 @@ impl Pool {
             }
             if st.queue.len() < self.spec.buffer {
                 break;
+            }
+            if job.done.control.is_canceled() {
+                return Err(Error::new(Kind::Canceled, "call canceled")
+                    .with(|d| d.entry = Some(self.function.id().to_string())));
             }
             st = unpoison(self.room.wait(st));
         }
@@ -57,6 +62,13 @@ impl Pool {
         Ok(())
     }
 
+    /// Wakes the submitters waiting for room in a full queue, so that those whose call was
+    /// cancelled meanwhile give up (an HTTP request that ended, a service that stops).
+    pub fn wake_submitters(&self) {
+        let _st = self.lock();
+        self.room.notify_all();
+    }
+
     /// Starts a worker thread, counted once it exists.
     pub(super) fn spawn_worker(self: &Arc<Self>, st: &mut State) -> Result<(), Error> {
         let pool = self.clone();
@@ -72,9 +84,11 @@ impl Pool {
                     rt.block_on(pool.clone().work_loop());
                     Ok::<(), std::io::Error>(())
                 }));
-                if !matches!(ran, Ok(Ok(()))) {
-                    pool.lock().workers -= 1;
-                    pool.room.notify_all();
+                match ran {
+                    Ok(Ok(())) => {}
+                    // E.g. out of file descriptors (a runtime needs an epoll and an event fd).
+                    Ok(Err(e)) => pool.worker_lost(&format!("cannot build its runtime: {e}")),
+                    Err(_) => pool.worker_lost("its worker panicked"),
                 }
             })
             .map_err(|e| {
@@ -89,6 +103,38 @@ impl Pool {
         threads.retain(|t| !t.is_finished());
         threads.push(thread);
         Ok(())
+    }
+
+    /// A worker ended without its loop (its runtime could not be built, or it panicked):
+    /// it is no longer counted, and if it was the last, the calls queued fail with
+    /// `UNAVAILABLE` and `reason` instead of waiting for a worker that will not come. The
+    /// pool stays usable: the next call starts a worker again.
+    fn worker_lost(&self, reason: &str) {
+        let failed = {
+            let mut st = self.lock();
+            st.workers -= 1;
+            if st.workers == 0 {
+                std::mem::take(&mut st.queue)
+            } else {
+                Default::default()
+            }
+        };
+        self.room.notify_all();
+        self.work.notify_waiters();
+        if failed.is_empty() {
+            return;
+        }
+        let id = self.function.id();
+        eprintln!("[{id}] a worker of `{id}` could not run: {reason}");
+        for job in failed {
+            let error = Error::new(
+                Kind::Unavailable,
+                format!("failed to call `{id}`: no worker could run it: {reason}"),
+            )
+            .with(|d| d.entry = Some(id.to_string()));
+            self.record(Some(&error), Instant::now());
+            job.done.complete(Err(error));
+        }
     }
 
     /// A worker: takes calls while it may, waits otherwise, ends when closed and drained

@@ -27,7 +27,7 @@ use super::payload::{self, BodyKind};
 use super::route::Route;
 use crate::error::{Error, Kind, Result};
 use crate::function::CallOptions;
-use crate::pool::{Completion, Handle, Task};
+use crate::pool::{Completion, Handle, Pool, Task};
 
 /// Request bodies above this get 413 unless the service says otherwise.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -145,6 +145,48 @@ struct Shared {
     metrics: Metrics,
     spec: ServiceSpec,
     id: String,
+    blocking: Blocking,
+}
+
+/// The service's calls submitted from blocking threads (an inline pool's run there, a full
+/// queue makes its submitter wait there), so that stopping waits for them: a blocking
+/// thread left running past a stop would run this library's code after the Lua state that
+/// loaded it closed.
+#[derive(Default)]
+struct Blocking {
+    running: std::sync::Mutex<usize>,
+    ended: std::sync::Condvar,
+}
+
+/// One call counted in [`Blocking`] until dropped.
+struct BlockingCall(Arc<Shared>);
+
+impl BlockingCall {
+    fn new(shared: &Arc<Shared>) -> BlockingCall {
+        *crate::sync::unpoison(shared.blocking.running.lock()) += 1;
+        BlockingCall(shared.clone())
+    }
+}
+
+impl Drop for BlockingCall {
+    fn drop(&mut self) {
+        let blocking = &self.0.blocking;
+        *crate::sync::unpoison(blocking.running.lock()) -= 1;
+        blocking.ended.notify_all();
+    }
+}
+
+impl Blocking {
+    /// Waits until no call runs or `bound` passed: how many still run.
+    fn wait_idle(&self, bound: Duration) -> usize {
+        let running = crate::sync::unpoison(self.running.lock());
+        let (running, _) = crate::sync::unpoison(self.ended.wait_timeout_while(
+            running,
+            bound,
+            |running| *running > 0,
+        ));
+        *running
+    }
 }
 
 impl Server {
@@ -198,7 +240,16 @@ impl Server {
             metrics,
             spec: spec.clone(),
             id: id.to_string(),
+            blocking: Blocking::default(),
         });
+        // The runtime and the listener's registration with it are made here, so that a
+        // failure (out of file descriptors or threads) is this call's error, not a thread
+        // that ends silently while its address refuses connections.
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            let e = unavailable(format!("{what}: {e}"));
+            eprintln!("[{id}] {e}");
+            e
+        };
         // A thread per core: incoming-handlers run on them (`Pool::start_here`).
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -206,7 +257,12 @@ impl Server {
             .thread_name(format!("funcs-http-{id}"))
             .enable_all()
             .build()
-            .map_err(|e| unavailable(format!("starting its runtime: {e}")))?;
+            .map_err(|e| failed("cannot build its runtime", &e))?;
+        let listener = {
+            let _entered = rt.enter();
+            tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| failed("cannot listen", &e))?
+        };
         let (stop, stopped) = watch::channel(false);
         let (go, ready) = std::sync::mpsc::sync_channel::<()>(1);
         let grace = spec.grace;
@@ -219,11 +275,19 @@ impl Server {
                     drop(rt);
                     return;
                 }
-                rt.block_on(serve(listener, shared, stopped));
-                // Submitters still blocked on a full queue are not waited for past the grace.
+                rt.block_on(serve(listener, shared.clone(), stopped));
+                // Every request's call was cancelled (or ended): its blocking thread ends at
+                // the next epoch tick, or at once when it waited for room in a queue.
+                let left = shared.blocking.wait_idle(grace);
+                if left > 0 {
+                    eprintln!(
+                        "[{}] {left} call(s) still running on blocking threads past the grace period of a stop",
+                        shared.id
+                    );
+                }
                 rt.shutdown_timeout(grace);
             })
-            .map_err(|e| unavailable(format!("spawning its thread: {e}")))?;
+            .map_err(|e| failed("cannot start its thread", &e))?;
         Ok(Server {
             addr,
             stop,
@@ -264,13 +328,10 @@ impl Drop for Server {
 }
 
 async fn serve(
-    listener: std::net::TcpListener,
+    listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-        return;
-    };
     let slots = Arc::new(tokio::sync::Semaphore::new(shared.spec.max_connections));
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -367,8 +428,9 @@ fn failure(shared: &Shared, e: &Error) -> Response<Body> {
 }
 
 /// Cancels a call when its request is dropped before the call ended (the client went away,
-/// or the service stopped past its grace period).
-struct Cancel(Option<Arc<Completion>>);
+/// or the service stopped past its grace period), and wakes its submitter if it waits for
+/// room in the pool's queue (`Some` pool).
+struct Cancel(Option<Arc<Completion>>, Option<Arc<Pool>>);
 
 impl Drop for Cancel {
     fn drop(&mut self) {
@@ -379,6 +441,9 @@ impl Drop for Cancel {
                 Kind::Canceled,
                 "the HTTP request ended before the call",
             ));
+            if let Some(pool) = &self.1 {
+                pool.wake_submitters();
+            }
         }
     }
 }
@@ -454,14 +519,19 @@ async fn handle(
         Err(e) => return Ok(text(StatusCode::BAD_REQUEST, format!("{e}\n"))),
     };
     let done = Completion::new();
-    let _cancel = Cancel(Some(done.clone()));
     let pool = handle.0.clone();
+    let _cancel = Cancel(Some(done.clone()), Some(pool.clone()));
     let submitted = {
         let done = done.clone();
+        let counted = BlockingCall::new(&shared);
         // A full static queue blocks the submitter: backpressure, off the server's thread.
-        tokio::task::spawn_blocking(move || pool.submit(args, CallOptions::default(), done))
-            .await
-            .unwrap_or_else(|e| Err(Error::internal(format!("submitting: {e}"))))
+        // An inline pool's call runs there.
+        tokio::task::spawn_blocking(move || {
+            let _counted = counted;
+            pool.submit(args, CallOptions::default(), done)
+        })
+        .await
+        .unwrap_or_else(|e| Err(Error::internal(format!("submitting: {e}"))))
     };
     if let Err(e) = submitted {
         return Ok(failure(&shared, &e));
@@ -551,7 +621,7 @@ async fn incoming_handler(
     });
     let (respond, response) = tokio::sync::oneshot::channel();
     let done = Completion::new();
-    let mut cancel = Cancel(Some(done.clone()));
+    let mut cancel = Cancel(Some(done.clone()), None);
     let pool = handle.0.clone();
     let submitted = {
         let done = done.clone();
