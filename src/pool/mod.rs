@@ -287,8 +287,9 @@ enum Closing {
 struct State {
     queue: VecDeque<Job>,
     workers: usize,
-    /// Workers waiting for a call.
-    waiting: usize,
+    /// Workers with no call: started and not yet given one, or done with theirs. Each queued
+    /// call claims one of them; calls beyond those start workers while the pool may grow.
+    idle: usize,
     /// Calls of a non-async entry running now (each holds a thread).
     busy: usize,
     /// Controls of the calls running now, to cancel them on shutdown.
