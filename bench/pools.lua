@@ -1,5 +1,6 @@
 -- Pools, measured (issue 4): a CPU-bound guest through `inline` and a static pool of 2
--- workers via funcs.async, a WASI one through a lazy pool from 1, 2 and 4 callers, and per-call time with a fresh instance vs a reused one
+-- workers via funcs.async, a WASI one through a lazy pool from 1, 2 and 4 callers (2 against
+-- 1 beside static against inline), and per-call time with a fresh instance vs a reused one
 -- (`pool.reuse`) for `compute`, a CPython component and a C one (wit-bindgen and zig,
 -- spec/fixtures/c-http: `greet`). Run once per allocator
 -- (FUNCS_ALLOCATOR=on-demand for the other). Prints `name value unit`.
@@ -14,6 +15,7 @@ local median = require("bench.measure").median
 
 -- 40 calls of ~30 ms of counting each.
 local SPIN, CALLS = 50000000, 40
+local throughput = {}
 for _, id in ipairs({ "bench:spin", "bench:spin_static2" }) do
   assert(funcs.async(id, 1):wait())
   local runs = {}
@@ -24,7 +26,8 @@ for _, id in ipairs({ "bench:spin", "bench:spin_static2" }) do
     for i = 1, CALLS do assert(futures[i]:wait() == SPIN) end
     runs[r] = CALLS / (clock() - start)
   end
-  print(("throughput-%s %.1f calls/s"):format(id:gsub("bench:", ""), median(runs)))
+  throughput[id] = median(runs)
+  print(("throughput-%s %.1f calls/s"):format(id:gsub("bench:", ""), throughput[id]))
 end
 
 -- A WASI entry's CPU-bound calls (on workers of a lazy pool of up to 4) from 1, 2 and 4
@@ -48,6 +51,12 @@ do
   for _, callers in ipairs({ 1, 2, 4 }) do
     print(("throughput-wasi-lazy-%d-callers %.1f calls/s"):format(callers, median(runs[callers])))
   end
+  -- 2 callers against 1 (each round's pair, then their median), beside what the static pool
+  -- of 2 makes of the same loop against inline: what 2 workers give on this machine.
+  local ratios = {}
+  for r = 1, #runs[1] do ratios[r] = runs[2][r] / runs[1][r] end
+  print(("speedup-static2 %.2f x-inline"):format(throughput["bench:spin_static2"] / throughput["bench:spin"]))
+  print(("speedup-wasi-lazy-2-callers %.2f x-1-caller"):format(median(ratios)))
 end
 
 local function per_call(name, id, n, ...)
