@@ -106,7 +106,7 @@ describe(variant.what, function()
     h.assert_fails("PERMISSION_DENIED", { "`" .. id("no_cli") .. "`", "`wasi:cli/" }, funcs.call(id("no_cli"), "hi"))
   end)
 
-  it("prints to stderr prefixed by the entry ID", function()
+  it("prints to stdout prefixed by the entry ID", function()
     local status, out = h.run_lua(([[
       local funcs = require("funcs")
       assert(funcs.load(%q))

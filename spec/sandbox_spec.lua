@@ -101,17 +101,34 @@ describe("the import sandbox", function()
     local v, err = funcs.call("sb:p1", 7)
     h.assert_fails("INTERNAL", { "`sb:p1`", "guest exited with code 7" }, v, err)
     assert.are.equal(7, err:details().exit_code)
+    -- Beyond WASI's range of 0..125 too (an AssemblyScript `abort` exits 255).
+    for _, code in ipairs({ 126, 255 }) do
+      v, err = funcs.call("sb:p1", code)
+      h.assert_fails("INTERNAL", { "`sb:p1`", "guest exited with code " .. code }, v, err)
+      assert.are.equal(code, err:details().exit_code)
+    end
     assert.are.equal(0, funcs.call("sb:p1_hello")) -- errno 0: written
     assert.are.equal(0, funcs.call("sb:p1_env"))   -- nothing of the host environment
   end)
 
-  it("prefixes guest output with the entry ID on stderr", function()
-    local status, out = h.run_lua([[
+  it("sends guest stdout to the host's stdout and stderr to its stderr, lines prefixed by the entry ID", function()
+    local chunk = [[
       local funcs = require("funcs")
       assert(funcs.load("spec/fixtures/sandbox"))
       assert(funcs.call("sb:p1_hello") == 0)
-    ]])
+      assert(funcs.call("sb:p1_both") == 0)
+      assert(funcs.async("sb:p1_both"):wait() == 0)
+    ]]
+    local status, out = h.run_lua(chunk, nil, "stdout")
     assert.are.equal(0, status, out)
     assert.truthy(out:find("[sb:p1_hello] hello from p1\n", 1, true), out)
+    local _, n = out:gsub("%[sb:p1_both%] hello from p1\n", "")
+    assert.are.equal(2, n, out)
+    assert.falsy(out:find("trouble", 1, true), out)
+    status, out = h.run_lua(chunk, nil, "stderr")
+    assert.are.equal(0, status, out)
+    _, n = out:gsub("%[sb:p1_both%] trouble in p1\n", "")
+    assert.are.equal(2, n, out)
+    assert.falsy(out:find("hello", 1, true), out)
   end)
 end)

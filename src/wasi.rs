@@ -6,8 +6,9 @@
 //! out its streams or pollables, since on its own it grants nothing.
 //!
 //! The WASI context is made per call from the entry's [`WasiSpec`]: args, cwd, the mapped
-//! environment variables (read when the call starts), the mounts, and stdout/stderr that go
-//! to the host's stderr prefixed by the entry ID. Nothing of the host is visible otherwise.
+//! environment variables (read when the call starts), the mounts, and stdout and stderr that
+//! go to the host's stdout and stderr, each line prefixed by the entry ID. Nothing of the host
+//! is visible otherwise.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -339,8 +340,8 @@ impl WasiSpec {
             })?;
         }
         let prefix: Arc<str> = Arc::from(format!("[{id}] "));
-        b.stdout(Prefixed(prefix.clone()));
-        b.stderr(Prefixed(prefix));
+        b.stdout(Prefixed(prefix.clone(), Host::Stdout));
+        b.stderr(Prefixed(prefix, Host::Stderr));
         Ok(b)
     }
 
@@ -353,9 +354,30 @@ impl WasiSpec {
     }
 }
 
-/// Guest stdout/stderr: the host's stderr, each line prefixed by the entry ID.
+/// Guest stdout or stderr: the host's same stream, each line prefixed by the entry ID.
 #[derive(Clone)]
-struct Prefixed(Arc<str>);
+struct Prefixed(Arc<str>, Host);
+
+/// The host stream guest output goes to.
+#[derive(Clone, Copy)]
+enum Host {
+    Stdout,
+    Stderr,
+}
+
+impl Host {
+    /// Writes `bytes` at once, then flushes (the host's stdout buffers).
+    fn write_all(self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Host::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()
+            }
+            Host::Stderr => std::io::stderr().lock().write_all(bytes),
+        }
+    }
+}
 
 impl IsTerminal for Prefixed {
     fn is_terminal(&self) -> bool {
@@ -365,11 +387,11 @@ impl IsTerminal for Prefixed {
 
 impl StdoutStream for Prefixed {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LineWriter::new(self.0.clone()))
+        Box::new(LineWriter::new(self.0.clone(), self.1))
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(LineWriter::new(self.0.clone()))
+        Box::new(LineWriter::new(self.0.clone(), self.1))
     }
 }
 
@@ -379,13 +401,15 @@ const MAX_LINE: usize = 64 * 1024;
 /// Writes whole lines with the prefix; a partial line waits for its end (or the drop).
 struct LineWriter {
     prefix: Arc<str>,
+    host: Host,
     partial: Vec<u8>,
 }
 
 impl LineWriter {
-    fn new(prefix: Arc<str>) -> Self {
+    fn new(prefix: Arc<str>, host: Host) -> Self {
         LineWriter {
             prefix,
+            host,
             partial: Vec::new(),
         }
     }
@@ -410,7 +434,7 @@ impl LineWriter {
             return Ok(());
         }
         // One write per batch of lines, so lines of concurrent calls do not interleave.
-        std::io::stderr().lock().write_all(&out)
+        self.host.write_all(&out)
     }
 
     fn finish(&mut self) {

@@ -27,8 +27,9 @@ function M.eventually(check, tries)
 end
 
 -- Runs a Lua chunk in a fresh interpreter with funcs on its paths: exit status, output.
--- `prefix` is shell put before the command (`ulimit -v ...;`).
-function M.run_lua(chunk, prefix)
+-- `prefix` is shell put before the command (`ulimit -v ...;`); `stream` ("stdout" or
+-- "stderr") keeps only that stream of the output, both by default.
+function M.run_lua(chunk, prefix, stream)
   local lua = os.getenv("FUNCS_LUA") or "lua5.4"
   local cpath = package.cpath:match("[^;]*funcs[^;]*") or package.cpath
   local script = os.tmpname()
@@ -37,7 +38,8 @@ function M.run_lua(chunk, prefix)
   f:write(("package.path = %q .. ';' .. package.path\n"):format(package.path))
   f:write(chunk)
   f:close()
-  local p = io.popen(("%s %s %s 2>&1; echo \"status=$?\""):format(prefix or "", lua, script))
+  local redirect = ({ stdout = "2>/dev/null", stderr = "2>&1 >/dev/null" })[stream] or "2>&1"
+  local p = io.popen(("%s %s %s %s; echo \"status=$?\""):format(prefix or "", lua, script, redirect))
   local out = p:read("*a")
   p:close()
   os.remove(script)

@@ -87,6 +87,21 @@ pub(super) fn core_target(
     if p1 {
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, CallCtx::p1)
             .map_err(|e| format!("{e:#}"))?;
+        // wasmtime-wasi's `proc_exit` ends a status above 125 with an error of text only
+        // (`exit with invalid exit status outside of [0..126)`): every status ends the call
+        // as an `I32Exit` here, so that it gives its `exit_code` (an AssemblyScript `abort`
+        // exits 255).
+        linker.allow_shadowing(true);
+        linker
+            .func_wrap(
+                "wasi_snapshot_preview1",
+                "proc_exit",
+                |_: wasmtime::Caller<'_, CallCtx>, status: i32| -> wasmtime::Result<()> {
+                    Err(wasmtime_wasi::I32Exit(status).into())
+                },
+            )
+            .map_err(|e| format!("{e:#}"))?;
+        linker.allow_shadowing(false);
     }
     if !p1 {
         // WASI the entry does not grant: a call into it is denied, by name.

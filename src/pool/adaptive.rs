@@ -1,5 +1,5 @@
 //! `pool: {type: adaptive}`: one worker from the first call (or from load with `warm_start`),
-//! more added like `lazy` when calls queue up and every worker is busy, up to `max_size`
+//! more added like `lazy` when the queued calls outnumber the idle workers, up to `max_size`
 //! (default 100, as the reference's page says); workers idle for 5 s retire down to one.
 
 use std::time::Duration;

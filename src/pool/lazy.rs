@@ -1,5 +1,6 @@
-//! `pool: {type: lazy}`: no workers until calls come; a worker is added when a call is queued
-//! and none is free, up to `max_size` (default 16); workers idle for 30 s retire.
+//! `pool: {type: lazy}`: no workers until calls come; a worker is added when the queued calls
+//! outnumber the idle workers (each claims one), up to `max_size` (default 16); workers idle
+//! for 30 s retire.
 
 use super::{Policy, PoolConfig, PoolKind, PoolSpec, positive};
 

@@ -13,7 +13,10 @@
 //! at once; a blocking `funcs.call` of such an entry runs on the calling thread once it has
 //! one of those slots (no hand-over to another thread). Entries with WASI may wait on the
 //! host (sleep, I/O): their calls always run on workers, and a worker interleaves up to
-//! [`PER_WORKER`] of them while they wait, so sleeping calls do not hold threads.
+//! [`PER_WORKER`] of them while they wait, so sleeping calls do not hold threads. Each queued
+//! call claims an idle worker, and a worker is added for each one beyond them while the pool
+//! may grow; a worker already running calls takes only those no idle worker is left for (at
+//! the pool's size), so CPU-bound calls get a thread each up to the pool's size.
 
 mod adaptive;
 mod completion;
@@ -305,8 +308,9 @@ enum Closing {
 struct State {
     queue: VecDeque<Job>,
     workers: usize,
-    /// Workers waiting for a call.
-    waiting: usize,
+    /// Workers with no call: started and not yet given one, or done with theirs. Each queued
+    /// call claims one of them; calls beyond those start workers while the pool may grow.
+    idle: usize,
     /// Calls of a non-async entry running now (each holds a thread).
     busy: usize,
     /// Controls of the calls running now, to cancel them on shutdown.

@@ -30,8 +30,9 @@ pub(super) enum Work {
 
 impl Pool {
     /// Queues a job for the workers, waiting for room in a full queue (until the job is
-    /// cancelled: see [`Pool::wake_submitters`]); adds a worker when none is free and the
-    /// pool may grow.
+    /// cancelled: see [`Pool::wake_submitters`]); adds a worker when the queued jobs
+    /// outnumber the idle workers and the pool may grow. An idle worker counts as free until
+    /// it takes a job, so two jobs queued before it wakes up get one worker each.
     pub(super) fn enqueue(self: &Arc<Self>, job: Job) -> Result<(), Error> {
         let mut st = self.lock();
         loop {
@@ -48,7 +49,7 @@ impl Pool {
             st = unpoison(self.room.wait(st));
         }
         st.queue.push_back(job);
-        if st.waiting == 0
+        if st.queue.len() > st.idle
             && st.workers < self.spec.size
             && let Err(e) = self.spawn_worker(&mut st)
             && st.workers == 0
@@ -75,13 +76,18 @@ impl Pool {
         let thread = std::thread::Builder::new()
             .name(format!("funcs-{}", self.function.id()))
             .spawn(move || {
+                // Counted idle by `spawn_worker`; uncounted however the worker ends.
+                let idle = Idle {
+                    pool: pool.clone(),
+                    counted: true,
+                };
                 // A worker that panics (a bug of ours) leaves the pool consistent: its job was
                 // completed by `Finish`, its slot released by `Slot`; it stops being counted.
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
-                    rt.block_on(pool.clone().work_loop());
+                    rt.block_on(pool.clone().work_loop(idle));
                     Ok::<(), std::io::Error>(())
                 }));
                 match ran {
@@ -98,6 +104,7 @@ impl Pool {
                 ))
             })?;
         st.workers += 1;
+        st.idle += 1;
         let mut threads = unpoison(self.threads.lock());
         // Threads of retired workers have ended: nothing to keep for them.
         threads.retain(|t| !t.is_finished());
@@ -121,6 +128,8 @@ impl Pool {
         };
         self.room.notify_all();
         self.work.notify_waiters();
+        // The last worker of a closed pool: the reaper releases it.
+        self.poke();
         if failed.is_empty() {
             return;
         }
@@ -139,7 +148,7 @@ impl Pool {
 
     /// A worker: takes calls while it may, waits otherwise, ends when closed and drained
     /// or idle past its time.
-    async fn work_loop(self: Arc<Self>) {
+    async fn work_loop(self: Arc<Self>, mut idle: Idle) {
         let asynchronous = self.function.is_async();
         let mut tasks = JoinSet::new();
         loop {
@@ -149,13 +158,22 @@ impl Pool {
             while tasks.try_join_next().is_some() {}
             let job = {
                 let mut st = self.lock();
+                if tasks.is_empty() {
+                    idle.set(&mut st, true);
+                }
                 let may_take = if asynchronous {
-                    tasks.len() < PER_WORKER
+                    // A worker busy with async calls is not free: its calls may be using the
+                    // thread (a CPU-bound one runs again as soon as what it waited for is
+                    // there). It takes only the calls no idle worker will, those beyond what
+                    // the pool could grow for (`enqueue` added workers for the rest); an idle
+                    // worker takes any.
+                    tasks.len() < PER_WORKER && (idle.counted || st.queue.len() > st.idle)
                 } else {
                     st.busy < self.spec.size
                 };
                 match st.queue.front() {
                     Some(_) if may_take => {
+                        idle.set(&mut st, false);
                         if !asynchronous {
                             st.busy += 1;
                         }
@@ -164,21 +182,14 @@ impl Pool {
                         Some(job)
                     }
                     _ if st.closing.is_some() && st.queue.is_empty() && tasks.is_empty() => {
+                        idle.set(&mut st, false);
                         st.workers -= 1;
                         drop(st);
                         // The last worker of a closed pool: the reaper releases it.
                         self.poke();
                         return;
                     }
-                    _ => {
-                        // A worker busy with async calls is not free: its calls may be using
-                        // the thread, so a queued call is a reason to add a worker (up to
-                        // the pool's size) rather than to wait behind them.
-                        if tasks.is_empty() {
-                            st.waiting += 1;
-                        }
-                        None
-                    }
+                    _ => None,
                 }
             };
             match job {
@@ -200,21 +211,19 @@ impl Pool {
                     }
                 }
                 None => {
-                    let idle = tasks.is_empty();
+                    let empty = tasks.is_empty();
                     let retire = tokio::select! {
                         () = &mut notified => false,
-                        Some(_) = tasks.join_next(), if !tasks.is_empty() => false,
-                        () = tokio::time::sleep(self.policy().idle()), if idle => true,
+                        Some(_) = tasks.join_next(), if !empty => false,
+                        () = tokio::time::sleep(self.policy().idle()), if empty => true,
                     };
                     let mut st = self.lock();
-                    if idle {
-                        st.waiting -= 1;
-                    }
                     if retire
                         && tasks.is_empty()
                         && st.queue.is_empty()
                         && st.workers > self.policy().min_workers(&self.spec)
                     {
+                        idle.set(&mut st, false);
                         st.workers -= 1;
                         return;
                     }
@@ -262,6 +271,37 @@ impl Pool {
             }
         }
         done.complete(result);
+    }
+}
+
+/// A worker's place among the pool's idle ones (`State::idle`): counted while it has no
+/// call, given up when it takes one or ends, a panic included.
+struct Idle {
+    pool: Arc<Pool>,
+    counted: bool,
+}
+
+impl Idle {
+    /// Counts the worker idle or not, under the state lock.
+    fn set(&mut self, st: &mut State, idle: bool) {
+        if idle != self.counted {
+            if idle {
+                st.idle += 1;
+            } else {
+                st.idle -= 1;
+            }
+            self.counted = idle;
+        }
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        // Only when the worker ends other than by its loop's returns (which uncount it
+        // under the lock they hold): a panic, or its runtime failing to start.
+        if self.counted {
+            self.pool.lock().idle -= 1;
+        }
     }
 }
 
