@@ -159,6 +159,6 @@ mod tests {
         assert!(
             text.contains("funcs_call_duration_seconds_bucket{function=\"a:one\",le=\"+Inf\"} 0\n")
         );
-        assert_eq!(text.matches("# HELP ").count(), 14);
+        assert_eq!(text.matches("# HELP ").count(), 15);
     }
 }
