@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use super::{Policy, PoolConfig, PoolKind, PoolSpec, positive};
+use super::config::{Policy, positive};
+use super::{PoolConfig, PoolKind, PoolSpec};
 
 pub(super) struct Adaptive;
 

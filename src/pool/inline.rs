@@ -1,6 +1,7 @@
 //! `pool: {type: inline}`: every call on the calling thread, one at a time, no worker.
 
-use super::{Policy, PoolConfig, PoolKind, PoolSpec};
+use super::config::Policy;
+use super::{PoolConfig, PoolKind, PoolSpec};
 
 pub(super) struct Inline;
 

@@ -2,7 +2,8 @@
 //! outnumber the idle workers (each claims one), up to `max_size` (default 16); workers idle
 //! for 30 s retire.
 
-use super::{Policy, PoolConfig, PoolKind, PoolSpec, positive};
+use super::config::{Policy, positive};
+use super::{PoolConfig, PoolKind, PoolSpec};
 
 pub(super) struct Lazy;
 

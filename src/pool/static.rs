@@ -2,7 +2,8 @@
 //! queue of `buffer` calls (default 64 per worker); a caller finding it full waits for room
 //! (backpressure, never a dropped call). Workers never retire.
 
-use super::{Policy, PoolConfig, PoolKind, PoolSpec, positive};
+use super::config::{Policy, positive};
+use super::{PoolConfig, PoolKind, PoolSpec};
 
 pub(super) struct Static;
 

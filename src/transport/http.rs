@@ -260,8 +260,7 @@ impl Server {
             .map_err(|e| failed("cannot build its runtime", &e))?;
         let listener = {
             let _entered = rt.enter();
-            tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| failed("cannot listen", &e))?
+            tokio::net::TcpListener::from_std(listener).map_err(|e| failed("cannot listen", &e))?
         };
         let (stop, stopped) = watch::channel(false);
         let (go, ready) = std::sync::mpsc::sync_channel::<()>(1);
