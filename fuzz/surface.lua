@@ -110,7 +110,8 @@ local ypcall = pcall
 if not YIELD_ACROSS_PCALL then
   local function pack(...) return { n = select("#", ...), ... } end
   ypcall = function(fn, ...)
-    local co = coroutine.create(fn)
+    -- (a Lua function: coroutine.create refuses a callable table such as funcs.await)
+    local co = coroutine.create(function(...) return fn(...) end)
     local res = pack(coroutine.resume(co, ...))
     while true do
       if not res[1] then return false, res[2] end
@@ -419,8 +420,14 @@ METATABLES[#METATABLES + 1] = { { __mode = "kv" }, "__mode" }
 -- be inside a funcs call that allocates).
 local gc_calls = 0
 local live -- the futures (below)
+-- Known defect (see the report of branch h5): on PUC Lua 5.1 (not LuaJIT) funcs.stats or
+-- funcs.async called from a finalizer that the collector runs during an allocation crashes the
+-- process (SIGSEGV in lua_rawset under funcs' stats table, or clobbered values of the running
+-- code). There the finalizer only counts unless FUZZ_KNOWN=1.
+local GC_CALLS_FUNCS = KNOWN_DEFECTS or not (_VERSION == "Lua 5.1" and not jit)
 local GC_MT = { __gc = function()
   gc_calls = gc_calls + 1
+  if not GC_CALLS_FUNCS then return end
   pcall(funcs.call, "echo:u32", 7)
   pcall(funcs.stats, "echo:u32")
   local ok, f = pcall(funcs.async, "pools:lazy_add", 1, 2)
