@@ -6,7 +6,8 @@
 # Environment:
 #   FUZZ_SEED           base seed (child k runs seed + k; default: the clock, in seconds, printed
 #                       first); a child is replayed with
-#                       FUZZ_SEED=<its seed> FUZZ_EXECS=<its chunk> lua5.4 fuzz/surface.lua
+#                       FUZZ_SEED=<its seed> FUZZ_EXECS=<its chunk> $FUZZ_LUA fuzz/surface.lua
+#                       (with LUA_CPATH="$FUZZ_SO_DIR/?.so;;"; the program runs on every Lua)
 #   FUZZ_CHUNK          executions per child (200000)
 #   FUZZ_STALL          seconds a child may spend in one operation before it counts as hung (120)
 #   FUZZ_CHILD_TIMEOUT  seconds a child may run in all before it counts as hung (3600)
