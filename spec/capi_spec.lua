@@ -232,3 +232,38 @@ describe("the metatables of funcs' userdata given to other userdata", function()
     assert.truthy(out:find("after\tHello, x!\tNOT_FOUND\tHello, y!", 1, true), out)
   end)
 end)
+
+describe("finalizers that call funcs", function()
+  it("never crash, even when they interrupt another call of funcs", function()
+    -- Lua 5.1 runs finalizers as mlua's internal calls return: there a call of funcs from a
+    -- finalizer that interrupts another is refused (see lua/guard.rs); elsewhere it runs.
+    local out = survives([[
+      local funcs = require("funcs")
+      assert(funcs.load("spec/fixtures/echo"))
+      local ran, refused, other = 0, 0, 0
+      local function fin()
+        local ok, e = pcall(funcs.engine)
+        if ok then ran = ran + 1
+        elseif tostring(e):find("interrupts a call of funcs", 1, true) then refused = refused + 1
+        else other = other + 1 end
+        pcall(funcs.stats)
+      end
+      for i = 1, 30000 do
+        -- Userdata on 5.1 and LuaJIT (their tables have no finalizers), tables elsewhere.
+        if newproxy then
+          getmetatable(newproxy(true)).__gc = fin
+        else
+          setmetatable({}, { __gc = fin })
+        end
+        local s = { "v" .. i, "w" .. i }
+        if i % 100 == 0 then assert(funcs.stats()) end
+      end
+      collectgarbage()
+      collectgarbage()
+      print("finalizers", ran > 0, other, refused >= 0)
+      print("after", funcs.call("echo:u32", 7))
+    ]])
+    assert.truthy(out:find("finalizers\ttrue\t0\ttrue", 1, true), out)
+    assert.truthy(out:find("after\t7", 1, true), out)
+  end)
+end)

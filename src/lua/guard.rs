@@ -9,6 +9,12 @@
 //!
 //! The wrappers own nothing across the calls they make, so Lua errors pass through them (as
 //! `longjmp` or, on LuaJIT, a C++ exception).
+//!
+//! On Lua 5.1 they also refuse a call of funcs from a finalizer that interrupts another call of
+//! funcs ([`reentry`]): mlua 0.12 makes its protected C functions there through one registry
+//! slot filled in `lua_cpcall`, and Lua 5.1 runs a collector step, finalizers included, as that
+//! call returns; a finalizer calling into mlua refills the slot, and the interrupted call runs
+//! the wrong function (a crash). Lua code that funcs itself runs (host functions) may call funcs.
 
 use std::collections::HashSet;
 use std::ffi::c_int;
@@ -79,6 +85,13 @@ unsafe fn wrap_fields(state: *mut ffi::lua_State, t: c_int, mt: c_int) {
             ffi::lua_pushlstring(state, key.as_ptr().cast(), key.len());
             ffi::lua_pushvalue(state, -1);
             ffi::lua_rawget(state, t);
+            // Wrapped already (the module loaded again in this state shares mlua's metatables).
+            let f = ffi::lua_tocfunction(state, -1).map(|f| f as *const () as usize);
+            if f == Some(checked as *const () as usize) || f == Some(finalize as *const () as usize)
+            {
+                ffi::lua_pop(state, 2);
+                continue;
+            }
             ffi::lua_pushvalue(state, mt);
             let wrapper = if key == b"__gc" { finalize } else { checked };
             ffi::lua_pushcclosure(state, wrapper, 2);
@@ -126,9 +139,124 @@ unsafe extern "C-unwind" fn checked(state: *mut ffi::lua_State) -> c_int {
         }
         ffi::lua_pushvalue(state, WRAPPED);
         ffi::lua_insert(state, 1);
+        call_entered(state, n)
+    }
+}
+
+/// The functions of the `funcs` table `t` (and its tables, one level down: `funcs.http`)
+/// wrapped so that a call that interrupts another call of funcs is refused (Lua 5.1 only: see
+/// the module doc; nothing on the others).
+///
+/// # Errors
+/// Lua's own (out of memory).
+pub(super) fn reentry(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
+    #[cfg(feature = "lua51")]
+    // SAFETY: the closure works on the stack `exec_raw` gives it, in protected mode.
+    unsafe {
+        lua.exec_raw::<()>(t, |state| {
+            wrap_entered(state, 1);
+            ffi::lua_pushnil(state);
+            while ffi::lua_next(state, 1) != 0 {
+                if ffi::lua_type(state, -1) == ffi::LUA_TTABLE {
+                    wrap_entered(state, ffi::lua_gettop(state));
+                }
+                ffi::lua_pop(state, 1);
+            }
+        })?;
+    }
+    #[cfg(not(feature = "lua51"))]
+    let _ = (lua, t);
+    Ok(())
+}
+
+/// Replaces each function in the table at `t` by [`entered`] around it.
+#[cfg(feature = "lua51")]
+unsafe fn wrap_entered(state: *mut ffi::lua_State, t: c_int) {
+    unsafe {
+        ffi::luaL_checkstack(state, 6, std::ptr::null());
+        let mut keys = Vec::new();
+        ffi::lua_pushnil(state);
+        while ffi::lua_next(state, t) != 0 {
+            if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION
+                && ffi::lua_type(state, -2) == ffi::LUA_TSTRING
+            {
+                let mut len = 0;
+                let key = ffi::lua_tolstring(state, -2, &mut len);
+                keys.push(std::slice::from_raw_parts(key.cast::<u8>(), len).to_vec());
+            }
+            ffi::lua_pop(state, 1);
+        }
+        for key in keys {
+            ffi::lua_pushlstring(state, key.as_ptr().cast(), key.len());
+            ffi::lua_pushvalue(state, -1);
+            ffi::lua_rawget(state, t);
+            ffi::lua_pushcclosure(state, entered, 1);
+            ffi::lua_rawset(state, t);
+        }
+    }
+}
+
+/// A function of the `funcs` table, called through [`call_entered`].
+#[cfg(feature = "lua51")]
+unsafe extern "C-unwind" fn entered(state: *mut ffi::lua_State) -> c_int {
+    unsafe {
+        let n = ffi::lua_gettop(state);
+        ffi::luaL_checkstack(state, 2, std::ptr::null());
+        ffi::lua_pushvalue(state, WRAPPED);
+        ffi::lua_insert(state, 1);
+        call_entered(state, n)
+    }
+}
+
+#[cfg(feature = "lua51")]
+thread_local! {
+    /// Calls of funcs running on this thread, outside Lua code funcs itself runs.
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Calls the function under `n` arguments at the bottom of the stack: its results. On Lua
+/// 5.1, refused (a Lua error) when it interrupts another call of funcs (see the module doc).
+///
+/// # Safety
+/// `state` is the running Lua thread, the function and its arguments all its stack.
+unsafe fn call_entered(state: *mut ffi::lua_State, n: c_int) -> c_int {
+    unsafe {
+        #[cfg(feature = "lua51")]
+        {
+            if DEPTH.get() > 0 {
+                ffi::lua_settop(state, 0);
+                ffi::lua_pushstring(
+                    state,
+                    c"funcs cannot be called by a finalizer that interrupts a call of funcs on Lua 5.1"
+                        .as_ptr(),
+                );
+                ffi::lua_error(state);
+            }
+            DEPTH.set(1);
+            let status = ffi::lua_pcall(state, n, ffi::LUA_MULTRET, 0);
+            DEPTH.set(0);
+            if status != 0 {
+                ffi::lua_error(state);
+            }
+        }
+        #[cfg(not(feature = "lua51"))]
         ffi::lua_call(state, n, ffi::LUA_MULTRET);
         ffi::lua_gettop(state)
     }
+}
+
+/// Runs `f`, Lua code funcs runs itself (a host function), as outside any call of funcs: it
+/// may call funcs (Lua 5.1; on the others, just `f`).
+pub(super) fn lua_code<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(feature = "lua51")]
+    {
+        let depth = DEPTH.replace(0);
+        let r = f();
+        DEPTH.set(depth);
+        r
+    }
+    #[cfg(not(feature = "lua51"))]
+    f()
 }
 
 /// `__gc`: mlua's finalizer for userdata of ours (forgotten first); nothing for any other.

@@ -165,6 +165,10 @@ pub(super) fn register(
 /// Answers one host call: the Lua function with the arguments converted to Lua, its first
 /// result converted back; a Lua error's message otherwise.
 pub(super) fn serve(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, String> {
+    super::guard::lua_code(|| serve_here(lua, fns, call))
+}
+
+fn serve_here(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, String> {
     if call.key == CALL_STRING || call.key == CALL_BYTES {
         return Ok(call_target(lua, fns, call));
     }

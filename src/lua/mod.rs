@@ -269,6 +269,8 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         guard::guard(lua, sample)?;
     }
 
+    // Lua 5.1: no call of funcs from a finalizer interrupting another (see `guard`).
+    guard::reentry(lua, &funcs)?;
     funcs.set("errors", error::kinds(lua)?)?;
     funcs.set("_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(funcs)
