@@ -4,7 +4,7 @@
 -- refusing such nested calls on Lua 5.1 (src/lua/guard.rs); this now runs to the end (slowly:
 -- each finalizer builds the stats of every entry).
 --   LUA_CPATH="build/lua5.1/?.so;;" FUNCS_CACHE_DIR=$PWD/build/cache lua5.1 fuzz/known/lua51-finalizer-stats.lua
--- Exits by SIGSEGV within a second (found by fuzz/surface.lua on lua5.1). LuaJIT ran it 60 s
+-- Exited by SIGSEGV within a second before the fix (found by fuzz/surface.lua on lua5.1). LuaJIT ran it 60 s
 -- without a crash; the 5.2 to 5.4 campaigns, whose table finalizers call funcs the same way, ran
 -- clean. funcs.async and funcs.stats(id) from such finalizers crashed fuzz children too.
 local funcs = require("funcs")
