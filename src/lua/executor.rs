@@ -69,7 +69,9 @@ impl Executor {
                     && let Some(f) = self.fns.registered(lua, &s.to_string_lossy())
                 {
                     // Its Lua errors fail the call like a guest's: `nil, err`.
-                    return match f.call::<LuaMultiValue>(LuaMultiValue::from_iter(args)) {
+                    let called =
+                        guard::lua_code(|| f.call::<LuaMultiValue>(LuaMultiValue::from_iter(args)));
+                    return match called {
                         Ok(values) => Ok(values),
                         Err(e) => {
                             let id = s.to_string_lossy();

@@ -29,8 +29,8 @@ use std::rc::Rc;
 use mlua::ffi;
 use mlua::prelude::*;
 
-use super::error;
 use super::executor::Executor;
+use super::{error, guard};
 use crate::error::Error;
 use crate::pool::Handle;
 use crate::value::direct::{lua_scalar, push};
@@ -205,11 +205,17 @@ unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
                 status
             }
             Step::Failed(e) => {
+                // `fail` is an mlua function (Lua 5.1: see `guard`).
+                if !guard::enter() {
+                    drop(e);
+                    guard::refuse(state);
+                }
                 ffi::lua_settop(state, 0);
                 ffi::lua_pushvalue(state, FAIL);
                 FAILURE.set(&raw const e);
                 let status = ffi::lua_pcall(state, 0, 2, 0);
                 FAILURE.set(std::ptr::null());
+                guard::leave();
                 drop(e);
                 status
             }
@@ -217,8 +223,7 @@ unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
                 let n = ffi::lua_gettop(state);
                 ffi::lua_pushvalue(state, GENERAL);
                 ffi::lua_insert(state, 1);
-                ffi::lua_call(state, n, ffi::LUA_MULTRET);
-                return ffi::lua_gettop(state);
+                return guard::call_entered(state, n);
             }
             Step::Overflow => {
                 ffi::lua_settop(state, 0);

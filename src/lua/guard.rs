@@ -154,7 +154,10 @@ pub(super) fn reentry(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     // SAFETY: the closure works on the stack `exec_raw` gives it, in protected mode.
     unsafe {
         lua.exec_raw::<()>(t, |state| {
+            // `funcs.call` is a C function that enters mlua only when it must (see `fast`).
+            ffi::lua_getfield(state, 1, c"call".as_ptr());
             wrap_entered(state, 1);
+            ffi::lua_setfield(state, 1, c"call".as_ptr());
             ffi::lua_pushnil(state);
             while ffi::lua_next(state, 1) != 0 {
                 if ffi::lua_type(state, -1) == ffi::LUA_TTABLE {
@@ -218,23 +221,17 @@ thread_local! {
 /// 5.1, refused (a Lua error) when it interrupts another call of funcs (see the module doc).
 ///
 /// # Safety
-/// `state` is the running Lua thread, the function and its arguments all its stack.
-unsafe fn call_entered(state: *mut ffi::lua_State, n: c_int) -> c_int {
+/// `state` is the running Lua thread, the function and its arguments all its stack. A Lua
+/// error may leave this function: the caller's frame owns nothing.
+pub(super) unsafe fn call_entered(state: *mut ffi::lua_State, n: c_int) -> c_int {
     unsafe {
         #[cfg(feature = "lua51")]
         {
-            if DEPTH.get() > 0 {
-                ffi::lua_settop(state, 0);
-                ffi::lua_pushstring(
-                    state,
-                    c"funcs cannot be called by a finalizer that interrupts a call of funcs on Lua 5.1"
-                        .as_ptr(),
-                );
-                ffi::lua_error(state);
+            if !enter() {
+                refuse(state);
             }
-            DEPTH.set(1);
             let status = ffi::lua_pcall(state, n, ffi::LUA_MULTRET, 0);
-            DEPTH.set(0);
+            leave();
             if status != 0 {
                 ffi::lua_error(state);
             }
@@ -244,6 +241,41 @@ unsafe fn call_entered(state: *mut ffi::lua_State, n: c_int) -> c_int {
         ffi::lua_gettop(state)
     }
 }
+
+/// Enters mlua from a C function of funcs (`funcs.call`'s error path): `false` on Lua 5.1 when
+/// that would interrupt another call of funcs (refuse it then: [`refuse`]); pair with [`leave`].
+pub(super) fn enter() -> bool {
+    #[cfg(feature = "lua51")]
+    {
+        if DEPTH.get() > 0 {
+            return false;
+        }
+        DEPTH.set(1);
+    }
+    true
+}
+
+/// Ends what [`enter`] began.
+pub(super) fn leave() {
+    #[cfg(feature = "lua51")]
+    DEPTH.set(0);
+}
+
+/// Raises the error of a call refused by [`enter`].
+///
+/// # Safety
+/// `state` is the running Lua thread; the caller's frame owns nothing.
+pub(super) unsafe fn refuse(state: *mut ffi::lua_State) -> ! {
+    unsafe {
+        ffi::lua_settop(state, 0);
+        ffi::lua_pushstring(state, REFUSED.as_ptr());
+        ffi::lua_error(state)
+    }
+}
+
+/// The error of a call refused on Lua 5.1 (see the module doc).
+const REFUSED: &std::ffi::CStr =
+    c"funcs cannot be called by a finalizer that interrupts a call of funcs on Lua 5.1";
 
 /// Runs `f`, Lua code funcs runs itself (a host function), as outside any call of funcs: it
 /// may call funcs (Lua 5.1; on the others, just `f`).
