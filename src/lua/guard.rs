@@ -166,6 +166,25 @@ pub(super) fn reentry(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
                 ffi::lua_pop(state, 1);
             }
         })?;
+        // mlua's own error objects: their `__tostring` makes Lua values through mlua too.
+        let probe = lua.create_function(|_, ()| Err::<(), _>(LuaError::runtime("probe")))?;
+        lua.exec_raw::<()>(probe, |state| {
+            ffi::lua_pushvalue(state, 1);
+            if ffi::lua_pcall(state, 0, 0, 0) != 0
+                && ffi::lua_type(state, -1) == ffi::LUA_TUSERDATA
+                && ffi::lua_getmetatable(state, -1) != 0
+            {
+                let mt = ffi::lua_gettop(state);
+                ffi::lua_getfield(state, mt, c"__tostring".as_ptr());
+                let wrapped = ffi::lua_tocfunction(state, -1).map(|f| f as *const () as usize)
+                    == Some(entered as *const () as usize);
+                ffi::lua_pop(state, 1);
+                if !wrapped {
+                    wrap_entered(state, mt);
+                }
+            }
+            ffi::lua_settop(state, 0);
+        })?;
     }
     #[cfg(not(feature = "lua51"))]
     let _ = (lua, t);
@@ -189,6 +208,9 @@ unsafe fn wrap_entered(state: *mut ffi::lua_State, t: c_int) {
             }
             ffi::lua_pop(state, 1);
         }
+        // A finalizer must not raise (Lua 5.1 lets its error out of the allocation that ran
+        // it): `__gc` stays as it is.
+        keys.retain(|k| k != b"__gc");
         for key in keys {
             ffi::lua_pushlstring(state, key.as_ptr().cast(), key.len());
             ffi::lua_pushvalue(state, -1);

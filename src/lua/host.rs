@@ -165,10 +165,6 @@ pub(super) fn register(
 /// Answers one host call: the Lua function with the arguments converted to Lua, its first
 /// result converted back; a Lua error's message otherwise.
 pub(super) fn serve(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, String> {
-    super::guard::lua_code(|| serve_here(lua, fns, call))
-}
-
-fn serve_here(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, String> {
     if call.key == CALL_STRING || call.key == CALL_BYTES {
         return Ok(call_target(lua, fns, call));
     }
@@ -177,18 +173,16 @@ fn serve_here(lua: &Lua, fns: &HostFns, call: &HostCall) -> Result<Value, String
         let key = all.get(&call.key).ok_or("the host function is gone")?;
         lua.registry_value(key).map_err(|e| e.to_string())?
     };
-    let arg = |i: usize| value::to_lua(lua, &call.args[i]).map_err(|e| e.to_string());
-    // The first result only; up to three arguments without a list.
-    let returned: LuaValue = match call.args.len() {
-        0 => f.call(()),
-        1 => f.call(arg(0)?),
-        2 => f.call((arg(0)?, arg(1)?)),
-        3 => f.call((arg(0)?, arg(1)?, arg(2)?)),
-        n => f.call(LuaVariadic::from_iter(
-            (0..n).map(arg).collect::<Result<Vec<_>, _>>()?,
-        )),
-    }
-    .map_err(message)?;
+    let args = call
+        .args
+        .iter()
+        .map(|v| value::to_lua(lua, v))
+        .collect::<LuaResult<Vec<_>>>()
+        .map_err(|e| e.to_string())?;
+    // The first result only. The function may call funcs (`guard::lua_code`: the call only,
+    // not the conversions around it).
+    let returned: LuaValue =
+        super::guard::lua_code(|| f.call(LuaMultiValue::from_vec(args))).map_err(message)?;
     value::from_lua(&returned).map_err(|e| format!("bad return value: {e}"))
 }
 
@@ -235,7 +229,8 @@ fn call_target(lua: &Lua, fns: &HostFns, call: &HostCall) -> Value {
                     return Err(format!("invalid function target: {target}"));
                 };
                 let input = value::to_lua(lua, &input).map_err(|e| e.to_string())?;
-                let returned: LuaValue = f.call(input).map_err(message)?;
+                let returned: LuaValue =
+                    super::guard::lua_code(|| f.call(input)).map_err(message)?;
                 value::from_lua(&returned).map_err(|e| e.to_string())?
             }
             Err(e) => return Err(e.to_string()),
