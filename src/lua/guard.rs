@@ -68,19 +68,7 @@ pub(super) fn guard(lua: &Lua, ud: &LuaAnyUserData) -> LuaResult<()> {
 /// In protected mode: allocates.
 unsafe fn wrap_fields(state: *mut ffi::lua_State, t: c_int, mt: c_int) {
     unsafe {
-        ffi::luaL_checkstack(state, 6, std::ptr::null());
-        let mut keys = Vec::new();
-        ffi::lua_pushnil(state);
-        while ffi::lua_next(state, t) != 0 {
-            if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION
-                && ffi::lua_type(state, -2) == ffi::LUA_TSTRING
-            {
-                let mut len = 0;
-                let key = ffi::lua_tolstring(state, -2, &mut len);
-                keys.push(std::slice::from_raw_parts(key.cast::<u8>(), len).to_vec());
-            }
-            ffi::lua_pop(state, 1);
-        }
+        let keys = function_keys(state, t);
         for key in keys {
             ffi::lua_pushlstring(state, key.as_ptr().cast(), key.len());
             ffi::lua_pushvalue(state, -1);
@@ -97,6 +85,29 @@ unsafe fn wrap_fields(state: *mut ffi::lua_State, t: c_int, mt: c_int) {
             ffi::lua_pushcclosure(state, wrapper, 2);
             ffi::lua_rawset(state, t);
         }
+    }
+}
+
+/// The string keys of the functions in the table at `t` (read first: the table changes after).
+///
+/// # Safety
+/// In protected mode: allocates.
+unsafe fn function_keys(state: *mut ffi::lua_State, t: c_int) -> Vec<Vec<u8>> {
+    unsafe {
+        ffi::luaL_checkstack(state, 6, std::ptr::null());
+        let mut keys = Vec::new();
+        ffi::lua_pushnil(state);
+        while ffi::lua_next(state, t) != 0 {
+            if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION
+                && ffi::lua_type(state, -2) == ffi::LUA_TSTRING
+            {
+                let mut len = 0;
+                let key = ffi::lua_tolstring(state, -2, &mut len);
+                keys.push(std::slice::from_raw_parts(key.cast::<u8>(), len).to_vec());
+            }
+            ffi::lua_pop(state, 1);
+        }
+        keys
     }
 }
 
@@ -195,19 +206,7 @@ pub(super) fn reentry(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
 #[cfg(feature = "lua51")]
 unsafe fn wrap_entered(state: *mut ffi::lua_State, t: c_int) {
     unsafe {
-        ffi::luaL_checkstack(state, 6, std::ptr::null());
-        let mut keys = Vec::new();
-        ffi::lua_pushnil(state);
-        while ffi::lua_next(state, t) != 0 {
-            if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION
-                && ffi::lua_type(state, -2) == ffi::LUA_TSTRING
-            {
-                let mut len = 0;
-                let key = ffi::lua_tolstring(state, -2, &mut len);
-                keys.push(std::slice::from_raw_parts(key.cast::<u8>(), len).to_vec());
-            }
-            ffi::lua_pop(state, 1);
-        }
+        let mut keys = function_keys(state, t);
         // A finalizer must not raise (Lua 5.1 lets its error out of the allocation that ran
         // it): `__gc` stays as it is.
         keys.retain(|k| k != b"__gc");
