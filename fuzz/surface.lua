@@ -1206,7 +1206,9 @@ function ops.load()
       current_desc = "call-mutated " .. id
       mark(current_desc)
       check({ traps = true }, pcall(ex.call, ex, id, unpack(args)))
-      local okf, fut = pcall(funcs.async, id, unpack(args))
+      -- (through the executor too: an inline pool runs funcs.async's call before it returns,
+      -- so without a deadline a spinning entry given a huge count would never come back)
+      local okf, fut = pcall(ex.async, ex, id, unpack(args))
       if okf and type(fut) == "userdata" and not is_err(fut) then
         check({ traps = true }, pcall(fut.cancel, fut))
         check({ traps = true }, pcall(fut.wait, fut))

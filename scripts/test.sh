@@ -61,6 +61,8 @@ for f in "$log"/busted-*.txt; do
   [ -f "$f" ] || continue
   line=$(grep -E '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$f" | tail -n 1)
   echo "busted ($(basename "$f" .txt | sed 's/busted-//')): ${line:-no summary}"
+  # What failed, named in the summary (CI keeps only the end of the output).
+  grep -E -A1 '^(Failure|Error) → ' "$f" | grep -v '^--$' | sed 's/^/    /' | head -n 20
   if [ -n "$line" ]; then
     set -- $(echo "$line" | grep -oE '[0-9]+' | head -n 3)
     passed=$((passed + $1))
