@@ -8,7 +8,13 @@
 #   python-fetch/, c-fetch/
 #                 the same outgoing-request guest (wasi:http/outgoing-handler) in CPython and
 #                 in C, against wasmtime-wasi-http's WIT (spec/outgoing_spec.lua);
-#   c-http/       a wasi:http/incoming-handler in C (spec/http_spec.lua, make bench-http).
+#   c-http/       a wasi:http/incoming-handler in C (spec/http_spec.lua, make bench-http);
+#   python-res/, c-res/
+#                 the same guest-defined resource (funcs:res/counters, a counter with state
+#                 across calls) in CPython and in C (SPEC section 15);
+#   python-kv/, c-kv/
+#                 the same user of a resource the host defines (funcs:res/store's bucket, given
+#                 in Lua) in CPython and in C (SPEC section 15).
 # Skips a build when its sources did not change since the last one. With arguments, builds
 # only the guests named (`scripts/guests.sh c-host`).
 set -euo pipefail
@@ -73,12 +79,15 @@ finish() {
     echo "guests.sh: built $2/$3 ($(du -h "$2/$3" | cut -f1))" >&2
 }
 
-# build <src> <out> <wasm name> <wit dir> <world> [files to copy...]
+# build <src> <out> <wasm name> <wit dir> <world> [files to copy...]: <src>/app.py and the
+# modules beside it (an exported resource's class lives in the module named after its
+# interface).
 build() {
     local src=$1 out=$2 wasm=$3 wit=$4 world=$5
     shift 5
     local stamp
-    stamp=$(stamp "$src/app.py" "$src/_index.yaml.in" $(find "$wit" -name '*.wit' | sort))
+    stamp=$(stamp $(find "$src" -maxdepth 1 -name '*.py' | sort) "$src/_index.yaml.in" \
+        $(find "$wit" -name '*.wit' | sort))
     fresh "$out" "$wasm" "$stamp" && return 0
     ensure_componentize_py
     rm -rf "$out"
@@ -94,6 +103,7 @@ build() {
 # a component without a preview 1 adapter (`component new` fails if it ever needs one).
 build_c() {
     local src=$1 out=$2 world=$3 wit=${4:-$1/wit}
+    local base=${world//-/_}   # wit-bindgen's file names: the world's, `-` made `_`
     local stamp
     stamp=$(stamp "$src/guest.c" "$src/_index.yaml.in" $(find "$wit" -name '*.wit' | sort))
     fresh "$out" guest.wasm "$stamp" && return 0
@@ -106,8 +116,8 @@ build_c() {
         return 1
     fi
     "$VENV/bin/python" -m ziglang cc --target=wasm32-wasi -mexec-model=reactor -O2 -s \
-        -Wall -Wextra -Werror -I "$out/gen" "$src/guest.c" "$out/gen/$world.c" \
-        "$out/gen/${world}_component_type.o" -o "$out/gen/core.wasm"
+        -Wall -Wextra -Werror -I "$out/gen" "$src/guest.c" "$out/gen/$base.c" \
+        "$out/gen/${base}_component_type.o" -o "$out/gen/core.wasm"
     "$VENV/bin/wasm-tools" component new "$out/gen/core.wasm" -o "$out/guest.wasm"
     "$VENV/bin/wasm-tools" validate "$out/guest.wasm"
     rm -rf "$out/gen"
@@ -121,6 +131,14 @@ want python-host && build spec/fixtures/python-host build/guests/python-host gue
     spec/fixtures/python-host/wit guest
 
 want c-host && build_c spec/fixtures/c-host build/guests/c-host ctypes
+
+# The resource guests: two worlds of one WIT package, each in CPython and in C.
+res_wit=spec/fixtures/res-wit
+want python-res && build spec/fixtures/python-res build/guests/python-res guest.wasm "$res_wit" \
+    counters-guest
+want python-kv && build spec/fixtures/python-kv build/guests/python-kv guest.wasm "$res_wit" kv
+want c-res && build_c spec/fixtures/c-res build/guests/c-res counters-guest "$res_wit"
+want c-kv && build_c spec/fixtures/c-kv build/guests/c-kv kv "$res_wit"
 
 want python-http || want python-fetch || want c-fetch || want c-http || exit 0
 # The wasi:http WIT our host implements, from the wasmtime-wasi-http crate's sources.
