@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod function;
 pub mod host;
+pub mod instance;
 pub mod limits;
 pub mod lua;
 pub mod metrics;

@@ -25,6 +25,8 @@ pub struct LimitsConfig {
     pub max_execution_ms: Option<i64>,
     pub max_memory_bytes: Option<i64>,
     pub max_fuel: Option<i64>,
+    /// Instances of the entry callers may hold open (`funcs.instantiate`; default 64).
+    pub max_instances: Option<i64>,
 }
 
 impl LimitsConfig {
@@ -34,6 +36,7 @@ impl LimitsConfig {
             ("max_execution_ms", self.max_execution_ms),
             ("max_memory_bytes", self.max_memory_bytes),
             ("max_fuel", self.max_fuel),
+            ("max_instances", self.max_instances),
         ]
         .into_iter()
         .filter(|(_, v)| v.is_some_and(|v| v < 0))
@@ -53,6 +56,8 @@ pub struct Limits {
     pub max_execution_ms: Option<u64>,
     pub max_memory_bytes: Option<usize>,
     pub max_fuel: Option<u64>,
+    /// Open instances callers may hold (`funcs.instantiate`); `None`: the default, 64.
+    pub max_instances: Option<usize>,
 }
 
 impl Limits {
@@ -67,6 +72,7 @@ impl Limits {
             max_execution_ms: positive(c.max_execution_ms),
             max_memory_bytes: positive(c.max_memory_bytes).map(|v| v as usize),
             max_fuel: positive(c.max_fuel),
+            max_instances: positive(c.max_instances).map(|v| v as usize),
         }
     }
 

@@ -12,6 +12,7 @@ use crate::engine::TickerGuard;
 use crate::error::{Error, Kind, Result};
 use crate::function::{Args, CallOptions, Function};
 use crate::host::{self, HostInterface, HostSet};
+use crate::instance::Instance;
 use crate::pool::{Completion, Handle, Reaper, Stats};
 use crate::registry::{Entry, Registry, Summary};
 use crate::signal::Signal;
@@ -42,6 +43,8 @@ pub struct Runtime {
     /// Set once an interface is registered or an entry grants `funcs`: from then on, waits
     /// inside funcs answer host calls.
     hosting: std::sync::atomic::AtomicBool,
+    /// Instances made by [`Runtime::instantiate`], closed by [`Runtime::shutdown`].
+    instances: Mutex<Vec<std::sync::Weak<Instance>>>,
 }
 
 impl Runtime {
@@ -138,6 +141,21 @@ impl Runtime {
     /// Whether [`Runtime::shutdown`] has not run.
     pub fn is_open(&self) -> bool {
         !self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A live instance of entry `id` for the caller to keep (`funcs.instantiate`).
+    ///
+    /// # Errors
+    /// See [`Runtime::function`] and [`Instance::open`].
+    pub fn instantiate(&self, id: &str, options: &CallOptions) -> Result<Arc<Instance>> {
+        let handle = self.function(id)?;
+        // Deadlines count epoch ticks.
+        self.ensure_ticker()?;
+        let instance = Instance::open(handle, options)?;
+        let mut all = unpoison(self.instances.lock());
+        all.retain(|i| i.strong_count() > 0);
+        all.push(Arc::downgrade(&instance));
+        Ok(instance)
     }
 
     /// Calls function `id` with `args` and waits for the result.
@@ -381,6 +399,12 @@ impl Runtime {
         }
         // After the pools it may be releasing.
         self.reaper.stop();
+        let instances = std::mem::take(&mut *unpoison(self.instances.lock()));
+        for instance in instances.iter().filter_map(std::sync::Weak::upgrade) {
+            // From a host function of its own call: it ends when the Lua state closes.
+            let _ = instance.close();
+        }
+        crate::instance::bury();
     }
 
     fn check_open(&self) -> Result<()> {

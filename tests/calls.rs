@@ -634,7 +634,7 @@ entries:
         Kind::Invalid,
         &[
             "failed to call `res:make`",
-            "resources cannot be returned to Lua",
+            "`make` takes or returns resources, which live in an instance: call it on one made with funcs.instantiate",
         ],
     );
     let stats = rt

@@ -291,10 +291,11 @@ impl Function {
             return Err(self.fail(Error::invalid(expected_args(self.arity(), args.len()))));
         }
         // Refused before the guest runs: a constructor must not run for nothing.
-        if self.returns_resource {
-            return Err(self.fail(Error::invalid(
-                "result: resources cannot be returned to Lua",
-            )));
+        if self.uses_resources {
+            return Err(self.fail(Error::invalid(format!(
+                "`{}` takes or returns resources, which live in an instance: call it on one made with funcs.instantiate",
+                self.method
+            ))));
         }
         Ok(match &self.target {
             Target::Core { params, .. } => Args::Core(
@@ -450,7 +451,7 @@ impl Function {
 /// it is done after one poll, with no runtime.
 // Inlined so that the future is built in place: a call would copy it into its frame.
 #[inline(always)]
-pub(super) fn now<F: Future>(future: F) -> F::Output {
+pub fn now<F: Future>(future: F) -> F::Output {
     match std::pin::pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => output,
         Poll::Pending => unreachable!("a call without async host functions never waits"),

@@ -17,6 +17,7 @@ mod classify;
 mod exports;
 mod handler;
 mod link;
+mod live;
 mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +28,9 @@ use wasmtime::Store;
 use wasmtime::component::{ComponentExportIndex, Type};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+pub use self::call::now;
 pub use self::handler::IncomingBody;
+pub use self::live::{Class, Export, Live, Lowered, Results};
 use self::link::{component_target, core_target};
 pub use self::store::CallCtx;
 use crate::compile::{self, Artefact};
@@ -106,9 +109,10 @@ pub struct Function {
     method: String,
     /// The export `method` bound: `ns:pkg/iface@0.2.0#func`, or the method itself.
     bound: String,
-    /// Its results hold a resource, which cannot reach Lua: calls are refused (at load, so
-    /// that no call walks the types).
-    returns_resource: bool,
+    /// Its parameters or results hold a resource of the guest's, which lives in an instance
+    /// the caller holds: calls on a fresh instance are refused (found at load, so that no
+    /// call walks the types).
+    uses_resources: bool,
     target: Target,
     limits: Limits,
     sandbox: Sandbox,
@@ -120,6 +124,8 @@ pub struct Function {
     layout: Option<Layout>,
     /// Instances created, for `funcs.stats`.
     instances: AtomicU64,
+    /// Instances open now for callers that hold them (`funcs.instantiate`).
+    opened: std::sync::atomic::AtomicUsize,
     /// `transport: wasi-http`: the function may serve HTTP endpoints.
     http: bool,
     /// Calls one instance may serve (`pool.reuse`); 0 or 1: a fresh instance per call.
@@ -263,17 +269,24 @@ impl Function {
             }
             _ => (None, None),
         };
-        let (bound, returns_resource) = match &target {
-            Target::Component { bound, results, .. } => {
-                (bound.clone(), results.iter().any(value::holds_resource))
-            }
+        let (bound, uses_resources) = match &target {
+            Target::Component {
+                bound,
+                params,
+                results,
+                ..
+            } => (
+                bound.clone(),
+                results.iter().any(value::holds_resource)
+                    || params.iter().any(|(_, ty)| value::holds_resource(ty)),
+            ),
             Target::Core { .. } => (method.to_string(), false),
         };
         Ok(Function {
             id: id.to_string(),
             method: method.to_string(),
             bound,
-            returns_resource,
+            uses_resources,
             target,
             limits,
             sandbox,
@@ -281,6 +294,7 @@ impl Function {
             direct: direct.filter(|_| layout.is_some()),
             layout,
             instances: AtomicU64::new(0),
+            opened: std::sync::atomic::AtomicUsize::new(0),
             http: false,
             reuse,
             warm: Mutex::new(Vec::new()),
@@ -425,6 +439,11 @@ impl Function {
     /// Instances kept for more calls now (`pool.reuse`).
     pub fn warm_instances(&self) -> usize {
         crate::sync::unpoison(self.warm.lock()).len()
+    }
+
+    /// Instances open now for callers that hold them (`funcs.instantiate`).
+    pub fn opened(&self) -> &std::sync::atomic::AtomicUsize {
+        &self.opened
     }
 
     /// Instances created so far.

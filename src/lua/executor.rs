@@ -227,6 +227,7 @@ impl Executor {
                 id,
                 runtime: self.runtime.clone(),
                 fns: self.fns.clone(),
+                handles: None,
             })
         });
         match result {

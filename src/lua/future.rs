@@ -19,6 +19,8 @@ pub(super) struct Future {
     pub(super) id: String,
     pub(super) runtime: Arc<Runtime>,
     pub(super) fns: Rc<host::HostFns>,
+    /// An instance's call (`inst:async`): its handles become userdata of that instance.
+    pub(super) handles: Option<Rc<super::instance::Face>>,
 }
 
 impl Future {
@@ -27,7 +29,10 @@ impl Future {
             return (LuaValue::Nil, LuaValue::Nil).into_lua_multi(lua);
         };
         match &*result {
-            Ok(output) => to_lua(lua, output),
+            Ok(output) => match &self.handles {
+                Some(face) => face.output(lua, output),
+                None => to_lua(lua, output),
+            },
             Err(e) => error::fail(lua, e.clone()),
         }
     }

@@ -38,6 +38,28 @@ pub(super) fn userdata<T: LuaUserData + 'static>(lua: &Lua, value: T) -> LuaResu
     Ok(ud)
 }
 
+/// Whether `ud` is a userdata of ours (made by [`userdata`] and alive): check before
+/// reading it as one of our types outside a guarded method.
+pub(super) fn ours(ud: &LuaAnyUserData) -> bool {
+    live(ud.to_pointer())
+}
+
+/// The functions of table `t` (the resource classes and handle methods of instances, made
+/// after the `funcs` table) wrapped as [`reentry`] wraps those of `funcs` (Lua 5.1 only).
+///
+/// # Errors
+/// Lua's own (out of memory).
+pub(super) fn entered_fields(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
+    #[cfg(feature = "lua51")]
+    // SAFETY: the closure works on the stack `exec_raw` gives it, in protected mode.
+    unsafe {
+        lua.exec_raw::<()>(t, |state| wrap_entered(state, 1))?;
+    }
+    #[cfg(not(feature = "lua51"))]
+    let _ = (lua, t);
+    Ok(())
+}
+
 /// Wraps the functions of `ud`'s metatable (shared by every userdata of its type in this Lua
 /// state) as the module doc says. Once per type and state, on a userdata from [`userdata`].
 ///

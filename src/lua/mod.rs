@@ -10,6 +10,7 @@ mod fast;
 mod future;
 mod guard;
 mod host;
+mod instance;
 
 use std::path::Path;
 use std::rc::Rc;
@@ -96,6 +97,14 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     funcs.set(
         "new",
         lua.create_function(move |lua, ()| guard::userdata(lua, executor.clone()))?,
+    )?;
+
+    let ctx = Rc::new(instance::Ctx::new(runtime.clone(), fns.clone()));
+    funcs.set(
+        "instantiate",
+        lua.create_function(move |lua, (id, options): (LuaValue, Option<LuaValue>)| {
+            instance::instantiate(lua, &ctx, &id, options)
+        })?,
     )?;
 
     let rt = runtime.clone();
@@ -261,6 +270,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
                 id: String::new(),
                 runtime: runtime.clone(),
                 fns: fns.clone(),
+                handles: None,
             },
         )?,
         guard::userdata(lua, error::ErrorObject(Error::internal("")))?,

@@ -51,6 +51,14 @@ impl Completion {
         })
     }
 
+    /// A future's completion for a call that ran before the future was made (an instance's
+    /// `async`): complete already, counted by `funcs.poll` like the others.
+    pub fn completed(signal: Arc<Signal>, result: Result<Output, Error>) -> Arc<Completion> {
+        let done = Completion::signaling(signal);
+        done.complete(result);
+        done
+    }
+
     pub(super) fn complete(&self, result: Result<Output, Error>) {
         let mut slot = unpoison(self.result.lock());
         if slot.is_none() {

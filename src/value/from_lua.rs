@@ -12,11 +12,31 @@ use super::{ConvError, MAX_DEPTH, Value};
 /// # Errors
 /// A cyclic table, or one nested deeper than [`MAX_DEPTH`], with the path to where it was found.
 pub fn from_lua(value: &LuaValue) -> Result<Value, ConvError> {
-    let mut seen = Vec::new();
+    from_lua_with(value, &|_| None)
+}
+
+/// Reads userdata through `userdata` (resource handles, SPEC section 15), at any depth.
+///
+/// # Errors
+/// As [`from_lua`].
+pub fn from_lua_with(value: &LuaValue, userdata: &Userdata<'_>) -> Result<Value, ConvError> {
+    let mut seen = Walk {
+        seen: Vec::new(),
+        userdata,
+    };
     convert(value, &mut seen)
 }
 
-fn convert(value: &LuaValue, seen: &mut Vec<*const std::ffi::c_void>) -> Result<Value, ConvError> {
+/// What a userdata is as a [`Value`], if anything.
+pub type Userdata<'a> = dyn Fn(&LuaAnyUserData) -> Option<Value> + 'a;
+
+/// The tables being read (to refuse cycles) and how userdata are read.
+struct Walk<'a> {
+    seen: Vec<*const std::ffi::c_void>,
+    userdata: &'a Userdata<'a>,
+}
+
+fn convert(value: &LuaValue, seen: &mut Walk<'_>) -> Result<Value, ConvError> {
     Ok(match value {
         LuaValue::Nil => Value::Nil,
         LuaValue::Boolean(b) => Value::Bool(*b),
@@ -26,33 +46,30 @@ fn convert(value: &LuaValue, seen: &mut Vec<*const std::ffi::c_void>) -> Result<
         LuaValue::Table(t) => return table(t, seen),
         LuaValue::Function(_) => Value::Unsupported("function"),
         LuaValue::Thread(_) => Value::Unsupported("thread"),
-        LuaValue::UserData(_) => Value::Unsupported("userdata"),
+        LuaValue::UserData(ud) => (seen.userdata)(ud).unwrap_or(Value::Unsupported("userdata")),
         LuaValue::LightUserData(_) => Value::Unsupported("userdata"),
         LuaValue::Error(_) => Value::Unsupported("error"),
         _ => Value::Unsupported("userdata"),
     })
 }
 
-fn table(t: &LuaTable, seen: &mut Vec<*const std::ffi::c_void>) -> Result<Value, ConvError> {
+fn table(t: &LuaTable, seen: &mut Walk<'_>) -> Result<Value, ConvError> {
     let ptr = t.to_pointer();
-    if seen.contains(&ptr) {
+    if seen.seen.contains(&ptr) {
         return Err(ConvError::new("cyclic table"));
     }
-    if seen.len() >= MAX_DEPTH {
+    if seen.seen.len() >= MAX_DEPTH {
         return Err(ConvError::new(format!(
             "table nesting is deeper than {MAX_DEPTH} levels"
         )));
     }
-    seen.push(ptr);
+    seen.seen.push(ptr);
     let result = table_entries(t, seen);
-    seen.pop();
+    seen.seen.pop();
     result
 }
 
-fn table_entries(
-    t: &LuaTable,
-    seen: &mut Vec<*const std::ffi::c_void>,
-) -> Result<Value, ConvError> {
+fn table_entries(t: &LuaTable, seen: &mut Walk<'_>) -> Result<Value, ConvError> {
     // One traversal. Lua visits the array part first, in order, so a plain sequence arrives
     // as keys 1, 2, 3, ... and is collected without hashing or sorting.
     // `#t` is only a hint: a sparse table can claim a border of 2^40 with a few entries, so

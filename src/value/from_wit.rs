@@ -10,7 +10,7 @@ use super::{ConvError, Value};
 /// string of bytes.
 ///
 /// # Errors
-/// Resources, futures and streams, which have no Lua form.
+/// Futures and streams, which have no Lua form; resources outside an instance's call.
 pub fn from_wit(val: Val, ty: &Type) -> Result<Value, ConvError> {
     Ok(match (val, ty) {
         (Val::Bool(b), _) => Value::Bool(b),
@@ -81,9 +81,7 @@ pub fn from_wit(val: Val, ty: &Type) -> Result<Value, ConvError> {
                 .map(|n| (Value::Bytes(n.into_bytes()), Value::Bool(true)))
                 .collect(),
         ),
-        (Val::Resource(_), _) => {
-            return Err(ConvError::new("resources cannot be returned to Lua"));
-        }
+        (Val::Resource(resource), _) => crate::instance::lift(resource)?,
         (Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_), _) => {
             return Err(ConvError::new(
                 "futures, streams and error contexts cannot be returned to Lua",

@@ -19,9 +19,9 @@ mod to_wit;
 use std::fmt;
 
 pub use self::core::{CoreType, from_core, to_core};
-pub use self::from_lua::from_lua;
+pub use self::from_lua::{from_lua, from_lua_with};
 pub use self::from_wit::from_wit;
-pub use self::to_lua::to_lua;
+pub use self::to_lua::{to_lua, to_lua_with};
 pub use self::to_wit::to_wit;
 
 /// Whether a WIT type holds a resource (`own`/`borrow`) anywhere: such a type cannot cross
@@ -81,6 +81,9 @@ pub enum Value {
     Map(Vec<(Value, Value)>),
     /// A Lua value that cannot cross (function, userdata, thread), by its Lua type name.
     Unsupported(&'static str),
+    /// A resource handle of an instance (SPEC section 15): crosses only in that instance's
+    /// calls.
+    Handle(std::sync::Arc<crate::instance::Handle>),
 }
 
 impl Value {
@@ -98,6 +101,7 @@ impl Value {
             Value::Bytes(_) => "string",
             Value::Array(_) | Value::Map(_) => "table",
             Value::Unsupported(name) => name,
+            Value::Handle(_) => "userdata",
         }
     }
 

@@ -74,9 +74,8 @@ pub fn to_wit(value: &Value, ty: &Type) -> Result<Val, ConvError> {
             Val::Enum(case_name(value, &names, "enum case")?.to_string())
         }
         Type::Flags(flags) => self::flags(value, flags)?,
-        Type::Own(_) | Type::Borrow(_) => {
-            return Err(ConvError::new("resources cannot be passed from Lua"));
-        }
+        Type::Own(ty) => crate::instance::lower(value, ty, true)?,
+        Type::Borrow(ty) => crate::instance::lower(value, ty, false)?,
         Type::Map(map) => {
             let (kt, vt) = (map.key(), map.value());
             let pairs: &[(Value, Value)] = match value {

@@ -1,0 +1,552 @@
+//! A live instance of an entry, kept by its caller across calls (`funcs.instantiate`, SPEC
+//! section 15): its store and instance, any export called by name, resource handles dropped.
+//! What owns it, queues its calls and tracks its handles is `crate::instance`; this file is
+//! the wasmtime side only.
+
+use wasmtime::Store;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{ResourceAny, ResourceType, Type, Val};
+
+use super::exports::find_export;
+use super::{CallCtx, CallOptions, Function, Target};
+use crate::engine::engine;
+use crate::error::{Error, expected_args};
+use crate::value::{self, ConvError, CoreType, Value};
+
+/// A store and the instance in it.
+pub struct Live {
+    store: Store<CallCtx>,
+    opened: Opened,
+    /// Exports looked up so far, by the name they were asked by.
+    exports: Vec<(String, Export)>,
+}
+
+enum Opened {
+    Core(wasmtime::Instance),
+    Component(wasmtime::component::Instance),
+}
+
+/// An export ready to call: its function and types.
+#[derive(Clone)]
+pub enum Export {
+    Core {
+        func: wasmtime::Func,
+        params: Vec<CoreType>,
+        results: Vec<CoreType>,
+        name: String,
+    },
+    Component {
+        func: wasmtime::component::Func,
+        params: Vec<(String, Type)>,
+        results: Vec<Type>,
+        /// The full name it bound (`ns:pkg/iface@1.0.0#func`).
+        name: String,
+    },
+}
+
+impl Export {
+    /// The name it bound.
+    pub fn name(&self) -> &str {
+        match self {
+            Export::Core { name, .. } | Export::Component { name, .. } => name,
+        }
+    }
+
+    /// Its name without interface and kind: `counter.merge` for
+    /// `ns:pkg/iface#[static]counter.merge`.
+    pub fn short(&self) -> &str {
+        let name = self.name();
+        let name = name.rsplit('#').next().unwrap_or(name);
+        match name.split_once(']') {
+            Some((_, rest)) if name.starts_with('[') => rest,
+            _ => name,
+        }
+    }
+
+    /// The WIT types of its parameters (none for a core export).
+    pub fn params(&self) -> &[(String, Type)] {
+        match self {
+            Export::Component { params, .. } => params,
+            Export::Core { .. } => &[],
+        }
+    }
+}
+
+/// A resource a component exports, with the exports that make and use it (their full names,
+/// `iface#[method]counter.get`), for `inst:resource(name)`.
+#[derive(Debug, Clone)]
+pub struct Class {
+    pub name: String,
+    pub ty: ResourceType,
+    pub constructor: Option<String>,
+    /// `(WIT name, export)`.
+    pub methods: Vec<(String, String)>,
+    pub statics: Vec<(String, String)>,
+}
+
+impl Function {
+    /// A new instance of this entry's component or module for a caller to keep, linked as
+    /// its calls are (imports, WASI, limits; `max_memory_bytes` holds for its whole life).
+    ///
+    /// # Errors
+    /// A failed instantiation (`INTERNAL`), or a WASI configuration that cannot be built.
+    pub async fn open(&self, options: &CallOptions) -> Result<Live, Error> {
+        let timeout = options.timeout(&self.limits);
+        let mut store = self.store(timeout, options.control.as_ref(), false)?;
+        let opened = match &self.target {
+            Target::Core { pre, .. } => if self.asynchronous {
+                pre.instantiate_async(&mut store).await
+            } else {
+                pre.instantiate(&mut store)
+            }
+            .map(Opened::Core),
+            Target::Component { pre, .. } => if self.asynchronous {
+                pre.instantiate_async(&mut store).await
+            } else {
+                pre.instantiate(&mut store)
+            }
+            .map(Opened::Component),
+        };
+        let opened = opened.map_err(|e| self.trap(e, &store))?;
+        self.instances
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Live {
+            store,
+            opened,
+            exports: Vec::new(),
+        })
+    }
+}
+
+impl Live {
+    /// The export `name` (as `method` is named: `func`, `iface#func`).
+    ///
+    /// # Errors
+    /// `INVALID` naming the exports there are.
+    pub fn export(&mut self, f: &Function, name: &str) -> Result<Export, Error> {
+        if let Some((_, export)) = self.exports.iter().find(|(n, _)| n == name) {
+            return Ok(export.clone());
+        }
+        let export = match (&self.opened, &f.target) {
+            (Opened::Core(instance), _) => {
+                let func = instance
+                    .get_func(&mut self.store, name)
+                    .ok_or_else(|| f.fail(Error::invalid(format!("no function export `{name}`"))))?;
+                let ty = func.ty(&self.store);
+                let core = |t: wasmtime::ValType| {
+                    CoreType::from_core(&t).ok_or_else(|| {
+                        f.fail(Error::invalid(format!(
+                            "export `{name}` has non-numeric core types {ty}"
+                        )))
+                    })
+                };
+                Export::Core {
+                    params: ty.params().map(core).collect::<Result<_, _>>()?,
+                    results: ty.results().map(core).collect::<Result<_, _>>()?,
+                    func,
+                    name: name.to_string(),
+                }
+            }
+            (Opened::Component(instance), Target::Component { pre, .. }) => {
+                let (_, index, bound) = find_export(pre.component(), name)
+                    .or_else(|e| in_interfaces(pre.component(), name).ok_or(e))
+                    .map_err(|e| f.fail(Error::invalid(e)))?;
+                let func = instance
+                    .get_func(&mut self.store, index)
+                    .ok_or_else(|| f.fail(Error::invalid(format!("no function export `{name}`"))))?;
+                let ty = func.ty(&self.store);
+                Export::Component {
+                    params: ty.params().map(|(n, t)| (n.to_string(), t)).collect(),
+                    results: ty.results().collect(),
+                    func,
+                    name: bound,
+                }
+            }
+            (Opened::Component(_), Target::Core { .. }) => {
+                unreachable!("a component target opens a component")
+            }
+        };
+        self.exports.push((name.to_string(), export.clone()));
+        Ok(export)
+    }
+
+    /// Calls `export` with arguments lowered by [`Live::lower`]: its results.
+    ///
+    /// # Errors
+    /// The call's (a trap, deadline, fuel, cancel, host-function error): the store is
+    /// poisoned then, and the instance must end.
+    pub async fn call(
+        &mut self,
+        f: &Function,
+        export: &Export,
+        args: &Lowered,
+        options: &CallOptions,
+    ) -> Result<Results, Error> {
+        let timeout = options.timeout(&f.limits);
+        self.arm(f, timeout, options);
+        let store = &mut self.store;
+        let call = async {
+            match (export, args) {
+                (Export::Core { func, results, .. }, Lowered::Core(vals)) => {
+                    let mut out = vec![wasmtime::Val::I32(0); results.len()];
+                    if f.asynchronous {
+                        func.call_async(&mut *store, vals, &mut out).await
+                    } else {
+                        func.call(&mut *store, vals, &mut out)
+                    }
+                    .map(|()| Results::Core(out))
+                }
+                (Export::Component { func, results, .. }, Lowered::Component(vals)) => {
+                    let mut out = vec![Val::Bool(false); results.len()];
+                    if f.asynchronous {
+                        func.call_async(&mut *store, vals, &mut out).await
+                    } else {
+                        func.call(&mut *store, vals, &mut out)
+                    }
+                    .map(|()| Results::Component(out))
+                }
+                _ => unreachable!("arguments lowered for this export"),
+            }
+        };
+        let result = if f.asynchronous {
+            f.bounded(call, timeout, options.control.as_ref(), |e| {
+                Err(wasmtime::Error::new(Stopped(e)))
+            })
+            .await
+        } else {
+            call.await
+        };
+        self.store.data_mut().outgoing.finish();
+        result.map_err(|e| match e.downcast::<Stopped>() {
+            Ok(Stopped(e)) => e,
+            Err(e) => f.trap(e, &self.store),
+        })
+    }
+
+    /// Runs the destructor of `resource` (an own handle of this store) now.
+    ///
+    /// # Errors
+    /// A destructor that traps or runs past the deadline: the instance must end.
+    pub async fn drop_resource(
+        &mut self,
+        f: &Function,
+        resource: ResourceAny,
+        options: &CallOptions,
+    ) -> Result<(), Error> {
+        let timeout = options.timeout(&f.limits);
+        self.arm(f, timeout, options);
+        let result = if f.asynchronous {
+            let store = &mut self.store;
+            f.bounded(
+                async { resource.resource_drop_async(&mut *store).await },
+                timeout,
+                options.control.as_ref(),
+                |e| Err(wasmtime::Error::new(Stopped(e))),
+            )
+            .await
+        } else {
+            resource.resource_drop(&mut self.store)
+        };
+        result.map_err(|e| match e.downcast::<Stopped>() {
+            Ok(Stopped(e)) => e,
+            Err(e) => f.trap(e, &self.store),
+        })
+    }
+
+    /// Arms the store's limits for one call.
+    fn arm(&mut self, f: &Function, timeout: Option<u64>, options: &CallOptions) {
+        let data = self.store.data_mut();
+        data.limiter.refused = false;
+        data.timeout = timeout;
+        data.control = options.control.clone();
+        f.limits
+            .arm(&mut self.store, timeout, options.control.as_ref(), false);
+    }
+
+    /// Converts the arguments of `export` (wrong counts and values are `INVALID`, naming the
+    /// argument; nothing ran).
+    ///
+    /// # Errors
+    /// As said.
+    pub fn lower(f: &Function, export: &Export, args: &[Value]) -> Result<Lowered, Error> {
+        let arg_error = |i: usize, name: &str, e: ConvError| {
+            let path = e.path();
+            f.fail(
+                Error::invalid(format!(
+                    "{}: argument {} ({name}): {e}",
+                    export.short(),
+                    i + 1
+                ))
+                .with(|d| {
+                    d.argument = Some(i + 1);
+                    d.path = (!path.is_empty()).then_some(path);
+                }),
+            )
+        };
+        match export {
+            Export::Core { params, .. } => {
+                if args.len() != params.len() {
+                    return Err(count_error(f, export, params.len(), args.len()));
+                }
+                params
+                    .iter()
+                    .zip(args)
+                    .enumerate()
+                    .map(|(i, (ty, v))| {
+                        value::to_core(v, *ty).map_err(|e| arg_error(i, &format!("p{}", i + 1), e))
+                    })
+                    .collect::<Result<_, _>>()
+                    .map(Lowered::Core)
+            }
+            Export::Component { params, .. } => {
+                if args.len() != params.len() {
+                    return Err(count_error(f, export, params.len(), args.len()));
+                }
+                params
+                    .iter()
+                    .zip(args)
+                    .enumerate()
+                    .map(|(i, ((name, ty), v))| value::to_wit(v, ty).map_err(|e| arg_error(i, name, e)))
+                    .collect::<Result<_, _>>()
+                    .map(Lowered::Component)
+            }
+        }
+    }
+
+    /// The results of `export` as a value (none: nil; one: itself; several: an array).
+    ///
+    /// # Errors
+    /// A result that has no Lua form (`INTERNAL`).
+    pub fn lift(f: &Function, export: &Export, results: Results) -> Result<Value, Error> {
+        let values: Result<Vec<Value>, ConvError> = match (export, results) {
+            (Export::Core { results: types, .. }, Results::Core(out)) => out
+                .iter()
+                .zip(types)
+                .map(|(v, ty)| value::from_core(v, *ty))
+                .collect(),
+            (Export::Component { results: types, .. }, Results::Component(out)) => out
+                .into_iter()
+                .zip(types)
+                .map(|(v, ty)| value::from_wit(v, ty))
+                .collect(),
+            _ => unreachable!("results of this export"),
+        };
+        let mut values = values.map_err(|e| f.result_error(e))?;
+        Ok(match values.len() {
+            0 => Value::Nil,
+            1 => values.pop().expect("one value"),
+            _ => Value::Array(values),
+        })
+    }
+
+    /// Every resource the component exports, at the top level (`name`) or in an exported
+    /// interface (`ns:pkg/iface@1.0.0#name`).
+    pub fn resource_names(&mut self, f: &Function) -> Vec<(ResourceType, String)> {
+        let (Opened::Component(instance), Target::Component { pre, .. }) = (&self.opened, &f.target)
+        else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for (name, item) in pre.component().component_type().exports(engine()) {
+            match item.ty {
+                ComponentItem::Resource(_) => {
+                    if let Some(ty) = instance.get_resource(&mut self.store, name) {
+                        found.push((ty, name.to_string()));
+                    }
+                }
+                ComponentItem::ComponentInstance(iface) => {
+                    let Some(parent) = instance.get_export_index(&mut self.store, None, name) else {
+                        continue;
+                    };
+                    for (res, item) in iface.exports(engine()) {
+                        if !matches!(item.ty, ComponentItem::Resource(_)) {
+                            continue;
+                        }
+                        let ty = instance
+                            .get_export_index(&mut self.store, Some(&parent), res)
+                            .and_then(|i| instance.get_resource(&mut self.store, i));
+                        if let Some(ty) = ty {
+                            found.push((ty, format!("{name}#{res}")));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+
+    /// The resource `name` exports (`iface#name`, or `name` alone when one interface, or
+    /// the component itself, exports a resource of that name), with its functions.
+    ///
+    /// # Errors
+    /// `INVALID`: no such resource (naming those there are), or several.
+    pub fn class(&mut self, f: &Function, name: &str) -> Result<Class, Error> {
+        let (Opened::Component(instance), Target::Component { pre, .. }) = (&self.opened, &f.target)
+        else {
+            return Err(f.fail(Error::invalid(format!(
+                "resource `{name}`: a core module exports no resources"
+            ))));
+        };
+        let (iface, res) = match name.split_once('#') {
+            Some((iface, res)) => (Some(iface), res),
+            None => (None, name),
+        };
+        let matches = |n: &str| match iface {
+            None => true,
+            Some(iface) => {
+                let unversioned = n.split('@').next().unwrap_or_default();
+                n == iface || unversioned == iface || unversioned.rsplit('/').next() == Some(iface)
+            }
+        };
+        let component = pre.component();
+        // (interface or None for the top level, its function names)
+        let mut found: Vec<(Option<String>, Vec<String>)> = Vec::new();
+        let mut all = Vec::new();
+        for (top, item) in component.component_type().exports(engine()) {
+            match item.ty {
+                ComponentItem::Resource(_) => {
+                    all.push(top.to_string());
+                    if iface.is_none() && top == res {
+                        let funcs = component
+                            .component_type()
+                            .exports(engine())
+                            .filter(|(_, i)| matches!(i.ty, ComponentItem::ComponentFunc(_)))
+                            .map(|(n, _)| n.to_string())
+                            .collect();
+                        found.push((None, funcs));
+                    }
+                }
+                ComponentItem::ComponentInstance(ci) => {
+                    let mut funcs = Vec::new();
+                    let mut has = false;
+                    for (n, i) in ci.exports(engine()) {
+                        match i.ty {
+                            ComponentItem::Resource(_) => {
+                                all.push(format!("{top}#{n}"));
+                                has |= n == res;
+                            }
+                            ComponentItem::ComponentFunc(_) => funcs.push(n.to_string()),
+                            _ => {}
+                        }
+                    }
+                    if has && matches(top) {
+                        found.push((Some(top.to_string()), funcs));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (iface, funcs) = match found.len() {
+            1 => found.pop().expect("one"),
+            0 => {
+                return Err(f.fail(Error::invalid(format!(
+                    "resource `{name}` is not exported (resources: {})",
+                    if all.is_empty() { "none".to_string() } else { all.join(", ") }
+                ))));
+            }
+            _ => {
+                let names: Vec<String> = found
+                    .iter()
+                    .map(|(i, _)| format!("{}#{res}", i.as_deref().unwrap_or("")))
+                    .collect();
+                return Err(f.fail(Error::invalid(format!(
+                    "resource `{name}` is ambiguous: {}; name its interface",
+                    names.join(", ")
+                ))));
+            }
+        };
+        let full = |func: &str| match &iface {
+            Some(i) => format!("{i}#{func}"),
+            None => func.to_string(),
+        };
+        let ty = match &iface {
+            Some(i) => instance
+                .get_export_index(&mut self.store, None, i)
+                .and_then(|p| instance.get_export_index(&mut self.store, Some(&p), res)),
+            None => instance.get_export_index(&mut self.store, None, res),
+        }
+        .and_then(|i| instance.get_resource(&mut self.store, i))
+        .ok_or_else(|| f.fail(Error::invalid(format!("resource `{name}` is not exported"))))?;
+        let mut class = Class {
+            name: res.to_string(),
+            ty,
+            constructor: None,
+            methods: Vec::new(),
+            statics: Vec::new(),
+        };
+        let (method, stat) = (format!("[method]{res}."), format!("[static]{res}."));
+        for func in funcs {
+            if func == format!("[constructor]{res}") {
+                class.constructor = Some(full(&func));
+            } else if let Some(m) = func.strip_prefix(&method) {
+                class.methods.push((m.to_string(), full(&func)));
+            } else if let Some(s) = func.strip_prefix(&stat) {
+                class.statics.push((s.to_string(), full(&func)));
+            }
+        }
+        Ok(class)
+    }
+}
+
+/// A function `name` (no `#`) that one exported interface alone has, when the component
+/// has none of that name at its top level: instances call exports by their short names.
+fn in_interfaces(
+    component: &wasmtime::component::Component,
+    name: &str,
+) -> Option<(
+    wasmtime::component::types::ComponentFunc,
+    wasmtime::component::ComponentExportIndex,
+    String,
+)> {
+    if name.contains('#') {
+        return None;
+    }
+    let mut found = None;
+    for (iface, item) in component.component_type().exports(engine()) {
+        let ComponentItem::ComponentInstance(ci) = item.ty else {
+            continue;
+        };
+        if ci.exports(engine()).any(|(n, i)| n == name && matches!(i.ty, ComponentItem::ComponentFunc(_))) {
+            if found.is_some() {
+                // In several: the caller names the interface.
+                return None;
+            }
+            found = find_export(component, &format!("{iface}#{name}")).ok();
+        }
+    }
+    found
+}
+
+/// An export's arguments, converted.
+pub enum Lowered {
+    Core(Vec<wasmtime::Val>),
+    Component(Vec<Val>),
+}
+
+/// An export's results, as wasmtime gave them.
+pub enum Results {
+    Core(Vec<wasmtime::Val>),
+    Component(Vec<Val>),
+}
+
+/// A call stopped from outside the guest (deadline or cancel while it waited on the host),
+/// carried through wasmtime's error type.
+#[derive(Debug)]
+struct Stopped(Error);
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.message())
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+fn count_error(f: &Function, export: &Export, want: usize, got: usize) -> Error {
+    f.fail(Error::invalid(format!(
+        "{}: {}",
+        export.short(),
+        expected_args(want, got)
+    )))
+}

@@ -1,0 +1,340 @@
+//! Instances a caller holds (`funcs.instantiate`, SPEC section 15) and the resource handles
+//! their calls give out: one call at a time per instance, the handles' fates (live, dropped,
+//! moved), the drops the collector defers to the instance's next call, the end of an
+//! instance on its first failure, and the caps. Lua-free: the userdata are `lua/instance.rs`;
+//! the wasmtime side is `function/live.rs`.
+
+mod handle;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+
+use wasmtime::component::{ResourceAny, ResourceType};
+
+pub use self::handle::{Handle, lift, lifting, lower, lowering};
+use crate::error::{Error, Kind};
+use crate::function::{CallOptions, Function, Live};
+use crate::pool;
+use crate::sync::unpoison;
+use crate::value::Value;
+
+/// Instances alive in the process at most, whatever their entries: half of the pooling
+/// allocator's 1,000 instance slots, so that calls of every pool keep the other half.
+pub const MAX_LIVE: usize = 500;
+
+/// The default of `limits.max_instances`.
+pub const DEFAULT_MAX_INSTANCES: usize = 64;
+
+/// Instances alive now (open, or unreachable and not yet closed).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Instances numbered in the process, for `tostring` and messages.
+static NUMBERS: AtomicU64 = AtomicU64::new(0);
+
+/// Instances the collector found unreachable while open: closed at the next call into funcs
+/// ([`bury`]), never inside a finalizer.
+static UNREACHABLE: Mutex<Vec<Held>> = Mutex::new(Vec::new());
+
+/// A live instance of an entry.
+pub struct Instance {
+    id: String,
+    number: u64,
+    /// The entry's pool as it was when the instance was made (a reload leaves it so).
+    pool: Arc<pool::Handle>,
+    state: Mutex<State>,
+    /// Own handles the collector found unreachable: dropped before the next call.
+    pending: Mutex<Vec<ResourceAny>>,
+    /// The resource types the component exports, by name.
+    names: Vec<(ResourceType, String)>,
+    /// Handles numbered so far.
+    handles: AtomicU64,
+    /// Handles alive now.
+    live_handles: AtomicUsize,
+}
+
+enum State {
+    Open(Held),
+    /// Failed: the error that ended it.
+    Ended(Error),
+    Closed,
+}
+
+/// An open store, counted against the caps until dropped.
+struct Held {
+    live: Box<Live>,
+    function: Arc<Function>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.function.opened().fetch_sub(1, Ordering::AcqRel);
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Instance {
+    /// A new instance of `pool`'s entry.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` past `limits.max_instances` or [`MAX_LIVE`]; the instantiation's.
+    pub fn open(pool: Arc<pool::Handle>, options: &CallOptions) -> Result<Arc<Instance>, Error> {
+        bury();
+        let function = pool.0.function().clone();
+        let id = function.id().to_string();
+        let cap = function.limits().max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
+        let unavailable = |what: String| {
+            Err(Error::new(Kind::Unavailable, format!("failed to instantiate `{id}`: {what}"))
+                .with(|d| d.entry = Some(id.clone())))
+        };
+        if function.opened().fetch_add(1, Ordering::AcqRel) >= cap {
+            function.opened().fetch_sub(1, Ordering::AcqRel);
+            return unavailable(format!(
+                "{cap} instances of it are open (limits.max_instances); close one"
+            ));
+        }
+        if LIVE.fetch_add(1, Ordering::AcqRel) >= MAX_LIVE {
+            LIVE.fetch_sub(1, Ordering::AcqRel);
+            function.opened().fetch_sub(1, Ordering::AcqRel);
+            return unavailable(format!(
+                "{MAX_LIVE} instances are open in this process; close one"
+            ));
+        }
+        // Counted from here: dropping `held` gives both back.
+        let opened = run(&pool, function.open(options));
+        let mut live = match opened {
+            Ok(live) => live,
+            Err(e) => {
+                function.opened().fetch_sub(1, Ordering::AcqRel);
+                LIVE.fetch_sub(1, Ordering::AcqRel);
+                return Err(e.context("failed to instantiate").with(|d| d.entry = Some(id.clone())));
+            }
+        };
+        let names = live.resource_names(&function);
+        Ok(Arc::new(Instance {
+            id,
+            number: NUMBERS.fetch_add(1, Ordering::Relaxed) + 1,
+            pool,
+            state: Mutex::new(State::Open(Held {
+                live: Box::new(live),
+                function,
+            })),
+            pending: Mutex::new(Vec::new()),
+            names,
+            handles: AtomicU64::new(0),
+            live_handles: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The entry ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `` `id` #n``, for messages.
+    pub fn describe(&self) -> String {
+        format!("`{}` #{}", self.id, self.number)
+    }
+
+    /// The entry's pool (for its runtime and host calls).
+    pub fn pool(&self) -> &Arc<pool::Handle> {
+        &self.pool
+    }
+
+    /// Whether the instance is open (not failed, not closed).
+    pub fn is_open(&self) -> bool {
+        matches!(&*unpoison(self.state.lock()), State::Open(_))
+    }
+
+    /// `"open"`, `"closed"` or `"ended"` (failed).
+    pub fn status(&self) -> &'static str {
+        match &*unpoison(self.state.lock()) {
+            State::Open(_) => "open",
+            State::Ended(_) => "ended",
+            State::Closed => "closed",
+        }
+    }
+
+    /// Handles alive now.
+    pub fn live_handles(&self) -> usize {
+        self.live_handles.load(Ordering::Relaxed)
+    }
+
+    /// Calls `export` with `args` (handles among them are lent or moved as their types say).
+    ///
+    /// # Errors
+    /// `INVALID` for a closed or ended instance, a re-entry from a host function, an unknown
+    /// export, or arguments (naming them; the instance stays); the call's own failure, which
+    /// ends the instance.
+    pub fn call(
+        self: &Arc<Self>,
+        export: &str,
+        args: &[Value],
+        options: &CallOptions,
+    ) -> Result<Value, Error> {
+        let mut state = self.enter("call")?;
+        let held = self.open_in(&mut state)?;
+        let (live, function) = (&mut held.live, &held.function);
+        let export = live.export(function, export)?;
+        let (lowered, handles) = lowering(self, || Live::lower(function, &export, args))?;
+        handle::check_passed(&handles, &export)?;
+        // From here the guest runs: the own handles passed are its.
+        for (h, own) in &handles {
+            if *own {
+                h.moved(&export);
+            }
+        }
+        let result = run(&self.pool, live.call(function, &export, &lowered, options));
+        match result {
+            Ok(results) => lifting(self, || Live::lift(function, &export, results)),
+            Err(e) => {
+                *state = State::Ended(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// The class of resource `name` exported by the instance.
+    ///
+    /// # Errors
+    /// As [`Instance::call`] for the instance; `INVALID` for a resource not exported.
+    pub fn class(&self, name: &str) -> Result<crate::function::Class, Error> {
+        let mut state = self.enter("resource")?;
+        let held = self.open_in(&mut state)?;
+        held.live.class(&held.function, name)
+    }
+
+    /// Runs the destructor of `resource` now (after the running call, if any).
+    fn drop_resource(&self, resource: ResourceAny, what: &str) -> Result<(), Error> {
+        let mut state = self.enter(what)?;
+        let State::Open(held) = &mut *state else {
+            // Its instance ended: the handle ended with it.
+            return Ok(());
+        };
+        let result = run(
+            &self.pool,
+            held.live
+                .drop_resource(&held.function, resource, &CallOptions::default()),
+        );
+        if let Err(e) = &result {
+            *state = State::Ended(e.clone());
+        }
+        result
+    }
+
+    /// Ends the instance (no guest destructors run); closing twice does nothing.
+    ///
+    /// # Errors
+    /// `INVALID` from a host function of the instance's own running call.
+    pub fn close(&self) -> Result<(), Error> {
+        let mut state = self.enter("close")?;
+        let old = std::mem::replace(&mut *state, State::Closed);
+        if let State::Ended(e) = old {
+            // A failed instance stays failed (its error says more than "closed").
+            *state = State::Ended(e);
+        }
+        unpoison(self.pending.lock()).clear();
+        Ok(())
+    }
+
+    /// The instance's state, locked: `INVALID` when a host function of its own running call
+    /// asks (it would wait for itself).
+    fn enter(&self, what: &str) -> Result<MutexGuard<'_, State>, Error> {
+        match self.state.try_lock() {
+            Ok(state) => Ok(state),
+            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(Error::invalid(format!(
+                "instance {}: {what} from inside its own running call (a host function called back into it)",
+                self.describe()
+            ))
+            .with(|d| d.entry = Some(self.id.clone()))),
+        }
+    }
+
+    /// The open store, with the drops the collector deferred done first.
+    fn open_in<'s>(&self, state: &'s mut State) -> Result<&'s mut Held, Error> {
+        if let State::Open(held) = state {
+            let pending = std::mem::take(&mut *unpoison(self.pending.lock()));
+            for resource in pending {
+                let result = run(
+                    &self.pool,
+                    held.live
+                        .drop_resource(&held.function, resource, &CallOptions::default()),
+                );
+                if let Err(e) = result {
+                    *state = State::Ended(e);
+                    break;
+                }
+            }
+        }
+        match state {
+            State::Open(held) => Ok(held),
+            State::Ended(e) => Err(self.ended(e)),
+            State::Closed => Err(Error::invalid(format!(
+                "instance {} is closed",
+                self.describe()
+            ))
+            .with(|d| d.entry = Some(self.id.clone()))),
+        }
+    }
+
+    /// The error of a call after the instance failed.
+    fn ended(&self, e: &Error) -> Error {
+        Error::invalid(format!(
+            "instance {} ended when a call failed: {}",
+            self.describe(),
+            e.message()
+        ))
+        .with(|d| d.entry = Some(self.id.clone()))
+    }
+
+    /// Why a handle of this instance is dead with it, if it is.
+    fn dead(&self) -> Option<String> {
+        match &*self.state.try_lock().ok()? {
+            State::Open(_) => None,
+            State::Ended(e) => Some(format!(
+                "its instance {} ended when a call failed: {}",
+                self.describe(),
+                e.message()
+            )),
+            State::Closed => Some(format!("its instance {} was closed", self.describe())),
+        }
+    }
+
+    /// The name of an exported resource type.
+    fn name_of(&self, ty: &ResourceType) -> Option<&str> {
+        self.names
+            .iter()
+            .find(|(t, _)| t == ty)
+            .map(|(_, n)| n.as_str())
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let state = std::mem::replace(unpoison(self.state.get_mut()), State::Closed);
+        if let State::Open(held) = state {
+            unpoison(UNREACHABLE.lock()).push(held);
+        }
+    }
+}
+
+/// Closes the instances the collector found unreachable (see [`UNREACHABLE`]).
+pub fn bury() {
+    let dead = std::mem::take(&mut *unpoison(UNREACHABLE.lock()));
+    drop(dead);
+}
+
+/// Instances alive in the process now.
+pub fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Runs an instance's call to its end on this thread: on the pool's runtime for an entry
+/// with WASI, right away otherwise.
+fn run<T>(pool: &pool::Handle, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    if pool.0.function().is_async() {
+        pool.0.block_on(call)
+    } else {
+        crate::function::now(call)
+    }
+}

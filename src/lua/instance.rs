@@ -1,0 +1,382 @@
+//! The Lua face of instances a caller holds (SPEC section 15): `funcs.instantiate`, the
+//! Instance userdata (`call`, `async`, `resource`, `close`), resource classes (tables of the
+//! constructor and statics) and handle userdata (methods by WIT or snake_case name, `drop`,
+//! `<close>`). The instance itself, its handles' fates and its caps are `crate::instance`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use mlua::prelude::*;
+
+use super::future::Future;
+use super::{error, guard, host, number, string_arg};
+use crate::error::Error;
+use crate::function::CallOptions;
+use crate::host::HostCall;
+use crate::instance::{Handle, Instance};
+use crate::pool::Completion;
+use crate::runtime::Runtime;
+use crate::value::{self, Output, Value};
+
+/// What every instance of one `require("funcs")` shares.
+pub(super) struct Ctx {
+    pub(super) runtime: Arc<Runtime>,
+    pub(super) fns: Rc<host::HostFns>,
+    /// Whether the metatables of instances and of handles were guarded in this state.
+    guarded: Cell<(bool, bool)>,
+}
+
+impl Ctx {
+    pub(super) fn new(runtime: Arc<Runtime>, fns: Rc<host::HostFns>) -> Ctx {
+        Ctx {
+            runtime,
+            fns,
+            guarded: Cell::new((false, false)),
+        }
+    }
+}
+
+/// One instance as Lua sees it: shared by its userdata, its classes and its handles.
+pub(super) struct Face {
+    instance: Arc<Instance>,
+    options: CallOptions,
+    ctx: Rc<Ctx>,
+    /// The methods of each resource's handles (and `drop`), by qualified resource name.
+    methods: RefCell<HashMap<String, LuaTable>>,
+}
+
+/// `funcs.instantiate(id [, {timeout = ms}])`.
+pub(super) fn instantiate(
+    lua: &Lua,
+    ctx: &Rc<Ctx>,
+    id: &LuaValue,
+    options: Option<LuaValue>,
+) -> LuaResult<LuaMultiValue> {
+    crate::instance::bury();
+    let id = string_arg(id, 1, "instantiate")?;
+    let options = call_options(options)?;
+    match ctx.runtime.instantiate(&id, &options) {
+        Ok(instance) => {
+            let face = Rc::new(Face {
+                instance,
+                options,
+                ctx: ctx.clone(),
+                methods: RefCell::default(),
+            });
+            let ud = guard::userdata(lua, LuaInstance(face))?;
+            guard_once(lua, ctx, &ud, true)?;
+            ud.into_lua_multi(lua)
+        }
+        Err(e) => error::fail(lua, e),
+    }
+}
+
+/// The options table of `funcs.instantiate`: `timeout` (ms), every call's deadline.
+fn call_options(options: Option<LuaValue>) -> LuaResult<CallOptions> {
+    let mut out = CallOptions::default();
+    let t = match options {
+        None | Some(LuaValue::Nil) => return Ok(out),
+        Some(LuaValue::Table(t)) => t,
+        Some(other) => {
+            return Err(LuaError::runtime(format!(
+                "bad argument #2 to 'instantiate' (table expected, got {})",
+                other.type_name()
+            )));
+        }
+    };
+    for pair in t.pairs::<LuaValue, LuaValue>() {
+        let (k, v) = pair?;
+        let k = k.as_string().map(|s| s.to_string_lossy());
+        match (k.as_deref(), v) {
+            (Some("timeout"), LuaValue::Nil) => {}
+            (Some("timeout"), v) => match number(&v) {
+                Some(ms) if ms >= 1.0 && ms.fract() == 0.0 => out.timeout_ms = Some(ms as u64),
+                _ => {
+                    return Err(LuaError::runtime(
+                        "bad option 'timeout' to 'instantiate' (positive integer of milliseconds expected)",
+                    ));
+                }
+            },
+            (k, _) => {
+                return Err(LuaError::runtime(format!(
+                    "bad option '{}' to 'instantiate' (known: timeout)",
+                    k.unwrap_or("?")
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Guards the metatable of instances (`instance`) or handles on the first of them made in
+/// this state (see `guard`).
+fn guard_once(lua: &Lua, ctx: &Ctx, ud: &LuaAnyUserData, instance: bool) -> LuaResult<()> {
+    let (i, h) = ctx.guarded.get();
+    if (instance && !i) || (!instance && !h) {
+        guard::guard(lua, ud)?;
+        ctx.guarded
+            .set(if instance { (true, h) } else { (i, true) });
+    }
+    Ok(())
+}
+
+impl Face {
+    /// Calls `export` with `args` (handles among them, at any depth): its results, or
+    /// `nil, err`.
+    fn call(
+        self: &Rc<Self>,
+        lua: &Lua,
+        export: &str,
+        args: impl Iterator<Item = LuaValue>,
+    ) -> LuaResult<LuaMultiValue> {
+        crate::instance::bury();
+        let result = self.values(export, args).and_then(|values| {
+            let runtime = &self.ctx.runtime;
+            let call = || self.instance.call(export, &values, &self.options);
+            if runtime.has_hosts() {
+                let serve = |call: &HostCall| host::serve(lua, &self.ctx.fns, call);
+                crate::host::serving(runtime.inbox(), &serve, call)
+            } else {
+                call()
+            }
+        });
+        match result {
+            Ok(v) => self.to_lua(lua, &v)?.into_lua_multi(lua),
+            Err(e) => error::fail(lua, e),
+        }
+    }
+
+    /// The arguments as values, handles recognised.
+    fn values(&self, export: &str, args: impl Iterator<Item = LuaValue>) -> Result<Vec<Value>, Error> {
+        args.enumerate()
+            .map(|(i, arg)| {
+                value::from_lua_with(&arg, &handle_value).map_err(|e| {
+                    Error::invalid(format!("{export}: argument {}: {e}", i + 1)).with(|d| {
+                        d.entry = Some(self.instance.id().to_string());
+                        d.argument = Some(i + 1);
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// A result as Lua values, handles made userdata.
+    fn to_lua(self: &Rc<Self>, lua: &Lua, v: &Value) -> LuaResult<LuaValue> {
+        value::to_lua_with(lua, v, &|lua, h| self.handle(lua, h))
+    }
+
+    /// The userdata of a new handle.
+    fn handle(self: &Rc<Self>, lua: &Lua, h: &Arc<Handle>) -> LuaResult<LuaValue> {
+        let methods = self.methods(lua, h.qualified())?;
+        let ud = guard::userdata(
+            lua,
+            LuaHandle {
+                handle: h.clone(),
+                face: self.clone(),
+                methods,
+            },
+        )?;
+        guard_once(lua, &self.ctx, &ud, false)?;
+        Ok(LuaValue::UserData(ud))
+    }
+
+    /// The methods of the handles of resource `qualified` (made on first need).
+    fn methods(&self, lua: &Lua, qualified: &str) -> LuaResult<LuaTable> {
+        if let Some(t) = self.methods.borrow().get(qualified) {
+            return Ok(t.clone());
+        }
+        let t = lua.create_table()?;
+        // A resource the component imports has no methods here, only `drop`.
+        if let Ok(class) = self.instance.class(qualified) {
+            for (name, export) in &class.methods {
+                let f = method(lua, export.clone())?;
+                t.raw_set(name.as_str(), f.clone())?;
+                t.raw_set(name.replace('-', "_"), f)?;
+            }
+        }
+        t.raw_set("drop", lua.create_function(drop_handle)?)?;
+        guard::entered_fields(lua, &t)?;
+        self.methods
+            .borrow_mut()
+            .insert(qualified.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// `inst:resource(name)`: a table of the constructor (`new`) and the statics (WIT and
+    /// snake_case names).
+    fn class(self: &Rc<Self>, lua: &Lua, name: &str) -> LuaResult<LuaMultiValue> {
+        crate::instance::bury();
+        let class = match self.instance.class(name) {
+            Ok(class) => class,
+            Err(e) => return error::fail(lua, e),
+        };
+        let t = lua.create_table()?;
+        let mut functions: Vec<(String, String)> = class.statics.clone();
+        if let Some(export) = &class.constructor {
+            functions.push(("new".to_string(), export.clone()));
+        }
+        for (name, export) in functions {
+            let face = self.clone();
+            let f = lua.create_function(move |lua, args: LuaMultiValue| {
+                face.call(lua, &export, args.into_iter())
+            })?;
+            t.raw_set(name.as_str(), f.clone())?;
+            t.raw_set(name.replace('-', "_"), f)?;
+        }
+        guard::entered_fields(lua, &t)?;
+        t.into_lua_multi(lua)
+    }
+}
+
+/// The function of a handle method: `h:name(...)` calls `export` with `h` borrowed first.
+fn method(lua: &Lua, export: String) -> LuaResult<LuaFunction> {
+    lua.create_function(move |lua, args: LuaMultiValue| {
+        let face = match args.front() {
+            Some(LuaValue::UserData(ud)) if guard::ours(ud) => {
+                ud.borrow::<LuaHandle>().ok().map(|h| h.face.clone())
+            }
+            _ => None,
+        };
+        let Some(face) = face else {
+            let short = export.rsplit(']').next().unwrap_or(&export);
+            return Err(LuaError::runtime(format!(
+                "bad argument #1 to '{short}' (a resource handle expected: call it as h:method(...))"
+            )));
+        };
+        face.call(lua, &export, args.into_iter())
+    })
+}
+
+/// `h:drop()`: `true`, or `nil, err`.
+fn drop_handle(lua: &Lua, this: LuaValue) -> LuaResult<LuaMultiValue> {
+    let handle = match &this {
+        LuaValue::UserData(ud) if guard::ours(ud) => {
+            ud.borrow::<LuaHandle>().ok().map(|h| h.handle.clone())
+        }
+        _ => None,
+    };
+    let Some(handle) = handle else {
+        return Err(LuaError::runtime(
+            "bad argument #1 to 'drop' (a resource handle expected: call it as h:drop())",
+        ));
+    };
+    crate::instance::bury();
+    match handle.drop_now() {
+        Ok(()) => true.into_lua_multi(lua),
+        Err(e) => error::fail(lua, e),
+    }
+}
+
+/// A handle argument as a value (any other userdata is not one).
+fn handle_value(ud: &LuaAnyUserData) -> Option<Value> {
+    if !guard::ours(ud) {
+        return None;
+    }
+    ud.borrow::<LuaHandle>()
+        .ok()
+        .map(|h| Value::Handle(h.handle.clone()))
+}
+
+/// An instance userdata.
+pub(super) struct LuaInstance(Rc<Face>);
+
+impl LuaUserData for LuaInstance {
+    fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method(
+            "call",
+            |lua, this, (export, args): (LuaValue, LuaMultiValue)| {
+                let export = string_arg(&export, 1, "call")?;
+                this.0.call(lua, &export, args.into_iter())
+            },
+        );
+        methods.add_method(
+            "async",
+            |lua, this, (export, args): (LuaValue, LuaMultiValue)| {
+                let export = string_arg(&export, 1, "async")?;
+                let face = &this.0;
+                // Calls of one instance run one at a time, on the caller's thread: the call
+                // runs now, and its future is complete.
+                let values = face.values(&export, args.into_iter());
+                let result = values.and_then(|values| {
+                    let runtime = &face.ctx.runtime;
+                    let call = || face.instance.call(&export, &values, &face.options);
+                    if runtime.has_hosts() {
+                        let serve = |call: &HostCall| host::serve(lua, &face.ctx.fns, call);
+                        crate::host::serving(runtime.inbox(), &serve, call)
+                    } else {
+                        call()
+                    }
+                });
+                let done = Completion::completed(
+                    face.ctx.runtime.inbox().clone(),
+                    result.map(Output::Value),
+                );
+                guard::userdata(
+                    lua,
+                    Future {
+                        done,
+                        id: face.instance.id().to_string(),
+                        runtime: face.ctx.runtime.clone(),
+                        fns: face.ctx.fns.clone(),
+                        handles: Some(face.clone()),
+                    },
+                )
+            },
+        );
+        methods.add_method("resource", |lua, this, name: LuaValue| {
+            let name = string_arg(&name, 1, "resource")?;
+            this.0.class(lua, &name)
+        });
+        methods.add_method("close", |lua, this, ()| {
+            crate::instance::bury();
+            match this.0.instance.close() {
+                Ok(()) => true.into_lua_multi(lua),
+                Err(e) => error::fail(lua, e),
+            }
+        });
+        methods.add_meta_method(LuaMetaMethod::ToString, |_, this, ()| {
+            let i = &this.0.instance;
+            Ok(format!("funcs.instance: {} ({})", i.describe(), i.status()))
+        });
+    }
+}
+
+impl Face {
+    /// A future's result with its handles made userdata.
+    pub(super) fn output(self: &Rc<Self>, lua: &Lua, output: &Output) -> LuaResult<LuaMultiValue> {
+        match output {
+            Output::Value(v) => self.to_lua(lua, v)?.into_lua_multi(lua),
+            Output::Tape(tape) => self.to_lua(lua, &tape.to_value())?.into_lua_multi(lua),
+        }
+    }
+}
+
+/// A resource handle userdata.
+pub(super) struct LuaHandle {
+    handle: Arc<Handle>,
+    face: Rc<Face>,
+    methods: LuaTable,
+}
+
+impl LuaUserData for LuaHandle {
+    fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method(LuaMetaMethod::Index, |_, this, key: LuaValue| {
+            this.methods.raw_get::<LuaValue>(key)
+        });
+        methods.add_meta_method(LuaMetaMethod::ToString, |_, this, ()| {
+            let h = &this.handle;
+            Ok(match h.dead() {
+                None => format!("funcs.resource: {}", h.describe()),
+                Some(_) => format!("funcs.resource: {} (dead)", h.describe()),
+            })
+        });
+        #[cfg(any(feature = "lua54", feature = "lua55"))]
+        methods.add_meta_method(LuaMetaMethod::Close, |_, this, _: LuaMultiValue| {
+            // A failed destructor ends the instance, which says so at its next call.
+            let _ = this.handle.drop_now();
+            Ok(())
+        });
+    }
+}
