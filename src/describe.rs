@@ -56,6 +56,74 @@ pub fn function(resolve: &Resolve, world: WorldId, export: &str) -> Option<Strin
     Some(out)
 }
 
+/// The resources `world` exports (in its exported interfaces, or at its top level), each as
+/// `(name, interface, WIT)`: `resource counter { constructor(...); get: func() -> s64; ... }`,
+/// with the named types its functions use after it.
+pub fn resources(resolve: &Resolve, world: WorldId) -> Vec<(String, Option<String>, String)> {
+    let mut out = Vec::new();
+    for (key, item) in &resolve.worlds[world].exports {
+        let WorldItem::Interface { id, .. } = item else {
+            continue;
+        };
+        let iface = &resolve.interfaces[*id];
+        let iface_name = resolve.id_of(*id).or_else(|| match key {
+            WorldKey::Name(n) => Some(n.clone()),
+            WorldKey::Interface(_) => None,
+        });
+        for (name, ty) in &iface.types {
+            if !matches!(resolve.types[*ty].kind, TypeDefKind::Resource) {
+                continue;
+            }
+            let mut printer = Printer {
+                resolve,
+                named: vec![*ty],
+            };
+            let mut body = Vec::new();
+            for func in iface.functions.values() {
+                use wit_parser::FunctionKind as K;
+                let (of, kind) = match &func.kind {
+                    K::Constructor(of) => (of, "constructor"),
+                    K::Method(of) | K::AsyncMethod(of) => (of, "method"),
+                    K::Static(of) | K::AsyncStatic(of) => (of, "static"),
+                    _ => continue,
+                };
+                if of != ty {
+                    continue;
+                }
+                let params: Vec<String> = func
+                    .params
+                    .iter()
+                    .skip(usize::from(kind == "method"))
+                    .map(|p| format!("{}: {}", ident(&p.name), printer.ty(&p.ty)))
+                    .collect();
+                let short = func.name.rsplit('.').next().unwrap_or(&func.name);
+                let line = match kind {
+                    "constructor" => format!("  constructor({});", params.join(", ")),
+                    _ => {
+                        let result = match &func.result {
+                            Some(r) => format!(" -> {}", printer.ty(r)),
+                            None => String::new(),
+                        };
+                        let stat = if kind == "static" { "static " } else { "" };
+                        format!("  {}: {stat}func({}){result};", ident(short), params.join(", "))
+                    }
+                };
+                body.push(line);
+            }
+            let mut text = format!("resource {} {{\n{}\n}}\n", ident(name), body.join("\n"));
+            // The other named types its functions use (the resource itself is first).
+            let mut i = 1;
+            while let Some(&id) = printer.named.get(i) {
+                text += "\n";
+                text += &printer.definition(id);
+                i += 1;
+            }
+            out.push((name.clone(), iface_name.clone(), text));
+        }
+    }
+    out
+}
+
 /// A component's world as WIT, decoded from its bytes.
 ///
 /// # Errors

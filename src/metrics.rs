@@ -63,7 +63,7 @@ pub fn render(pools: &[(String, Stats)]) -> String {
             let _ = writeln!(out, "{name}{{function=\"{id}\"}} {}", value(s));
         }
     }
-    let gauges: [(&str, &str, fn(&Stats) -> usize); 4] = [
+    let gauges: [(&str, &str, fn(&Stats) -> usize); 6] = [
         ("funcs_in_flight", "Calls running now.", |s| s.in_flight),
         ("funcs_queued", "Calls waiting for a worker.", |s| s.queued),
         ("funcs_workers", "Worker threads of the pool.", |s| {
@@ -73,6 +73,16 @@ pub fn render(pools: &[(String, Stats)]) -> String {
             "funcs_warm_instances",
             "Instances kept for more calls (pool.reuse).",
             |s| s.warm_instances,
+        ),
+        (
+            "funcs_open_instances",
+            "Instances callers hold (funcs.instantiate).",
+            |s| s.open_instances,
+        ),
+        (
+            "funcs_live_handles",
+            "Resource handles alive in the instances callers hold.",
+            |s| s.live_handles,
         ),
     ];
     for (name, help, value) in gauges {
@@ -159,6 +169,6 @@ mod tests {
         assert!(
             text.contains("funcs_call_duration_seconds_bucket{function=\"a:one\",le=\"+Inf\"} 0\n")
         );
-        assert_eq!(text.matches("# HELP ").count(), 15);
+        assert_eq!(text.matches("# HELP ").count(), 17);
     }
 }

@@ -124,8 +124,10 @@ pub struct Function {
     layout: Option<Layout>,
     /// Instances created, for `funcs.stats`.
     instances: AtomicU64,
-    /// Instances open now for callers that hold them (`funcs.instantiate`).
+    /// Instances open now for callers that hold them (`funcs.instantiate`), and the resource
+    /// handles their calls gave that are alive.
     opened: std::sync::atomic::AtomicUsize,
+    handles: std::sync::atomic::AtomicUsize,
     /// `transport: wasi-http`: the function may serve HTTP endpoints.
     http: bool,
     /// Calls one instance may serve (`pool.reuse`); 0 or 1: a fresh instance per call.
@@ -295,6 +297,7 @@ impl Function {
             layout,
             instances: AtomicU64::new(0),
             opened: std::sync::atomic::AtomicUsize::new(0),
+            handles: std::sync::atomic::AtomicUsize::new(0),
             http: false,
             reuse,
             warm: Mutex::new(Vec::new()),
@@ -388,6 +391,27 @@ impl Function {
         }
     }
 
+    /// The resources the component exports, each `(name, interface, WIT text)`
+    /// (`funcs.describe`); none for a core module.
+    ///
+    /// # Errors
+    /// The bytes cannot be read again or decoded.
+    pub fn resources(&self) -> Result<Vec<(String, Option<String>, String)>, String> {
+        let Target::Component { .. } = &self.target else {
+            return Ok(Vec::new());
+        };
+        if self.wit.is_some() {
+            // A core module wrapped into a component: its `wit` has no resources.
+            return Ok(Vec::new());
+        }
+        let origin = self
+            .origin
+            .as_ref()
+            .ok_or("the component's bytes are not at hand")?;
+        let (resolve, world) = describe::component_world(&origin()?)?;
+        Ok(describe::resources(&resolve, world))
+    }
+
     /// The interfaces the entry grants (`imports`, as WASI interface names).
     pub fn granted(&self) -> &[&'static str] {
         &self.sandbox.granted
@@ -444,6 +468,11 @@ impl Function {
     /// Instances open now for callers that hold them (`funcs.instantiate`).
     pub fn opened(&self) -> &std::sync::atomic::AtomicUsize {
         &self.opened
+    }
+
+    /// Resource handles alive in instances callers hold.
+    pub fn handles(&self) -> &std::sync::atomic::AtomicUsize {
+        &self.handles
     }
 
     /// Instances created so far.

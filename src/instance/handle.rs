@@ -112,6 +112,7 @@ impl Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.instance.live_handles.fetch_sub(1, Ordering::Relaxed);
+        self.instance.pool.0.function().handles().fetch_sub(1, Ordering::Relaxed);
         if *unpoison(self.fate.get_mut()) == Fate::Live {
             unpoison(self.instance.pending.lock()).push(self.resource);
         }
@@ -233,6 +234,7 @@ pub fn lift(resource: ResourceAny) -> Result<Value, ConvError> {
         let name = short(&qualified).to_string();
         let number = instance.handles.fetch_add(1, Ordering::Relaxed) + 1;
         instance.live_handles.fetch_add(1, Ordering::Relaxed);
+        instance.pool.0.function().handles().fetch_add(1, Ordering::Relaxed);
         Ok(Value::Handle(Arc::new(Handle {
             instance: instance.clone(),
             resource,

@@ -306,6 +306,8 @@ fn stats_table(lua: &Lua, s: &Stats) -> LuaResult<LuaTable> {
     t.set("instances", s.instances)?;
     t.set("warm_instances", s.warm_instances)?;
     t.set("host_calls", s.host_calls)?;
+    t.set("open_instances", s.open_instances)?;
+    t.set("live_handles", s.live_handles)?;
     t.set("http_requests", s.http_client.requests)?;
     t.set("http_denied", s.http_client.denied)?;
     t.set("http_sent_bytes", s.http_client.sent_bytes)?;
@@ -324,6 +326,18 @@ fn describe_table(lua: &Lua, handle: &Handle) -> LuaResult<LuaTable> {
     match f.signature() {
         Ok(text) => t.set("signature", text)?,
         Err(e) => t.set("signature_error", e)?,
+    }
+    // The resources it exports, for instances (SPEC section 15).
+    if let Ok(resources) = f.resources() {
+        let list = lua.create_table()?;
+        for (name, interface, wit) in resources {
+            let r = lua.create_table()?;
+            r.set("name", name)?;
+            r.set("interface", interface)?;
+            r.set("wit", wit)?;
+            list.push(r)?;
+        }
+        t.set("resources", list)?;
     }
     let spec = pool.spec();
     let p = lua.create_table()?;

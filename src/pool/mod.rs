@@ -102,6 +102,9 @@ pub struct Stats {
     pub warm_instances: usize,
     /// Calls from the guest into host functions.
     pub host_calls: u64,
+    /// Instances callers hold open (`funcs.instantiate`), and their live resource handles.
+    pub open_instances: usize,
+    pub live_handles: usize,
     /// Outgoing HTTP requests of the guest.
     pub http_client: ClientCounts,
     /// Blocking calls take the direct path (`value::direct`).
@@ -427,6 +430,8 @@ impl Pool {
             instances: self.function.instances(),
             warm_instances: self.function.warm_instances(),
             host_calls: self.function.host_calls(),
+            open_instances: self.function.opened().load(Ordering::Relaxed),
+            live_handles: self.function.handles().load(Ordering::Relaxed),
             http_client: self.function.http_client(),
             direct: self.is_direct(),
             metered,
