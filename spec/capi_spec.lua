@@ -267,3 +267,82 @@ describe("finalizers that call funcs", function()
     assert.truthy(out:find("after\t7", 1, true), out)
   end)
 end)
+
+describe("the metatables of instances and resource handles", function()
+  it("are refused on other userdata, funcs' own of another type included", function()
+    local out = survives([[
+      local funcs = require("funcs")
+      assert(funcs.load("build/guests/c-res"))
+      local inst = assert(funcs.instantiate("cres:counters"))
+      local c = assert(inst:resource("counter").new(3))
+      local _, err = funcs.call("nope:x")
+      local others = { funcs.new(), err, io.open("/dev/null"), inst, c }
+      local refused, tried = 0, 0
+      for _, object in ipairs({ inst, c }) do
+        local mt = debug.getmetatable(object)
+        for _, u in ipairs({ funcs.new(), (select(2, funcs.call("nope:y"))), io.tmpfile(),
+                             inst:resource("counter").new(1), assert(funcs.instantiate("cres:counters")) }) do
+          if debug.getmetatable(u) ~= mt then
+            debug.setmetatable(u, mt)
+            -- an instance's methods are in a table; a handle's come from its __index
+            local keys = { "get", "drop", "increment" }
+            if type(mt.__index) == "table" then
+              keys = {}
+              for k in pairs(mt.__index) do keys[#keys + 1] = k end
+            end
+            for _, key in ipairs(keys) do
+              tried = tried + 1
+              local ok, e = pcall(function() return u[key](u, "get-total") end)
+              if not ok and tostring(e):find("not one", 1, true) then refused = refused + 1 end
+            end
+            tried = tried + 1
+            if not pcall(tostring, u) then refused = refused + 1 end
+            -- as an argument: not a handle (a Lua error when it carries the instance's own
+            -- metatable, as for any argument of a method that does)
+            local ok, v, e = pcall(inst.call, inst, "peek", u)
+            print("as argument", (not ok) or (v == nil and e:kind() == "INVALID"))
+          end
+        end
+        collectgarbage()
+        collectgarbage()
+      end
+      print("refused", refused == tried, tried)
+      print("after", c:get(), inst:call("get-total"))
+    ]])
+    assert.truthy(out:find("refused\ttrue", 1, true), out)
+    assert.is_nil(out:find("as argument\tfalse", 1, true), out)
+    assert.truthy(out:find("after\t3\t0", 1, true), out)
+  end)
+
+  it("survive finalizers that use instances and handles while they run", function()
+    local out = survives([[
+      local funcs = require("funcs")
+      assert(funcs.load("build/guests/c-res"))
+      local inst = assert(funcs.instantiate("cres:counters"))
+      local Counter = inst:resource("counter")
+      local keep = Counter.new(1)
+      local ran, failed = 0, 0
+      local function fin()
+        local ok, v = pcall(function() return keep:get() end)
+        if ok and v == 1 then ran = ran + 1 else failed = failed + 1 end
+        pcall(inst.call, inst, "live")
+        pcall(function() Counter.new(2):drop() end)
+      end
+      for i = 1, 20000 do
+        if newproxy then
+          getmetatable(newproxy(true)).__gc = fin
+        else
+          setmetatable({}, { __gc = fin })
+        end
+        if i % 50 == 0 then Counter.new(i) end
+        if i % 100 == 0 then inst:call("get-total") end
+      end
+      collectgarbage()
+      collectgarbage()
+      print("finalizers", ran > 0)
+      print("after", keep:get(), inst:call("drops") > 0)
+    ]])
+    assert.truthy(out:find("finalizers\ttrue", 1, true), out)
+    assert.truthy(out:find("after\t1\ttrue", 1, true), out)
+  end)
+end)

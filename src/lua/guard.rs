@@ -1,11 +1,12 @@
 //! Userdata identity against the `debug` library. mlua knows its userdata by their
 //! metatable, and `debug.setmetatable` gives any userdata (a file handle, a zero-size proxy)
-//! the metatable of an Executor, a Future or an error object: mlua would then read that
-//! userdata's memory as one of ours, in a method or in `__gc`. So every userdata of ours is
-//! made by [`userdata`], which records its address; the functions in their metatables (the
+//! the metatable of an Executor, a Future, an error object, an instance or a resource handle
+//! (or gives one of those the metatable of another): mlua would then read that userdata's
+//! memory as one of ours, in a method or in `__gc`. So every userdata of ours is made by
+//! [`userdata`], which records its address and type; the functions in their metatables (the
 //! methods in `__index` too) are wrapped by [`guard`] in C functions that check each argument
-//! carrying the metatable is one of those addresses (a Lua error otherwise), and `__gc` forgets
-//! the address and runs mlua's finalizer only for ours.
+//! carrying the metatable is one of those addresses, of the metatable's type (a Lua error
+//! otherwise), and `__gc` forgets the address and runs mlua's finalizer only for such a one.
 //!
 //! The wrappers own nothing across the calls they make, so Lua errors pass through them (as
 //! `longjmp` or, on LuaJIT, a C++ exception).
@@ -16,7 +17,8 @@
 //! call returns; a finalizer calling into mlua refills the slot, and the interrupted call runs
 //! the wrong function (a crash). Lua code that funcs itself runs (host functions) may call funcs.
 
-use std::collections::HashSet;
+use std::any::TypeId;
+use std::collections::HashMap;
 use std::ffi::c_int;
 use std::sync::{LazyLock, Mutex};
 
@@ -25,8 +27,13 @@ use mlua::prelude::*;
 
 use crate::sync::unpoison;
 
-/// The addresses of the live userdata funcs made, in every Lua state of the process.
-static LIVE: LazyLock<Mutex<HashSet<usize>>> = LazyLock::new(Mutex::default);
+/// The addresses of the live userdata funcs made, in every Lua state of the process, with
+/// the Rust type each holds.
+static LIVE: LazyLock<Mutex<HashMap<usize, TypeId>>> = LazyLock::new(Mutex::default);
+
+/// The metatables [`guard`] wrapped, by address, with the type of their userdata: a
+/// userdata of ours given the metatable of another of our types is not taken for one.
+static METATABLES: LazyLock<Mutex<HashMap<usize, TypeId>>> = LazyLock::new(Mutex::default);
 
 /// `value` as a userdata of ours, its address recorded.
 ///
@@ -34,14 +41,14 @@ static LIVE: LazyLock<Mutex<HashSet<usize>>> = LazyLock::new(Mutex::default);
 /// Lua's own (out of memory).
 pub(super) fn userdata<T: LuaUserData + 'static>(lua: &Lua, value: T) -> LuaResult<LuaAnyUserData> {
     let ud = lua.create_userdata(value)?;
-    unpoison(LIVE.lock()).insert(ud.to_pointer() as usize);
+    unpoison(LIVE.lock()).insert(ud.to_pointer() as usize, TypeId::of::<T>());
     Ok(ud)
 }
 
 /// Whether `ud` is a userdata of ours (made by [`userdata`] and alive): check before
 /// reading it as one of our types outside a guarded method.
-pub(super) fn ours(ud: &LuaAnyUserData) -> bool {
-    live(ud.to_pointer())
+pub(super) fn ours<T: 'static>(ud: &LuaAnyUserData) -> bool {
+    unpoison(LIVE.lock()).get(&(ud.to_pointer() as usize)) == Some(&TypeId::of::<T>())
 }
 
 /// The functions of table `t` (the resource classes and handle methods of instances, made
@@ -71,6 +78,9 @@ pub(super) fn guard(lua: &Lua, ud: &LuaAnyUserData) -> LuaResult<()> {
         lua.exec_raw::<()>(ud, |state| {
             if ffi::lua_getmetatable(state, 1) == 0 {
                 return;
+            }
+            if let Some(ty) = unpoison(LIVE.lock()).get(&(ffi::lua_touserdata(state, 1) as usize)) {
+                unpoison(METATABLES.lock()).insert(ffi::lua_topointer(state, -1) as usize, *ty);
             }
             let mt = ffi::lua_gettop(state);
             wrap_fields(state, mt, mt);
@@ -150,9 +160,10 @@ unsafe fn carries_ours(state: *mut ffi::lua_State, idx: c_int) -> bool {
     }
 }
 
-/// Whether `ptr` is a live userdata of ours.
-fn live(ptr: *const std::ffi::c_void) -> bool {
-    unpoison(LIVE.lock()).contains(&(ptr as usize))
+/// Whether `ptr` is a live userdata of ours of the type of metatable `mt`.
+fn live(ptr: *const std::ffi::c_void, mt: *const std::ffi::c_void) -> bool {
+    let ty = unpoison(LIVE.lock()).get(&(ptr as usize)).copied();
+    ty.is_some() && unpoison(METATABLES.lock()).get(&(mt as usize)).copied() == ty
 }
 
 /// A method or metamethod: every argument with the metatable must be ours.
@@ -161,7 +172,12 @@ unsafe extern "C-unwind" fn checked(state: *mut ffi::lua_State) -> c_int {
         let n = ffi::lua_gettop(state);
         ffi::luaL_checkstack(state, 2, std::ptr::null());
         for idx in 1..=n {
-            if carries_ours(state, idx) && !live(ffi::lua_touserdata(state, idx)) {
+            if carries_ours(state, idx)
+                && !live(
+                    ffi::lua_touserdata(state, idx),
+                    ffi::lua_topointer(state, METATABLE),
+                )
+            {
                 ffi::lua_pushstring(
                     state,
                     c"bad argument: a userdata given the metatable of a funcs object is not one"
@@ -340,7 +356,11 @@ unsafe extern "C-unwind" fn finalize(state: *mut ffi::lua_State) -> c_int {
         if ffi::lua_type(state, 1) != ffi::LUA_TUSERDATA {
             return 0;
         }
-        let ours = unpoison(LIVE.lock()).remove(&(ffi::lua_touserdata(state, 1) as usize));
+        // Forgotten in any case: its memory is about to be freed. mlua's finalizer runs only
+        // for a userdata of the type the metatable is for.
+        let ptr = ffi::lua_touserdata(state, 1);
+        let ours = live(ptr, ffi::lua_topointer(state, METATABLE));
+        unpoison(LIVE.lock()).remove(&(ptr as usize));
         if ours {
             ffi::lua_settop(state, 1);
             ffi::lua_pushvalue(state, WRAPPED);

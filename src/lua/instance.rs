@@ -234,7 +234,7 @@ impl Face {
 fn method(lua: &Lua, export: String) -> LuaResult<LuaFunction> {
     lua.create_function(move |lua, args: LuaMultiValue| {
         let face = match args.front() {
-            Some(LuaValue::UserData(ud)) if guard::ours(ud) => {
+            Some(LuaValue::UserData(ud)) if guard::ours::<LuaHandle>(ud) => {
                 ud.borrow::<LuaHandle>().ok().map(|h| h.face.clone())
             }
             _ => None,
@@ -252,7 +252,7 @@ fn method(lua: &Lua, export: String) -> LuaResult<LuaFunction> {
 /// `h:drop()`: `true`, or `nil, err`.
 fn drop_handle(lua: &Lua, this: LuaValue) -> LuaResult<LuaMultiValue> {
     let handle = match &this {
-        LuaValue::UserData(ud) if guard::ours(ud) => {
+        LuaValue::UserData(ud) if guard::ours::<LuaHandle>(ud) => {
             ud.borrow::<LuaHandle>().ok().map(|h| h.handle.clone())
         }
         _ => None,
@@ -271,7 +271,7 @@ fn drop_handle(lua: &Lua, this: LuaValue) -> LuaResult<LuaMultiValue> {
 
 /// A handle argument as a value (any other userdata is not one).
 fn handle_value(ud: &LuaAnyUserData) -> Option<Value> {
-    if !guard::ours(ud) {
+    if !guard::ours::<LuaHandle>(ud) {
         return None;
     }
     ud.borrow::<LuaHandle>()
