@@ -1152,8 +1152,8 @@ local function mutate(text)
       text = text:sub(1, i - 1) .. string.char(R(0, 255)) .. text:sub(i + 1)
     elseif c == 5 then -- truncated
       text = text:sub(1, R(math.max(#text, 1)))
-    else -- a byte inserted
-      local i = R(#text)
+    else -- a byte inserted (math.random(0) fails: an empty text gets its byte first)
+      local i = R(math.max(#text, 1))
       text = text:sub(1, i) .. pick({ ":", "-", " ", "\t", "{", "[", "'", "\"", "\n", "#", "&", "*", "!" }) .. text:sub(i + 1)
     end
   end
