@@ -79,6 +79,8 @@ function funcs.new() end
 ---@field http_sent_bytes integer Request body bytes of outgoing requests.
 ---@field http_received_bytes integer Response body bytes of outgoing requests.
 ---@field direct boolean Whether `funcs.call` takes the direct path: Lua values written straight into guest memory (components without WASI whose types it knows; see the README).
+---@field open_instances integer Instances callers hold (`funcs.instantiate`).
+---@field live_handles integer Resource handles alive in those instances.
 
 ---Counters of function `id`, or of every function by ID.
 ---@param id string?
@@ -97,6 +99,7 @@ function funcs.stats(id) end
 ---@field http_client {allowed_hosts: string[], allow_private_ip: boolean, timeout_ms: integer, max_response_bytes: integer, max_request_bytes: integer}? The outgoing-request policy, with its defaults, when `imports` grants `wasi:http`.
 ---@field http boolean `transport: wasi-http`.
 ---@field direct boolean Whether `funcs.call` takes the direct path.
+---@field resources {name: string, interface: string?, wit: string}[]? The resources the component exports, as WIT (constructor, methods, statics).
 
 ---What it takes to call function `id`: its WIT signature (for a component, decoded from its
 ---bytes, read again from the file; for a core module, from its `wit` or its core types), its
@@ -195,6 +198,56 @@ function Future:wait(timeout_ms) end
 ---never starts.
 ---@return true
 function Future:cancel() end
+
+---@class funcs.InstanceOptions
+---@field timeout integer? Deadline in ms for each call of the instance, replacing the entry's `max_execution_ms`.
+
+---A live instance of an entry, kept across calls (SPEC section 15).
+---@param id string
+---@param options funcs.InstanceOptions?
+---@return funcs.Instance? instance
+---@return funcs.Error? err
+function funcs.instantiate(id, options) end
+
+---An instance the caller holds: its state lives across calls; one call at a time.
+---@class funcs.Instance
+local Instance = {}
+
+---Calls an export (`iface#func`, `func`, or a name one exported interface alone has).
+---Handles in the arguments are lent (`borrow`) or moved (`own`); handles in the results are new.
+---@param export string
+---@param ... any
+---@return any value
+---@return funcs.Error? err
+function Instance:call(export, ...) end
+
+---Like `Instance:call`; the call runs now and the future is complete.
+---@param export string
+---@param ... any
+---@return funcs.Future? future
+---@return funcs.Error? err
+function Instance:async(export, ...) end
+
+---The class of an exported resource (`name`, or `iface#name` when several interfaces have one):
+---`new` (the constructor) and the statics, by WIT and snake_case names.
+---@param name string
+---@return table<string, fun(...): any, funcs.Error?>? class
+---@return funcs.Error? err
+function Instance:resource(name) end
+
+---Ends the instance (no guest destructors run): every handle of it is dead. Twice does nothing.
+---@return true? ok
+---@return funcs.Error? err
+function Instance:close() end
+
+---A resource handle: its methods by WIT or snake_case name (`h:get()`, `h:arm_trap()`), `self` lent.
+---@class funcs.Handle
+local Handle = {}
+
+---Runs the guest's destructor now; a dead handle (dropped, moved, its instance ended) does nothing.
+---@return true? ok
+---@return funcs.Error? err
+function Handle:drop() end
 
 ---@class funcs.ExecutorOptions
 ---@field timeout integer? Deadline in ms for each call, replacing the entry's `max_execution_ms`; a positive integer (deadlines above 2^40 ms, about 34 years, are cut to that).
