@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: demo test build bench bench-http soak soak-calls fuzz stress clean rock-check nginx-check clean-room
+.PHONY: demo test build bench bench-http soak soak-calls soak-resources fuzz stress clean rock-check nginx-check clean-room
 
 demo:
 	scripts/demo.sh
@@ -26,6 +26,12 @@ soak:
 	LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/longlife.lua $(SOAK_RELOADS)
 
 # A million calls on each path (direct, general, async, HTTP), resident memory before and after:
+# 100,000 create/drop cycles of resource handles and instances (SPEC 15): resident memory flat.
+soak-resources:
+	scripts/build.sh lua5.4 >/dev/null
+	scripts/guests.sh c-res
+	FUNCS_CACHE_DIR=$(PWD)/build/cache LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/resources.lua $(SOAK_ARGS)
+
 # make soak-calls SOAK_ARGS="1000000 http" runs one path.
 soak-calls:
 	scripts/build.sh lua5.4 >/dev/null

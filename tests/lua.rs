@@ -130,3 +130,35 @@ fn running_out_of_memory_while_pushing_a_direct_result_is_a_lua_error() {
     );
     assert!(direct);
 }
+
+#[test]
+fn instances_keep_state_and_the_collector_drops_their_handles() {
+    // On every vendored Lua (5.4 and 5.5): a core instance's global persists; handles and
+    // instances let go are dropped and closed by the next call, never inside `__gc`.
+    let lua = lua_with_examples();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("spec/fixtures/instances");
+    lua.globals()
+        .set("INSTANCES", fixtures.to_str().unwrap())
+        .unwrap();
+    let (bumped, live, open, value): (i64, i64, i64, i64) = eval(
+        &lua,
+        "assert(funcs.load(INSTANCES))
+         local core = assert(funcs.instantiate('inst:core'))
+         core:call('bump', 2)
+         local bumped = core:call('bump', 3)
+         for _ = 1, 50 do
+           local twins = assert(funcs.instantiate('inst:twins'))
+           for _ = 1, 100 do assert(twins:call('a#make')) end
+         end
+         collectgarbage() collectgarbage()
+         local twins = assert(funcs.instantiate('inst:twins'))
+         local value = twins:call('b#value', twins:call('b#make'))
+         collectgarbage() collectgarbage()
+         twins:call('a#make')
+         local s = funcs.stats('inst:twins')
+         return bumped, s.live_handles, s.open_instances, value",
+    );
+    assert_eq!((bumped, value), (5, 7));
+    assert_eq!(open, 1, "unreachable instances are closed");
+    assert!(live <= 1, "unreachable handles are dropped: {live} live");
+}
