@@ -21,6 +21,20 @@ local args = {
 }
 local a = args[id]
 local call = funcs.call
+-- A live instance of the C counters guest (SPEC 15): a method on a handle, a constructor and a
+-- drop, a plain export (benches/raw.rs's res-get, res-new-drop, res-total).
+if id:find("^res:") then
+  assert(funcs.load("build/guests/c-res"))
+  local inst = assert(funcs.instantiate("cres:counters"))
+  local Counter = inst:resource("counter")
+  local c = Counter.new(5)
+  local ops = {
+    ["res:get"] = function() return c:get() end,
+    ["res:new_drop"] = function() return Counter.new(1):drop() end,
+    ["res:total"] = function() return inst:call("get-total") end,
+  }
+  call, a = assert(ops[id]), {}
+end
 if arg[3] == "async" then
   call = function(...) return funcs.async(...):wait() end
 end

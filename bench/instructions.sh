@@ -42,6 +42,15 @@ per_call compute-fresh-rust 2000 "$raw" count compute fresh N
 per_call compute-warm-funcs 2000 "${luai[@]}" bench:compute_warm N
 per_call compute-warm-rust 2000 "$raw" count compute warm N
 
+# A live instance (SPEC 15): a method call on a handle, a constructor and a drop, a plain
+# export, against the same on wasmtime directly.
+per_call res-get-funcs 2000 "${luai[@]}" res:get N
+per_call res-get-rust 2000 "$raw" count res-get warm N
+per_call res-new-drop-funcs 2000 "${luai[@]}" res:new_drop N
+per_call res-new-drop-rust 2000 "$raw" count res-new-drop warm N
+per_call res-total-funcs 2000 "${luai[@]}" res:total N
+per_call res-total-rust 2000 "$raw" count res-total warm N
+
 # transform-users over 1,000 records on every path (bench/paths.lua's rows).
 per_call paths-inline 20 "${luai[@]}" bench:transform_users N
 per_call paths-inline-wasi 20 "${luai[@]}" bench:transform_users_wasi N

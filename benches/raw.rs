@@ -134,6 +134,73 @@ fn main() {
         });
     }
 
+    // A live instance of the C counters guest (build/guests/c-res, SPEC 15): a method call on
+    // a handle, a constructor and a drop, a plain export. The same on "fresh" and "warm": the
+    // instance is the caller's either way.
+    let counters = root.join("build/guests/c-res/guest.wasm");
+    if counters.exists() {
+        let component = Component::new(engine, std::fs::read(&counters).unwrap()).unwrap();
+        let linker = component::Linker::<()>::new(engine);
+        let pre = linker.instantiate_pre(&component).unwrap();
+        let export = |name: &str| {
+            let (_, iface) = component
+                .get_export(None, "funcs:res/counters@0.1.0")
+                .unwrap();
+            component.get_export(Some(&iface), name).unwrap().1
+        };
+        let (new, get, total) = (
+            export("[constructor]counter"),
+            export("[method]counter.get"),
+            export("get-total"),
+        );
+        type Live = (Store<()>, component::Func, component::Func, component::Func);
+        let live = |pre: &component::InstancePre<()>| -> Live {
+            let mut store = new_store(engine);
+            let instance = pre.instantiate(&mut store).unwrap();
+            let f = |store: &mut Store<()>, i| instance.get_func(&mut *store, i).unwrap();
+            let (n, g, t) = (f(&mut store, new), f(&mut store, get), f(&mut store, total));
+            (store, n, g, t)
+        };
+        let cases_of: [(&str, fn(&mut Live, &Val)); 3] = [
+            ("res-get", |(store, _, get, _), c| {
+                let mut out = [Val::S64(0)];
+                get.call(&mut *store, std::slice::from_ref(c), &mut out).unwrap();
+                black_box(out);
+            }),
+            ("res-new-drop", |(store, new, _, _), _| {
+                let mut out = [Val::Bool(false)];
+                new.call(&mut *store, &[Val::S64(1)], &mut out).unwrap();
+                let Val::Resource(r) = out[0] else { panic!("a handle") };
+                r.resource_drop(&mut *store).unwrap();
+            }),
+            ("res-total", |(store, _, _, total), _| {
+                let mut out = [Val::S64(0)];
+                total.call(&mut *store, &[], &mut out).unwrap();
+                black_box(out);
+            }),
+        ];
+        for (name, op) in cases_of {
+            if !wanted(name) {
+                continue;
+            }
+            let mut calls = Vec::new();
+            for _ in 0..2 {
+                let mut l = live(&pre);
+                let mut out = [Val::Bool(false)];
+                l.1.call(&mut l.0, &[Val::S64(5)], &mut out).unwrap();
+                let c = out[0].clone();
+                calls.push(Box::new(move || op(&mut l, &c)) as Call<'_>);
+            }
+            let (warm, fresh) = (calls.pop().unwrap(), calls.pop().unwrap());
+            cases.push(Case {
+                name: name.into(),
+                iterations: (ITERATIONS, ITERATIONS),
+                fresh,
+                warm,
+            });
+        }
+    }
+
     if let Some((name, which, n)) = &count {
         let case = cases
             .iter_mut()
