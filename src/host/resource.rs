@@ -362,3 +362,68 @@ pub fn lift(resource: ResourceAny) -> Option<Result<Value, ConvError>> {
         Some(Ok(Value::Lua(r)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rep given to a guest as an own handle (its value crossing, then gone).
+    fn given(reps: &Arc<Reps>, ledger: &mut Ledger, rep: u32) {
+        let r = reps.refer(rep, 7);
+        ledger.taken(reps, r.rep);
+    }
+
+    #[test]
+    fn drops_once_when_the_last_own_handle_goes() {
+        let reps = Arc::new(Reps::default());
+        let mut ledger = Ledger::default();
+        given(&reps, &mut ledger, 1);
+        given(&reps, &mut ledger, 1);
+        assert!(reps.take_events().is_empty());
+        ledger.released(1, true);
+        assert!(reps.take_events().is_empty());
+        assert!(reps.in_use(1));
+        ledger.released(1, true);
+        assert_eq!(
+            reps.take_events(),
+            [Event::Dropped { rep: 1, ty: 7 }, Event::Unused { rep: 1, ty: 7 }]
+        );
+        assert!(!reps.in_use(1));
+    }
+
+    #[test]
+    fn a_handle_given_back_to_the_host_is_not_dropped() {
+        let reps = Arc::new(Reps::default());
+        let mut ledger = Ledger::default();
+        given(&reps, &mut ledger, 2);
+        let back = reps.refer(2, 7);
+        ledger.released(2, false);
+        assert!(reps.take_events().is_empty());
+        drop(back);
+        assert_eq!(reps.take_events(), [Event::Unused { rep: 2, ty: 7 }]);
+    }
+
+    #[test]
+    fn a_store_ending_drops_what_its_guest_held() {
+        let reps = Arc::new(Reps::default());
+        let mut ledger = Ledger::default();
+        given(&reps, &mut ledger, 3);
+        given(&reps, &mut ledger, 4);
+        given(&reps, &mut ledger, 4);
+        drop(ledger);
+        let mut events = reps.take_events();
+        events.sort_by_key(|e| match e {
+            Event::Dropped { rep, .. } => (*rep, 0),
+            Event::Unused { rep, .. } => (*rep, 1),
+        });
+        assert_eq!(
+            events,
+            [
+                Event::Dropped { rep: 3, ty: 7 },
+                Event::Unused { rep: 3, ty: 7 },
+                Event::Dropped { rep: 4, ty: 7 },
+                Event::Unused { rep: 4, ty: 7 },
+            ]
+        );
+    }
+}

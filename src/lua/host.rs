@@ -70,6 +70,7 @@ impl HostFns {
                 let _ = lua.remove_registry_value(f);
             }
         }
+        self.drops.borrow_mut().retain(|_, key| fns.contains_key(key));
     }
 
     /// The Lua function `funcs.register` gave `id`.
