@@ -43,6 +43,7 @@ function funcs.load(path) end
 --- - `variant`: `{case = payload}` (or the case name) / `{case = payload}`
 --- - `enum`: case name or 0-based index / case name
 --- - `flags`: `{read = true}`, `{"read"}` or a bitmask / set table
+--- - `own`/`borrow` of a resource Lua defines (`funcs.host`): any Lua value / the same value
 ---
 ---No result gives `nil`; several results give one array.
 ---@param id string
@@ -122,12 +123,22 @@ function funcs.metrics() end
 ---interface (`ns:pkg/iface`, with or without `@version`), a plain-named interface, `"$root"`
 ---for functions a world imports at top level, or a core module's import module (`"env"`).
 ---Keys are WIT names or their snake_case. An entry links it only when its `imports` names it.
+---A table under a resource's name defines that resource: `new` (constructor), methods
+---(`self`: the Lua value the constructor or a static returned, the same value every time),
+---statics, and `__drop(self)`, run once the guest holds no own handle of the value (dropped,
+---or its instance ended).
 ---Host functions run on the Lua thread; a Lua error or a badly shaped result fails the call
 ---`INTERNAL` with `err:details().host`. Misuse raises a Lua error.
 ---@param name string
----@param functions table<string, function>
+---@param functions table<string, function|funcs.HostResource>
 ---@return true
 function funcs.host(name, functions) end
+
+---The functions of a resource Lua defines (`funcs.host`), by WIT or snake_case name.
+---@class funcs.HostResource
+---@field new (fun(...): any)? The constructor: returns the Lua value that stands for the resource.
+---@field __drop (fun(self: any))? Runs once the guest holds no own handle of the value.
+---@field [string] fun(...): any Methods (`self` first) and statics.
 
 ---Gives a Lua function a registry ID (`ns:name`): `funcs.call(id, ...)` calls it, and guests
 ---granted `funcs` (`wippy:runtime/funcs@0.1.0`) call it with `call-string`/`call-bytes`.

@@ -45,6 +45,8 @@ pub struct Runtime {
     hosting: std::sync::atomic::AtomicBool,
     /// Instances made by [`Runtime::instantiate`], closed by [`Runtime::shutdown`].
     instances: Mutex<Vec<std::sync::Weak<Instance>>>,
+    /// The resources Lua defines (`funcs.host`), and what guests hold of them.
+    reps: Arc<host::Reps>,
 }
 
 impl Runtime {
@@ -64,6 +66,7 @@ impl Runtime {
         let hosts = HostSet {
             interfaces: unpoison(self.hosts.read()).clone(),
             inbox: self.signal.clone(),
+            reps: self.reps.clone(),
         };
         let prepared = self.registry().prepare(path, &hosts)?;
         // Held by the runtime only once committed (services need it too).
@@ -290,6 +293,11 @@ impl Runtime {
     /// The Lua thread's inbox.
     pub fn inbox(&self) -> &Arc<Signal> {
         &self.signal
+    }
+
+    /// The resources Lua defines (`funcs.host`).
+    pub fn reps(&self) -> &Arc<host::Reps> {
+        &self.reps
     }
 
     /// A descriptor that becomes readable when a future completes (SPEC section 12).

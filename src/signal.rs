@@ -28,6 +28,9 @@ pub struct HostCall {
     /// `iface#func` (or the function's name at the root), for messages.
     pub name: Arc<str>,
     pub args: Vec<Value>,
+    /// The result's WIT type when it holds resources (Lua defines them: the Lua side reads
+    /// those places of the result by type).
+    pub result: Option<wasmtime::component::Type>,
     /// `None` for a call answered on the thread that makes it.
     reply: Option<oneshot::Sender<Result<Value, String>>>,
     control: Option<Arc<Control>>,
@@ -52,12 +55,14 @@ impl HostCall {
         key: HostKey,
         name: Arc<str>,
         args: Vec<Value>,
+        result: Option<wasmtime::component::Type>,
         control: Option<Arc<Control>>,
     ) -> HostCall {
         HostCall {
             key,
             name,
             args,
+            result,
             reply: None,
             control,
         }

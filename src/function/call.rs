@@ -8,11 +8,12 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use wasmtime::Store;
-use wasmtime::component::{ComponentNamedList, Lower};
+use wasmtime::component::{ComponentNamedList, Lower, Type};
+use wasmtime::{AsContextMut, Store};
 
 use super::{Args, CallCtx, CallOptions, Callee, Function, Target, Warm};
 use crate::error::{Error, Kind, expected_args};
+use crate::host::resource;
 use crate::limits::Control;
 use crate::sync::unpoison;
 use crate::value::direct::{FlatResult, Image, ImageArgs, MemoryResult, Mismatch, Shape, Tape};
@@ -297,6 +298,10 @@ impl Function {
                 self.method
             ))));
         }
+        // Resources Lua defines need the call's store: converted where the call runs.
+        if self.lua_values {
+            return Ok(Args::Values(args.to_vec()));
+        }
         Ok(match &self.target {
             Target::Core { params, .. } => Args::Core(
                 params
@@ -418,6 +423,45 @@ impl Function {
                     .zip(results)
                     .map(|(v, ty)| value::from_wit(v, ty));
                 collect_results(values).map_err(|e| self.result_error(e))
+            }
+            (Target::Component { results, .. }, Callee::Component(func), Args::Values(values)) => {
+                let reps = self.lua_resources.as_ref().expect("values only for these");
+                // The instantiated types: resources Lua defines by their host types.
+                let params: Vec<Type> = func.ty(&*store).params().map(|(_, ty)| ty).collect();
+                let (vals, lent) = resource::converting(&mut store.as_context_mut(), reps, || {
+                    params
+                        .iter()
+                        .zip(values)
+                        .enumerate()
+                        .map(|(i, (ty, v))| value::to_wit(v, ty).map_err(|e| self.arg_error(i, e)))
+                        .collect::<Result<Vec<_>, _>>()
+                });
+                let mut out = vec![wasmtime::component::Val::Bool(false); results.len()];
+                let called = match &vals {
+                    Ok(vals) if asynchronous => func.call_async(&mut *store, vals, &mut out).await,
+                    Ok(vals) => func.call(&mut *store, vals, &mut out),
+                    Err(_) => Ok(()),
+                };
+                // The values lent as borrows go back (no `__drop`: they have no destructor).
+                if called.is_ok() {
+                    for any in lent {
+                        let _ = if asynchronous {
+                            any.resource_drop_async(&mut *store).await
+                        } else {
+                            any.resource_drop(&mut *store)
+                        };
+                    }
+                }
+                vals?;
+                called.map_err(|e| self.trap(e, store))?;
+                let (values, _) = resource::converting(&mut store.as_context_mut(), reps, || {
+                    let values = out
+                        .into_iter()
+                        .zip(results)
+                        .map(|(v, ty)| value::from_wit(v, ty));
+                    collect_results(values)
+                });
+                values.map_err(|e| self.result_error(e))
             }
             _ => unreachable!("arguments and instances made by this function"),
         }

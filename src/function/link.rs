@@ -147,6 +147,7 @@ pub(super) fn component_target(
     let mut linker = wasmtime::component::Linker::new(engine_for(fuel));
     wasi::link(&mut linker, granted).map_err(|e| format!("{e:#}"))?;
     let hosted = host::link(&mut linker, component, hosts)?;
+    let lua_types = hosted.resources;
     let handler = http
         && component
             .component_type()
@@ -156,7 +157,7 @@ pub(super) fn component_target(
     if handler {
         wasi::link_http(&mut linker, &mut granted).map_err(|e| format!("{e:#}"))?;
     }
-    stub_imports(&mut linker, component, &granted, &hosted).map_err(|e| format!("{e:#}"))?;
+    stub_imports(&mut linker, component, &granted, &hosted.names).map_err(|e| format!("{e:#}"))?;
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| format!("failed to prepare instances: {e:#}"))?;
@@ -174,6 +175,7 @@ pub(super) fn component_target(
         results: func.results().collect(),
         handler,
         bound,
+        lua_types,
     })
 }
 

@@ -3,7 +3,7 @@
 //! What owns it, queues its calls and tracks its handles is `crate::instance`; this file is
 //! the wasmtime side only.
 
-use wasmtime::Store;
+use wasmtime::{AsContextMut, Store};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{ResourceAny, ResourceType, Type, Val};
 
@@ -11,6 +11,7 @@ use super::exports::find_export;
 use super::{CallCtx, CallOptions, Function, Target};
 use crate::engine::engine;
 use crate::error::{Error, expected_args};
+use crate::host::resource;
 use crate::value::{self, ConvError, CoreType, Value};
 
 /// A store and the instance in it.
@@ -196,14 +197,22 @@ impl Live {
                     }
                     .map(|()| Results::Core(out))
                 }
-                (Export::Component { func, results, .. }, Lowered::Component(vals)) => {
+                (Export::Component { func, results, .. }, Lowered::Component(vals, lent)) => {
                     let mut out = vec![Val::Bool(false); results.len()];
                     if f.asynchronous {
                         func.call_async(&mut *store, vals, &mut out).await
                     } else {
                         func.call(&mut *store, vals, &mut out)
+                    }?;
+                    // Lua values lent as borrows go back (no `__drop`: no destructor).
+                    for any in lent {
+                        if f.asynchronous {
+                            any.resource_drop_async(&mut *store).await
+                        } else {
+                            any.resource_drop(&mut *store)
+                        }?;
                     }
-                    .map(|()| Results::Component(out))
+                    Ok(Results::Component(out))
                 }
                 _ => unreachable!("arguments lowered for this export"),
             }
@@ -268,7 +277,7 @@ impl Live {
     ///
     /// # Errors
     /// As said.
-    pub fn lower(f: &Function, export: &Export, args: &[Value]) -> Result<Lowered, Error> {
+    pub fn lower(&mut self, f: &Function, export: &Export, args: &[Value]) -> Result<Lowered, Error> {
         let arg_error = |i: usize, name: &str, e: ConvError| {
             let path = e.path();
             f.fail(
@@ -302,13 +311,19 @@ impl Live {
                 if args.len() != params.len() {
                     return Err(count_error(f, export, params.len(), args.len()));
                 }
-                params
-                    .iter()
-                    .zip(args)
-                    .enumerate()
-                    .map(|(i, ((name, ty), v))| value::to_wit(v, ty).map_err(|e| arg_error(i, name, e)))
-                    .collect::<Result<_, _>>()
-                    .map(Lowered::Component)
+                let lower = || {
+                    params
+                        .iter()
+                        .zip(args)
+                        .enumerate()
+                        .map(|(i, ((name, ty), v))| value::to_wit(v, ty).map_err(|e| arg_error(i, name, e)))
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                let (vals, lent) = match &f.lua_resources {
+                    Some(reps) => resource::converting(&mut self.store.as_context_mut(), reps, lower),
+                    None => (lower(), Vec::new()),
+                };
+                Ok(Lowered::Component(vals?, lent))
             }
         }
     }
@@ -317,8 +332,8 @@ impl Live {
     ///
     /// # Errors
     /// A result that has no Lua form (`INTERNAL`).
-    pub fn lift(f: &Function, export: &Export, results: Results) -> Result<Value, Error> {
-        let values: Result<Vec<Value>, ConvError> = match (export, results) {
+    pub fn lift(&mut self, f: &Function, export: &Export, results: Results) -> Result<Value, Error> {
+        let lift = || match (export, results) {
             (Export::Core { results: types, .. }, Results::Core(out)) => out
                 .iter()
                 .zip(types)
@@ -328,8 +343,12 @@ impl Live {
                 .into_iter()
                 .zip(types)
                 .map(|(v, ty)| value::from_wit(v, ty))
-                .collect(),
+                .collect::<Result<Vec<Value>, ConvError>>(),
             _ => unreachable!("results of this export"),
+        };
+        let values = match &f.lua_resources {
+            Some(reps) => resource::converting(&mut self.store.as_context_mut(), reps, lift).0,
+            None => lift(),
         };
         let mut values = values.map_err(|e| f.result_error(e))?;
         Ok(match values.len() {
@@ -518,10 +537,11 @@ fn in_interfaces(
     found
 }
 
-/// An export's arguments, converted.
+/// An export's arguments, converted (with the Lua values lent as borrows, to give back
+/// after the call).
 pub enum Lowered {
     Core(Vec<wasmtime::Val>),
-    Component(Vec<Val>),
+    Component(Vec<Val>, Vec<ResourceAny>),
 }
 
 /// An export's results, as wasmtime gave them.

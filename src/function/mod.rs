@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
-use wasmtime::component::{ComponentExportIndex, Type};
+use wasmtime::component::{ComponentExportIndex, ResourceType, Type};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use self::call::now;
@@ -85,6 +85,9 @@ pub enum Args {
     Core(Vec<wasmtime::Val>),
     Component(Vec<wasmtime::component::Val>),
     Image(Image),
+    /// Values holding resources Lua defines: converted where the call runs (they need its
+    /// store).
+    Values(Vec<crate::value::Value>),
 }
 
 /// The export called, in its instance of the function's module or component.
@@ -113,6 +116,12 @@ pub struct Function {
     /// the caller holds: calls on a fresh instance are refused (found at load, so that no
     /// call walks the types).
     uses_resources: bool,
+    /// The resources Lua defines (SPEC section 15), when the component imports some: they
+    /// cross with the store of the call.
+    lua_resources: Option<Arc<crate::host::Reps>>,
+    /// The parameters or results of `method` hold some: its arguments are converted where
+    /// the call runs ([`Args::Values`]).
+    lua_values: bool,
     target: Target,
     limits: Limits,
     sandbox: Sandbox,
@@ -185,6 +194,9 @@ enum Target {
         handler: Option<ProxyPre<CallCtx>>,
         /// The full name of the export `method` bound.
         bound: String,
+        /// The resources Lua defines among the component's imports: their types as the
+        /// component's type names them (in `params` and `results`), and their numbers.
+        lua_types: Vec<(ResourceType, u32)>,
     },
 }
 
@@ -271,24 +283,33 @@ impl Function {
             }
             _ => (None, None),
         };
-        let (bound, uses_resources) = match &target {
+        let (bound, uses_resources, lua_resources, lua_values) = match &target {
             Target::Component {
                 bound,
                 params,
                 results,
+                lua_types,
                 ..
-            } => (
-                bound.clone(),
-                results.iter().any(value::holds_resource)
-                    || params.iter().any(|(_, ty)| value::holds_resource(ty)),
-            ),
-            Target::Core { .. } => (method.to_string(), false),
+            } => {
+                let lua = |r: &ResourceType| lua_types.iter().any(|(t, _)| t == r);
+                let guest = |r: &ResourceType| !lua(r);
+                let holds = |which: &dyn Fn(&ResourceType) -> bool| {
+                    results.iter().any(|ty| value::holds_resource_where(ty, which))
+                        || params.iter().any(|(_, ty)| value::holds_resource_where(ty, which))
+                };
+                let reps = sandbox.hosts.first().map(|g| g.reps.clone());
+                let reps = reps.filter(|_| !lua_types.is_empty());
+                (bound.clone(), holds(&guest), reps, holds(&lua))
+            }
+            Target::Core { .. } => (method.to_string(), false, None, false),
         };
         Ok(Function {
             id: id.to_string(),
             method: method.to_string(),
             bound,
             uses_resources,
+            lua_resources,
+            lua_values,
             target,
             limits,
             sandbox,
@@ -517,6 +538,34 @@ impl Function {
             Target::Core { params, .. } => params.len(),
             Target::Component { params, .. } => params.len(),
         }
+    }
+
+    /// The WIT types of the parameters when the function's values hold resources Lua
+    /// defines (arguments are then read by type: `value::from_lua_typed`).
+    pub fn lua_params(&self) -> Option<Vec<Type>> {
+        match (&self.target, self.lua_values) {
+            (Target::Component { params, .. }, true) => {
+                Some(params.iter().map(|(_, ty)| ty.clone()).collect())
+            }
+            _ => None,
+        }
+    }
+
+    /// The resources Lua defines, when the component imports some.
+    pub fn lua_resources(&self) -> Option<&Arc<crate::host::Reps>> {
+        self.lua_resources.as_ref()
+    }
+
+    /// The number of the resource Lua defines that `ty` is (as this function's types, or
+    /// the instantiated ones, name it).
+    pub fn lua_type(&self, ty: &ResourceType) -> Option<u32> {
+        let Target::Component { lua_types, .. } = &self.target else {
+            return None;
+        };
+        lua_types
+            .iter()
+            .find(|(t, n)| t == ty || ResourceType::host_dynamic(*n) == *ty)
+            .map(|(_, n)| *n)
     }
 
     /// The name of parameter `index` (0-based); `p1`, `p2`... for core functions without `wit`.

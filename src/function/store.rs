@@ -38,11 +38,17 @@ pub struct CallCtx {
     pub(super) outgoing: Outgoing,
     /// This call's cancel, for host calls to drop what nobody waits for.
     pub(super) control: Option<Arc<Control>>,
+    /// Own handles of resources Lua defines the guest holds (given back when the store ends).
+    pub(super) ledger: crate::host::Ledger,
 }
 
 impl crate::host::HostState for CallCtx {
     fn control(&self) -> Option<&Arc<Control>> {
         self.control.as_ref()
+    }
+
+    fn ledger(&mut self) -> &mut crate::host::Ledger {
+        &mut self.ledger
     }
 }
 
@@ -118,6 +124,7 @@ impl Function {
             http: WasiHttpCtx::new(),
             outgoing: Outgoing::new(self.sandbox.http_client.clone()),
             control: control.cloned(),
+            ledger: crate::host::Ledger::default(),
         };
         let mut store = Store::new(engine_for(self.limits.max_fuel.is_some()), ctx);
         // The pooling allocator bounds tables itself; on-demand stores need the limiter's

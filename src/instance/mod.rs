@@ -175,7 +175,7 @@ impl Instance {
         let held = self.open_in(&mut state)?;
         let (live, function) = (&mut held.live, &held.function);
         let export = live.export(function, export)?;
-        let (lowered, handles) = lowering(self, || Live::lower(function, &export, args))?;
+        let (lowered, handles) = lowering(self, || live.lower(function, &export, args))?;
         handle::check_passed(&handles, &export)?;
         // From here the guest runs: the own handles passed are its.
         for (h, own) in &handles {
@@ -185,12 +185,29 @@ impl Instance {
         }
         let result = run(&self.pool, live.call(function, &export, &lowered, options));
         match result {
-            Ok(results) => lifting(self, || Live::lift(function, &export, results)),
+            Ok(results) => lifting(self, || live.lift(function, &export, results)),
             Err(e) => {
                 *state = State::Ended(e.clone());
                 Err(e)
             }
         }
+    }
+
+    /// The WIT types of the parameters of `export` when they hold resources Lua defines (SPEC
+    /// section 15: the Lua side reads those arguments by type), with the type numbers of
+    /// those resources; `None` otherwise, or when the export cannot be called (the call says
+    /// why).
+    pub fn lua_params(&self, export: &str) -> Option<(Vec<wasmtime::component::Type>, Arc<crate::host::Reps>)> {
+        let mut state = self.enter("call").ok()?;
+        let held = self.open_in(&mut state).ok()?;
+        let reps = held.function.lua_resources()?.clone();
+        let export = held.live.export(&held.function, export).ok()?;
+        let types: Vec<_> = export.params().iter().map(|(_, ty)| ty.clone()).collect();
+        let lua = |r: &ResourceType| reps.type_of(r).is_some();
+        types
+            .iter()
+            .any(|ty| crate::value::holds_resource_where(ty, &lua))
+            .then_some((types, reps))
     }
 
     /// The class of resource `name` exported by the instance.

@@ -93,7 +93,7 @@ impl Executor {
             if direct && let Some(done) = self.call_direct(lua, &handle, &args)? {
                 return done;
             }
-            self.convert(&handle, &args)
+            self.convert(lua, &handle, &args)
         } else {
             self.arguments(lua, &handle, &args)?
         };
@@ -107,6 +107,8 @@ impl Executor {
                     .call_with(&handle, values, self.options.clone())
             }
         });
+        // The drops of resources Lua defines that the call's store held.
+        host::settle(lua, &self.fns);
         match result {
             Ok(output) => to_lua(lua, &output),
             Err(e) => error::fail(lua, e),
@@ -222,6 +224,7 @@ impl Executor {
             } else {
                 submit()
             };
+            host::settle(lua, &self.fns);
             submitted.map(|done| Future {
                 done,
                 id,
@@ -301,15 +304,24 @@ impl Executor {
                 return Ok(Ok(Args::Image(image)));
             }
         }
-        Ok(self.convert(handle, args))
+        Ok(self.convert(lua, handle, args))
     }
 
-    /// The arguments converted to the function's parameter types on this thread.
-    pub(super) fn convert(&self, handle: &Handle, args: &[LuaValue]) -> Result<Args, Error> {
+    /// The arguments converted to the function's parameter types on this thread (those of
+    /// resources Lua defines by type).
+    pub(super) fn convert(&self, lua: &Lua, handle: &Handle, args: &[LuaValue]) -> Result<Args, Error> {
         let function = handle.0.function();
+        let typed = function.lua_params().zip(function.lua_resources());
         let mut values = Vec::with_capacity(args.len());
         for (i, arg) in args.iter().enumerate() {
-            values.push(value::from_lua(arg).map_err(|e| function.arg_error(i, e))?);
+            let value = match &typed {
+                Some((params, reps)) if i < params.len() => {
+                    let number = |r: &wasmtime::component::ResourceType| function.lua_type(r);
+                    host::typed(lua, reps, arg, &params[i], &number, &|_| None)
+                }
+                _ => value::from_lua(arg),
+            };
+            values.push(value.map_err(|e| function.arg_error(i, e))?);
         }
         function.lower(&values)
     }

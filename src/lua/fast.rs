@@ -328,8 +328,11 @@ fn scalar(output: &Output) -> bool {
 unsafe fn push_value(state: *mut ffi::lua_State, value: &Value) {
     unsafe {
         match value {
-            // (handles come only from an instance's calls, never through here)
-            Value::Nil | Value::Unsupported(_) | Value::Handle(_) => ffi::lua_pushnil(state),
+            // (handles come only from an instance's calls, and resources Lua defines only
+            // from entries with host functions: never through here)
+            Value::Nil | Value::Unsupported(_) | Value::Handle(_) | Value::Lua(_) => {
+                ffi::lua_pushnil(state)
+            }
             Value::Bool(b) => ffi::lua_pushboolean(state, (*b).into()),
             Value::Int(i) => ffi::lua_pushinteger(state, *i as ffi::lua_Integer),
             Value::Float(f) => ffi::lua_pushnumber(state, *f),

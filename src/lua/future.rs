@@ -25,6 +25,7 @@ pub(super) struct Future {
 
 impl Future {
     fn result(&self, lua: &Lua) -> LuaResult<LuaMultiValue> {
+        host::settle(lua, &self.fns);
         let Some(result) = self.done.result() else {
             return (LuaValue::Nil, LuaValue::Nil).into_lua_multi(lua);
         };

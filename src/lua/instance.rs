@@ -132,7 +132,7 @@ impl Face {
         args: impl Iterator<Item = LuaValue>,
     ) -> LuaResult<LuaMultiValue> {
         crate::instance::bury();
-        let result = self.values(export, args).and_then(|values| {
+        let result = self.values(lua, export, args).and_then(|values| {
             let runtime = &self.ctx.runtime;
             let call = || self.instance.call(export, &values, &self.options);
             if runtime.has_hosts() {
@@ -142,17 +142,34 @@ impl Face {
                 call()
             }
         });
+        host::settle(lua, &self.ctx.fns);
         match result {
             Ok(v) => self.to_lua(lua, &v)?.into_lua_multi(lua),
             Err(e) => error::fail(lua, e),
         }
     }
 
-    /// The arguments as values, handles recognised.
-    fn values(&self, export: &str, args: impl Iterator<Item = LuaValue>) -> Result<Vec<Value>, Error> {
+    /// The arguments as values, handles recognised (and resources Lua defines, by type).
+    fn values(
+        &self,
+        lua: &Lua,
+        export: &str,
+        args: impl Iterator<Item = LuaValue>,
+    ) -> Result<Vec<Value>, Error> {
+        let typed = match self.ctx.runtime.reps().has_types() {
+            true => self.instance.lua_params(export),
+            false => None,
+        };
         args.enumerate()
             .map(|(i, arg)| {
-                value::from_lua_with(&arg, &handle_value).map_err(|e| {
+                let value = match &typed {
+                    Some((params, reps)) if i < params.len() => {
+                        let number = |r: &wasmtime::component::ResourceType| reps.type_of(r);
+                        host::typed(lua, reps, &arg, &params[i], &number, &handle_value)
+                    }
+                    _ => value::from_lua_with(&arg, &handle_value),
+                };
+                value.map_err(|e| {
                     Error::invalid(format!("{export}: argument {}: {e}", i + 1)).with(|d| {
                         d.entry = Some(self.instance.id().to_string());
                         d.argument = Some(i + 1);
@@ -298,7 +315,7 @@ impl LuaUserData for LuaInstance {
                 let face = &this.0;
                 // Calls of one instance run one at a time, on the caller's thread: the call
                 // runs now, and its future is complete.
-                let values = face.values(&export, args.into_iter());
+                let values = face.values(lua, &export, args.into_iter());
                 let result = values.and_then(|values| {
                     let runtime = &face.ctx.runtime;
                     let call = || face.instance.call(&export, &values, &face.options);
@@ -309,6 +326,7 @@ impl LuaUserData for LuaInstance {
                         call()
                     }
                 });
+                host::settle(lua, &face.ctx.fns);
                 let done = Completion::completed(
                     face.ctx.runtime.inbox().clone(),
                     result.map(Output::Value),
@@ -331,7 +349,10 @@ impl LuaUserData for LuaInstance {
         });
         methods.add_method("close", |lua, this, ()| {
             crate::instance::bury();
-            match this.0.instance.close() {
+            let closed = this.0.instance.close();
+            // The resources Lua defines that the instance held: their `__drop` now.
+            host::settle(lua, &this.0.ctx.fns);
+            match closed {
                 Ok(()) => true.into_lua_multi(lua),
                 Err(e) => error::fail(lua, e),
             }

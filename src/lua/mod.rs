@@ -166,6 +166,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(move |lua, ()| {
             // Host calls first: clearing the descriptor after them leaves no stale byte.
             rt.serve_waiting(&|call: &HostCall| host::serve(lua, &f, call));
+            host::settle(lua, &f);
             Ok(rt.poll())
         })?,
     )?;

@@ -1,8 +1,10 @@
 //! Lua values to [`Value`], on the Lua thread.
 
 use mlua::prelude::*;
+use wasmtime::component::{ResourceType, Type};
 
 use super::{ConvError, MAX_DEPTH, Value};
+use crate::error::expected;
 
 /// Copies a Lua value into an owned [`Value`].
 ///
@@ -129,4 +131,124 @@ fn table_entries(t: &LuaTable, seen: &mut Walk<'_>) -> Result<Value, ConvError> 
 
 fn lua_err(e: LuaError) -> ConvError {
     ConvError::new(e.to_string())
+}
+
+/// How the places of a value that are resources Lua defines (SPEC section 15) become values:
+/// which resource types those are, and what a Lua value at such a place crosses as (`own`
+/// or not).
+pub struct LuaResources<'a> {
+    pub is_lua: &'a dyn Fn(&ResourceType) -> bool,
+    pub value: &'a dyn Fn(&LuaValue, &ResourceType, bool) -> Result<Value, ConvError>,
+}
+
+/// Copies a Lua value given as WIT type `ty`: as [`from_lua_with`], but the places where
+/// `ty` has a resource Lua defines are made by `resources` (its identity is the Lua value,
+/// not its contents). Around them the value keeps the shape `value::to_wit` reads.
+///
+/// # Errors
+/// As [`from_lua`], and `resources`'.
+pub fn from_lua_typed(
+    value: &LuaValue,
+    ty: &Type,
+    userdata: &Userdata<'_>,
+    resources: &LuaResources<'_>,
+) -> Result<Value, ConvError> {
+    if !super::holds_resource_where(ty, resources.is_lua) {
+        return from_lua_with(value, userdata);
+    }
+    let typed = |v: &LuaValue, ty: &Type| from_lua_typed(v, ty, userdata, resources);
+    let table = |what: &str| match value {
+        LuaValue::Table(t) => Ok(t),
+        other => Err(ConvError::new(expected(what, other.type_name()))),
+    };
+    Ok(match ty {
+        Type::Own(r) => return (resources.value)(value, r, true),
+        Type::Borrow(r) => return (resources.value)(value, r, false),
+        Type::Option(o) => match value {
+            LuaValue::Nil => Value::Nil,
+            v => typed(v, &o.ty())?,
+        },
+        Type::List(l) => {
+            let (t, elem) = (table("list")?, l.ty());
+            let mut items = Vec::new();
+            for i in 1..=t.raw_len() {
+                let v: LuaValue = t.raw_get(i).map_err(lua_err)?;
+                items.push(typed(&v, &elem).map_err(|e| e.at_index(i - 1))?);
+            }
+            Value::Array(items)
+        }
+        Type::Tuple(tuple) => {
+            let t = table("tuple")?;
+            let mut items = Vec::new();
+            for (i, ty) in tuple.types().enumerate() {
+                let v: LuaValue = t.raw_get(i + 1).map_err(lua_err)?;
+                items.push(typed(&v, &ty).map_err(|e| e.at_index(i))?);
+            }
+            Value::Array(items)
+        }
+        Type::Record(record) => {
+            let t = table("record")?;
+            let mut pairs = Vec::new();
+            for f in record.fields() {
+                let mut v: LuaValue = t.raw_get(f.name).map_err(lua_err)?;
+                if v.is_nil() && f.name.contains('-') {
+                    v = t.raw_get(f.name.replace('-', "_")).map_err(lua_err)?;
+                }
+                if !v.is_nil() {
+                    let v = typed(&v, &f.ty).map_err(|e| e.at_field(f.name))?;
+                    pairs.push((Value::str(f.name), v));
+                }
+            }
+            Value::Map(pairs)
+        }
+        Type::Result(result) => {
+            let t = table("result")?;
+            let arms = [("ok", result.ok()), ("err", result.err())];
+            let mut found = None;
+            for (arm, ty) in arms {
+                let v: LuaValue = t.raw_get(arm).map_err(lua_err)?;
+                if !v.is_nil() {
+                    let v = match ty {
+                        Some(ty) => typed(&v, &ty).map_err(|e| e.at_field(arm))?,
+                        None => from_lua_with(&v, userdata)?,
+                    };
+                    found = Some(Value::Map(vec![(Value::str(arm), v)]));
+                    break;
+                }
+            }
+            match found {
+                Some(v) => v,
+                None => from_lua_with(value, userdata)?,
+            }
+        }
+        Type::Variant(variant) => {
+            // `{case = payload}`: the payload by its case's type.
+            let single = match value {
+                LuaValue::Table(t) => {
+                    let mut pairs = t.pairs::<LuaValue, LuaValue>();
+                    match (pairs.next(), pairs.next()) {
+                        (Some(Ok((LuaValue::String(k), v))), None) => Some((k.to_string_lossy(), v)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let case = single.as_ref().and_then(|(k, _)| {
+                variant
+                    .cases()
+                    .find(|c| c.name == k.as_str() || c.name.replace('-', "_") == *k)
+            });
+            match (single, case) {
+                (Some((k, v)), Some(case)) => {
+                    let v = match &case.ty {
+                        Some(ty) => typed(&v, ty).map_err(|e| e.at_field(case.name))?,
+                        None => from_lua_with(&v, userdata)?,
+                    };
+                    Value::Map(vec![(Value::str(k), v)])
+                }
+                _ => from_lua_with(value, userdata)?,
+            }
+        }
+        _ => from_lua_with(value, userdata)?,
+    })
 }

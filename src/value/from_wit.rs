@@ -81,7 +81,10 @@ pub fn from_wit(val: Val, ty: &Type) -> Result<Value, ConvError> {
                 .map(|n| (Value::Bytes(n.into_bytes()), Value::Bool(true)))
                 .collect(),
         ),
-        (Val::Resource(resource), _) => crate::instance::lift(resource)?,
+        (Val::Resource(resource), _) => match crate::host::resource::lift(resource) {
+            Some(lifted) => lifted?,
+            None => crate::instance::lift(resource)?,
+        },
         (Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_), _) => {
             return Err(ConvError::new(
                 "futures, streams and error contexts cannot be returned to Lua",

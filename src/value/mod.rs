@@ -19,28 +19,33 @@ mod to_wit;
 use std::fmt;
 
 pub use self::core::{CoreType, from_core, to_core};
-pub use self::from_lua::{from_lua, from_lua_with};
+pub use self::from_lua::{LuaResources, Userdata, from_lua, from_lua_typed, from_lua_with};
 pub use self::from_wit::from_wit;
-pub use self::to_lua::{to_lua, to_lua_with};
+pub use self::to_lua::{RESOURCES, to_lua, to_lua_with};
 pub use self::to_wit::to_wit;
 
-/// Whether a WIT type holds a resource (`own`/`borrow`) anywhere: such a type cannot cross
-/// to or from Lua.
+/// Whether a WIT type holds a resource (`own`/`borrow`) anywhere.
 pub fn holds_resource(ty: &wasmtime::component::Type) -> bool {
+    holds_resource_where(ty, &|_| true)
+}
+
+/// Whether a WIT type holds a resource of a type `which` accepts anywhere.
+pub fn holds_resource_where(
+    ty: &wasmtime::component::Type,
+    which: &dyn Fn(&wasmtime::component::ResourceType) -> bool,
+) -> bool {
     use wasmtime::component::Type;
+    let holds = |t: &Type| holds_resource_where(t, which);
     match ty {
-        Type::Own(_) | Type::Borrow(_) => true,
-        Type::List(l) => holds_resource(&l.ty()),
-        Type::Record(r) => r.fields().any(|f| holds_resource(&f.ty)),
-        Type::Tuple(t) => t.types().any(|t| holds_resource(&t)),
-        Type::Variant(v) => v.cases().any(|c| c.ty.as_ref().is_some_and(holds_resource)),
-        Type::Option(o) => holds_resource(&o.ty()),
-        Type::Result(r) => {
-            r.ok().as_ref().is_some_and(holds_resource)
-                || r.err().as_ref().is_some_and(holds_resource)
-        }
-        Type::Map(m) => holds_resource(&m.key()) || holds_resource(&m.value()),
-        Type::FixedLengthList(l) => holds_resource(&l.ty()),
+        Type::Own(r) | Type::Borrow(r) => which(r),
+        Type::List(l) => holds(&l.ty()),
+        Type::Record(r) => r.fields().any(|f| holds(&f.ty)),
+        Type::Tuple(t) => t.types().any(|t| holds(&t)),
+        Type::Variant(v) => v.cases().any(|c| c.ty.as_ref().is_some_and(holds)),
+        Type::Option(o) => holds(&o.ty()),
+        Type::Result(r) => r.ok().as_ref().is_some_and(holds) || r.err().as_ref().is_some_and(holds),
+        Type::Map(m) => holds(&m.key()) || holds(&m.value()),
+        Type::FixedLengthList(l) => holds(&l.ty()),
         _ => false,
     }
 }
@@ -84,6 +89,9 @@ pub enum Value {
     /// A resource handle of an instance (SPEC section 15): crosses only in that instance's
     /// calls.
     Handle(std::sync::Arc<crate::instance::Handle>),
+    /// A Lua value crossing as a resource Lua defines (SPEC section 15): its rep, which the
+    /// Lua thread maps back to the value.
+    Lua(std::sync::Arc<crate::host::resource::LuaRef>),
 }
 
 impl Value {
@@ -102,6 +110,7 @@ impl Value {
             Value::Array(_) | Value::Map(_) => "table",
             Value::Unsupported(name) => name,
             Value::Handle(_) => "userdata",
+            Value::Lua(_) => "resource",
         }
     }
 

@@ -20,6 +20,7 @@ pub fn to_lua_with(lua: &Lua, value: &Value, handle: &Handles<'_>) -> LuaResult<
     Ok(match value {
         Value::Nil | Value::Unsupported(_) => LuaValue::Nil,
         Value::Handle(h) => handle(lua, h)?,
+        Value::Lua(r) => resource(lua, r)?,
         Value::Bool(b) => LuaValue::Boolean(*b),
         Value::Int(i) => int(*i),
         Value::Float(f) => LuaValue::Number(*f),
@@ -48,6 +49,18 @@ pub fn to_lua_with(lua: &Lua, value: &Value, handle: &Handles<'_>) -> LuaResult<
         }
     })
 }
+
+/// The Lua value of a resource Lua defines (kept by `lua/host.rs` while it crosses).
+fn resource(lua: &Lua, r: &crate::host::resource::LuaRef) -> LuaResult<LuaValue> {
+    let values: LuaTable = lua.named_registry_value(RESOURCES)?;
+    match values.raw_get::<LuaValue>(r.rep)? {
+        LuaValue::Nil => Err(LuaError::runtime(format!("{r:?} is gone"))),
+        v => Ok(v),
+    }
+}
+
+/// The name of the registry table of the Lua values crossing as resources, by rep.
+pub const RESOURCES: &str = "funcs.resources";
 
 /// How a resource handle becomes a Lua value.
 pub type Handles<'a> =

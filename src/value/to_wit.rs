@@ -74,8 +74,14 @@ pub fn to_wit(value: &Value, ty: &Type) -> Result<Val, ConvError> {
             Val::Enum(case_name(value, &names, "enum case")?.to_string())
         }
         Type::Flags(flags) => self::flags(value, flags)?,
-        Type::Own(ty) => crate::instance::lower(value, ty, true)?,
-        Type::Borrow(ty) => crate::instance::lower(value, ty, false)?,
+        Type::Own(ty) => match crate::host::resource::lower(value, ty, true) {
+            Some(lowered) => lowered?,
+            None => crate::instance::lower(value, ty, true)?,
+        },
+        Type::Borrow(ty) => match crate::host::resource::lower(value, ty, false) {
+            Some(lowered) => lowered?,
+            None => crate::instance::lower(value, ty, false)?,
+        },
         Type::Map(map) => {
             let (kt, vt) = (map.key(), map.value());
             let pairs: &[(Value, Value)] = match value {

@@ -5,6 +5,10 @@
 //! answer. When the guest runs on the Lua thread itself (inside [`serving`]), the call is
 //! answered right there; otherwise it goes to the Lua state's inbox ([`Signal`]), which
 //! the Lua thread services whenever it waits inside funcs.
+//!
+//! An interface may define resources (SPEC section 15, resources Lua defines): each is linked
+//! as a `ResourceType::host_dynamic` type whose values are Lua values, counted in
+//! [`resource`].
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -12,12 +16,15 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub mod resource;
+
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
-use wasmtime::component::{Component, Linker, Type, Val};
+use wasmtime::component::{Component, Linker, ResourceType, Type, Val};
 
 use crate::engine::engine;
 use crate::limits::Control;
 use crate::signal::Signal;
+pub use self::resource::{Ledger, Reps};
 pub use crate::signal::{HostCall, HostKey};
 use crate::value::{self, CoreType, Value};
 
@@ -43,6 +50,8 @@ pub struct HostInterface {
     pub name: String,
     /// By WIT name (kebab-case).
     pub functions: HashMap<String, HostKey>,
+    /// Resources Lua defines, by WIT name.
+    pub resources: HashMap<String, HostResource>,
     /// Where the keys go when the interface is dropped (the Lua side's list of keys to free).
     pub released: Option<Arc<Mutex<Vec<HostKey>>>>,
 }
@@ -50,9 +59,28 @@ pub struct HostInterface {
 impl Drop for HostInterface {
     fn drop(&mut self) {
         if let Some(released) = &self.released {
-            crate::sync::unpoison(released.lock()).extend(self.functions.values().copied());
+            let mut released = crate::sync::unpoison(released.lock());
+            released.extend(self.functions.values().copied());
+            for r in self.resources.values() {
+                released.extend(r.functions.values().copied());
+                released.extend(r.constructor);
+                released.extend(r.drop);
+            }
         }
     }
+}
+
+/// A resource Lua defines: its type (`ResourceType::host_dynamic(ty)`) and the keys of its
+/// functions.
+#[derive(Debug)]
+pub struct HostResource {
+    pub ty: u32,
+    /// `new`.
+    pub constructor: Option<HostKey>,
+    /// Methods and statics, by WIT name.
+    pub functions: HashMap<String, HostKey>,
+    /// `__drop`.
+    pub drop: Option<HostKey>,
 }
 
 impl HostInterface {
@@ -71,6 +99,8 @@ pub struct HostGrant {
     pub inbox: Arc<Signal>,
     /// Host calls of the entry, shared by all its grants (`funcs_host_calls_total`).
     pub calls: Arc<AtomicU64>,
+    /// The resources Lua defines in the Lua state.
+    pub reps: Arc<Reps>,
 }
 
 /// Every interface registered with `funcs.host` when a load starts, and the inbox of the
@@ -79,6 +109,7 @@ pub struct HostGrant {
 pub struct HostSet {
     pub interfaces: Vec<Arc<HostInterface>>,
     pub inbox: Arc<Signal>,
+    pub reps: Arc<Reps>,
 }
 
 impl HostSet {
@@ -94,12 +125,14 @@ impl HostSet {
             let interface = HostInterface {
                 name: FUNCS.to_string(),
                 functions,
+                resources: HashMap::new(),
                 released: None,
             };
             return Some(HostGrant {
                 interface: Arc::new(interface),
                 inbox: self.inbox.clone(),
                 calls: Arc::default(),
+                reps: self.reps.clone(),
             });
         }
         // The same name, or the same without a version on one side.
@@ -117,6 +150,7 @@ impl HostSet {
             interface: found.clone(),
             inbox: self.inbox.clone(),
             calls: Arc::default(),
+            reps: self.reps.clone(),
         })
     }
 }
@@ -125,6 +159,8 @@ impl HostSet {
 pub trait HostState {
     /// The call's cancel.
     fn control(&self) -> Option<&Arc<Control>>;
+    /// The own handles of resources Lua defines that the store's guest holds.
+    fn ledger(&mut self) -> &mut Ledger;
 }
 
 /// A host function failed: its Lua error, or a result of the wrong shape. The guest traps;
@@ -199,17 +235,25 @@ fn served_here(inbox: &Signal) -> Option<*const Serve<'static>> {
     }
 }
 
-/// Links the granted host interfaces a component imports; the names of the imports linked.
+/// What [`link`] linked: the imports' names, and the resources Lua defines among them (the
+/// component's own type of each, and its type number).
+#[derive(Debug, Default)]
+pub struct Linked {
+    pub names: Vec<String>,
+    pub resources: Vec<(ResourceType, u32)>,
+}
+
+/// Links the granted host interfaces a component imports, their resources included.
 ///
 /// # Errors
-/// An import of a granted interface that the interface does not provide, or that uses
-/// resources, named.
-pub fn link<T: HostState + 'static>(
+/// An import of a granted interface that the interface does not provide (a function, or a
+/// resource without its table), named.
+pub fn link<T: HostState + Send + 'static>(
     linker: &mut Linker<T>,
     component: &Component,
     grants: &[HostGrant],
-) -> Result<Vec<String>, String> {
-    let mut linked = Vec::new();
+) -> Result<Linked, String> {
+    let mut linked = Linked::default();
     let err = |e: wasmtime::Error| format!("{e:#}");
     for (name, item) in component.component_type().imports(engine()) {
         match item.ty {
@@ -236,16 +280,23 @@ pub fn link<T: HostState + 'static>(
                             let f = host_fn::<T>(grant, key, full.into());
                             inner.func_new_async(export, f).map_err(err)?;
                         }
+                        ComponentItem::Resource(ty) => {
+                            let r = resource_of(grant, export)?;
+                            inner
+                                .resource(export, ResourceType::host_dynamic(r.ty), dropped::<T>)
+                                .map_err(err)?;
+                            linked.resources.push((ty, r.ty));
+                        }
                         // Named types (records, variants, ...) need nothing linked.
                         ComponentItem::Type(_) => {}
                         _ => {
                             return Err(format!(
-                                "`{full}`: host interfaces with resources are not supported yet"
+                                "`{full}`: this kind of import cannot be given in Lua"
                             ));
                         }
                     }
                 }
-                linked.push(name.to_string());
+                linked.names.push(name.to_string());
             }
             ComponentItem::ComponentFunc(_) => {
                 let Some(grant) = grants.iter().find(|g| g.interface.name == ROOT) else {
@@ -254,7 +305,19 @@ pub fn link<T: HostState + 'static>(
                 let key = lookup(grant, name, name)?;
                 let f = host_fn::<T>(grant, key, name.into());
                 linker.root().func_new_async(name, f).map_err(err)?;
-                linked.push(name.to_string());
+                linked.names.push(name.to_string());
+            }
+            ComponentItem::Resource(ty) => {
+                let Some(grant) = grants.iter().find(|g| g.interface.name == ROOT) else {
+                    continue;
+                };
+                let r = resource_of(grant, name)?;
+                linker
+                    .root()
+                    .resource(name, ResourceType::host_dynamic(r.ty), dropped::<T>)
+                    .map_err(err)?;
+                linked.resources.push((ty, r.ty));
+                linked.names.push(name.to_string());
             }
             _ => {}
         }
@@ -262,7 +325,49 @@ pub fn link<T: HostState + 'static>(
     Ok(linked)
 }
 
+/// The destructor of resources Lua defines: the guest dropped an own handle (`__drop` runs
+/// on the Lua thread once guests hold none).
+fn dropped<T: HostState>(mut store: wasmtime::StoreContextMut<'_, T>, rep: u32) -> wasmtime::Result<()> {
+    store.data_mut().ledger().released(rep, true);
+    Ok(())
+}
+
+/// The resource `name` of the grant's interface.
+fn resource_of<'g>(grant: &'g HostGrant, name: &str) -> Result<&'g HostResource, String> {
+    grant.interface.resources.get(name).ok_or_else(|| {
+        format!(
+            "`{}`: resource `{name}` is not registered (funcs.host needs a table of its functions under `{name}`)",
+            grant.interface.name
+        )
+    })
+}
+
+/// The key of `function` (`[constructor]r`, `[method]r.f` and `[static]r.f` in resource
+/// `r`'s table).
 fn lookup(grant: &HostGrant, function: &str, full: &str) -> Result<HostKey, String> {
+    if let Some((kind, rest)) = function.strip_prefix('[').and_then(|f| f.split_once(']')) {
+        let (res, func) = match (kind, rest.split_once('.')) {
+            ("method" | "static", Some((res, func))) => (res, Some(func)),
+            _ => (rest, None),
+        };
+        let r = resource_of(grant, res)?;
+        let key = match func {
+            None => r.constructor,
+            Some(func) => r.functions.get(func).copied(),
+        };
+        return key.ok_or_else(|| {
+            let mut has: Vec<&str> = r.functions.keys().map(String::as_str).collect();
+            if r.constructor.is_some() {
+                has.push("new");
+            }
+            has.sort_unstable();
+            format!(
+                "the guest imports `{full}`, which resource `{res}` of the host interface `{}` does not have (it has: {})",
+                grant.interface.name,
+                has.join(", ")
+            )
+        });
+    }
     grant
         .interface
         .functions
@@ -292,10 +397,11 @@ async fn ask(
     name: &Arc<str>,
     control: Option<Arc<Control>>,
     args: Vec<Value>,
+    result: Option<Type>,
 ) -> Result<Value, HostFailure> {
     let fail = HostFailure::of(name);
     calls.fetch_add(1, Ordering::Relaxed);
-    let call = HostCall::new(key, name.clone(), args, control);
+    let call = HostCall::new(key, name.clone(), args, result, control);
     if let Some(serve) = served_here(inbox) {
         // SAFETY: see `serving`: set only while `serve` is alive on this thread.
         return unsafe { (*serve)(&call) }.map_err(fail);
@@ -364,7 +470,7 @@ pub fn link_core<T: HostState + Send + 'static>(
                     for (val, ty) in args.iter().zip(&params) {
                         values.push(value::from_core(val, *ty).map_err(|e| fail(e.to_string()))?);
                     }
-                    let value = ask(&inbox, &counter, key, &name, control, values).await?;
+                    let value = ask(&inbox, &counter, key, &name, control, values, None).await?;
                     let value = match (results.len(), value) {
                         (0, _) => return Ok(()),
                         (1, v) => vec![v],
@@ -385,7 +491,7 @@ pub fn link_core<T: HostState + Send + 'static>(
 /// The host function `key` of the grant's interface, as a dynamic async host function; it
 /// holds the interface (whose functions the Lua side keeps while it lives).
 #[allow(clippy::type_complexity)]
-fn host_fn<T: HostState + 'static>(
+fn host_fn<T: HostState + Send + 'static>(
     grant: &HostGrant,
     key: HostKey,
     name: Arc<str>,
@@ -398,48 +504,65 @@ fn host_fn<T: HostState + 'static>(
 + Send
 + Sync
 + 'static {
-    let (inbox, counter, interface) = (
+    let (inbox, counter, interface, reps) = (
         grant.inbox.clone(),
         grant.calls.clone(),
         grant.interface.clone(),
+        grant.reps.clone(),
     );
-    move |store, ty, params, results| {
+    move |mut store, ty, params, results| {
         let _interface = &interface;
         let inbox = inbox.clone();
         let counter = counter.clone();
         let name = name.clone();
+        let reps = reps.clone();
         let control = store.data().control().cloned();
         Box::new(async move {
             let fail = HostFailure::of(&name);
-            let mut args = Vec::with_capacity(params.len());
-            for (i, (val, (_, ty))) in params.iter().zip(ty.params()).enumerate() {
-                let arg = value::from_wit(val.clone(), &ty)
-                    .map_err(|e| fail(format!("argument {}: {e}", i + 1)))?;
-                args.push(arg);
-            }
-            let value = ask(&inbox, &counter, key, &name, control, args).await?;
+            // Resources Lua defines cross with the store (a borrow is released as it is read).
+            let (args, _) = resource::converting(&mut store, &reps, || {
+                params
+                    .iter()
+                    .zip(ty.params())
+                    .enumerate()
+                    .map(|(i, (val, (_, ty)))| {
+                        value::from_wit(val.clone(), &ty)
+                            .map_err(|e| fail(format!("argument {}: {e}", i + 1)))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            });
             let types: Vec<Type> = ty.results().collect();
-            match (types.as_slice(), results) {
-                ([], _) => {}
-                ([ty], [slot]) => {
-                    *slot = value::to_wit(&value, ty)
-                        .map_err(|e| fail(format!("bad return value: {e}")))?;
-                }
-                (types, slots) => {
-                    // Several results (not made by WIT today): one Lua array.
-                    let items = match value {
-                        Value::Array(items) if items.len() == types.len() => items,
-                        _ => {
-                            let n = types.len();
-                            return Err(fail(format!("expected an array of {n} results")).into());
-                        }
-                    };
-                    for ((slot, ty), item) in slots.iter_mut().zip(types).zip(&items) {
-                        *slot = value::to_wit(item, ty)
+            // The Lua side makes resources of the values at their places in the result.
+            let typed = match types.as_slice() {
+                [ty] if value::holds_resource(ty) => Some(ty.clone()),
+                _ => None,
+            };
+            let value = ask(&inbox, &counter, key, &name, control, args?, typed).await?;
+            let (filled, _) = resource::converting(&mut store, &reps, || {
+                match (types.as_slice(), results) {
+                    ([], _) => {}
+                    ([ty], [slot]) => {
+                        *slot = value::to_wit(&value, ty)
                             .map_err(|e| fail(format!("bad return value: {e}")))?;
                     }
+                    (types, slots) => {
+                        // Several results (not made by WIT today): one Lua array.
+                        let items = match &value {
+                            Value::Array(items) if items.len() == types.len() => items,
+                            _ => {
+                                let n = types.len();
+                                return Err(fail(format!("expected an array of {n} results")));
+                            }
+                        };
+                        for ((slot, ty), item) in slots.iter_mut().zip(types).zip(items) {
+                            *slot = value::to_wit(item, ty)
+                                .map_err(|e| fail(format!("bad return value: {e}")))?;
+                        }
+                    }
                 }
-            }
+                Ok(())
+            });
+            filled?;
             Ok(())
         })
     }

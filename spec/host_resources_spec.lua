@@ -1,0 +1,209 @@
+-- Resources Lua defines (SPEC section 15), through the kv guests in C (wit-bindgen's C
+-- bindings, no WASI) and in CPython (componentize-py), built by scripts/guests.sh into
+-- build/guests/c-kv and build/guests/python-kv: their world imports funcs:res/store, whose
+-- resource `bucket` Lua gives here as a table (constructor `new`, methods, the static `open`,
+-- `__drop`), and exports funcs:res/kv-user, which makes, reads, keeps, drops and passes back
+-- buckets. Each bucket is a Lua table; the specs check that the guest's calls get the very
+-- table the constructor made, that a table Lua passes comes back as itself, and that
+-- `__drop` runs once per bucket: when the guest drops it, or when the instance holding it
+-- ends. Through funcs.call on an inline pool (host calls on this thread), a lazy pool (a
+-- worker hands them to this thread), funcs.async, and instances from funcs.instantiate.
+local funcs = require("funcs")
+
+local GUESTS = {
+  { lang = "C", registry = "build/guests/c-kv", ns = "ckv" },
+  { lang = "CPython", registry = "build/guests/python-kv", ns = "pykv" },
+}
+
+local drops = {}    -- bucket -> how many times __drop ran for it
+local made = {}     -- name -> the bucket new or open made
+local opened        -- the bucket open returned last
+local failing       -- "error" or "nil": what the constructor does instead of a bucket
+
+local function bucket(name)
+  local b = { name = name, data = {} }
+  made[name] = b
+  return b
+end
+
+local store = {
+  bucket = {
+    new = function(name)
+      if failing == "error" then error("no buckets today", 0) end
+      if failing == "nil" then return nil end
+      return bucket(name)
+    end,
+    get = function(self, key) return self.data[key] end,
+    set = function(self, key, value) self.data[key] = value end,
+    name = function(self) return self.name end,
+    open = function(name)
+      opened = bucket(name)
+      return opened
+    end,
+    __drop = function(self) drops[self] = (drops[self] or 0) + 1 end,
+  },
+}
+
+setup(function()
+  for _, g in ipairs(GUESTS) do
+    assert(io.open(g.registry .. "/guest.wasm"), "run scripts/guests.sh first (make test does)")
+  end
+  assert(funcs.host("funcs:res/store", store))
+  for _, g in ipairs(GUESTS) do assert(funcs.load(g.registry)) end
+end)
+
+before_each(function()
+  failing = nil
+end)
+
+-- A name no other case uses.
+local serial = 0
+local function fresh(prefix)
+  serial = serial + 1
+  return ("%s-%d"):format(prefix, serial)
+end
+
+for _, g in ipairs(GUESTS) do
+  local id = function(name) return g.ns .. ":" .. name end
+
+  describe(("a %s guest using a resource Lua defines through funcs.call"):format(g.lang), function()
+    for _, entry in ipairs({ "kv_inline", "kv_lazy", "kv" }) do
+      it(("makes, uses and drops a bucket (%s), __drop once"):format(entry), function()
+        local name = fresh(entry)
+        local got, err = funcs.call(id(entry), name, "k", "v")
+        assert.is_nil(err, err and tostring(err))
+        assert.are.equal("v", got)
+        local b = assert(made[name])
+        assert.are.same({ k = "v" }, b.data)
+        assert.are.equal(1, drops[b])
+      end)
+    end
+
+    it("gives back the Lua value it was given, on this thread and on a worker", function()
+      for _, entry in ipairs({ "pass", "pass_lazy" }) do
+        local t = { name = fresh(entry) }
+        local got, err = funcs.call(id(entry), t)
+        assert.is_nil(err, err and tostring(err))
+        assert.is_true(rawequal(t, got))
+        assert.is_nil(drops[t])
+      end
+    end)
+
+    it("runs __drop once for a bucket its call's instance ended holding", function()
+      local t = { name = fresh("keep") }
+      assert.is_nil(funcs.call(id("keep"), t))
+      funcs.call(id("kv_inline"), fresh("after"), "k", "v") -- a later call of funcs
+      assert.are.equal(1, drops[t])
+    end)
+
+    it("fails INTERNAL naming the constructor when it raises an error", function()
+      failing = "error"
+      for _, entry in ipairs({ "kv_inline", "kv_lazy" }) do
+        local v, err = funcs.call(id(entry), fresh("fail"), "k", "v")
+        assert.is_nil(v)
+        assert.are.equal(funcs.errors.INTERNAL, err:kind())
+        assert.matches("[constructor]bucket", tostring(err), 1, true)
+        assert.matches("no buckets today", tostring(err), 1, true)
+      end
+    end)
+
+    it("fails INTERNAL naming the constructor when it returns nil", function()
+      failing = "nil"
+      local v, err = funcs.call(id("kv_inline"), fresh("nil"), "k", "v")
+      assert.is_nil(v)
+      assert.are.equal(funcs.errors.INTERNAL, err:kind())
+      assert.matches("[constructor]bucket", tostring(err), 1, true)
+      assert.matches("bad return value", tostring(err), 1, true)
+    end)
+  end)
+
+  describe(("a %s guest using a resource Lua defines through funcs.async"):format(g.lang), function()
+    it("makes, uses and drops each bucket, __drop once each", function()
+      local names, futures = {}, {}
+      for i = 1, 4 do
+        names[i] = fresh("async")
+        futures[i] = assert(funcs.async(id(i % 2 == 0 and "kv" or "kv_lazy"), names[i], "k", "v" .. i))
+      end
+      for i = 1, 4 do
+        local got, err = futures[i]:wait()
+        assert.is_nil(err, err and tostring(err))
+        assert.are.equal("v" .. i, got)
+      end
+      for i = 1, 4 do assert.are.equal(1, drops[assert(made[names[i]])]) end
+    end)
+  end)
+
+  describe(("an instance of a %s guest holding Lua values as resources"):format(g.lang), function()
+    local inst
+    before_each(function() inst = assert(funcs.instantiate(id("kv"))) end)
+    after_each(function() inst:close() end)
+
+    it("returns the value the static function made", function()
+      local name = fresh("opened")
+      local got = assert(inst:call("opened", name))
+      assert.is_true(rawequal(opened, got))
+      assert.are.equal(name, got.name)
+      assert.is_nil(drops[got])
+    end)
+
+    it("gives back the very value it was given", function()
+      local t = { name = fresh("pass") }
+      assert.is_true(rawequal(t, inst:call("pass", t)))
+      assert.is_true(rawequal(t, inst:call("pass", t)))
+      assert.is_nil(drops[t])
+    end)
+
+    it("reads a lent value (borrow) without dropping it", function()
+      local t = { name = fresh("read"), data = { k = "lent" } }
+      assert.are.equal("lent", inst:call("read", t, "k"))
+      assert.is_nil(inst:call("read", t, "other"))
+      assert.is_nil(drops[t])
+    end)
+
+    it("keeps a value and drops it once when released", function()
+      local t = { name = fresh("kept"), data = {} }
+      assert.is_nil(inst:call("keep", t))
+      assert.are.equal(t.name, inst:call("kept-name"))
+      assert.is_nil(drops[t])
+      inst:call("release")
+      assert.are.equal(1, drops[t])
+      assert.is_nil(inst:call("kept_name"))
+    end)
+
+    it("treats one table given twice as one resource", function()
+      local t = { name = fresh("twice"), data = {} }
+      inst:call("keep", t)
+      inst:call("keep", t) -- the guest drops the first handle: it still holds the second
+      assert.is_nil(drops[t])
+      inst:call("release")
+      assert.are.equal(1, drops[t])
+    end)
+
+    it("runs __drop once for what it held when closed", function()
+      local t = { name = fresh("closed"), data = {} }
+      inst:call("keep", t)
+      assert.is_true(inst:close())
+      funcs.call(id("kv_inline"), fresh("after"), "k", "v") -- a later call of funcs
+      assert.are.equal(1, drops[t])
+    end)
+
+    it("drops a bucket it made itself through its constructor", function()
+      local name = fresh("inst")
+      assert.are.equal("v", inst:call("roundtrip", name, "k", "v"))
+      assert.are.equal(1, drops[assert(made[name])])
+    end)
+  end)
+end
+
+describe("a registration without the resource a guest imports", function()
+  it("fails the load naming the resource", function()
+    assert(funcs.host("funcs:res/store", { other = function() end }))
+    local ok, err = funcs.load("build/guests/c-kv")
+    assert(funcs.host("funcs:res/store", store))
+    assert.is_nil(ok)
+    assert.matches("resource `bucket` is not registered", tostring(err), 1, true)
+    assert.matches("funcs:res/store", tostring(err), 1, true)
+    -- The entries loaded before are as they were.
+    assert.are.equal("v", funcs.call("ckv:kv_inline", fresh("still"), "k", "v"))
+  end)
+end)
