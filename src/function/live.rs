@@ -19,7 +19,7 @@ pub struct Live {
     store: Store<CallCtx>,
     opened: Opened,
     /// Exports looked up so far, by the name they were asked by.
-    exports: Vec<(String, Export)>,
+    exports: Vec<(String, std::sync::Arc<Export>)>,
 }
 
 enum Opened {
@@ -124,7 +124,7 @@ impl Live {
     ///
     /// # Errors
     /// `INVALID` naming the exports there are.
-    pub fn export(&mut self, f: &Function, name: &str) -> Result<Export, Error> {
+    pub fn export(&mut self, f: &Function, name: &str) -> Result<std::sync::Arc<Export>, Error> {
         if let Some((_, export)) = self.exports.iter().find(|(n, _)| n == name) {
             return Ok(export.clone());
         }
@@ -167,6 +167,7 @@ impl Live {
                 unreachable!("a component target opens a component")
             }
         };
+        let export = std::sync::Arc::new(export);
         self.exports.push((name.to_string(), export.clone()));
         Ok(export)
     }

@@ -189,11 +189,12 @@ pub fn lower(value: &Value, ty: &ResourceType, own: bool) -> Result<Val, ConvErr
                 "resources cannot be passed outside an instance's call (funcs.instantiate)",
             ));
         };
-        let want = short(instance.name_of(ty).unwrap_or("resource"));
+        // (for the errors only)
+        let want = || short(instance.name_of(ty).unwrap_or("resource"));
         let kind = if own { "own" } else { "borrow" };
         let Value::Handle(h) = value else {
             return Err(ConvError::new(expected(
-                format_args!("{kind}<{want}> handle"),
+                format_args!("{kind}<{}> handle", want()),
                 value.type_name(),
             )));
         };
@@ -209,7 +210,7 @@ pub fn lower(value: &Value, ty: &ResourceType, own: bool) -> Result<Val, ConvErr
         }
         if h.resource.ty() != *ty {
             return Err(ConvError::new(expected(
-                format_args!("{kind}<{want}> handle"),
+                format_args!("{kind}<{}> handle", want()),
                 h.label(),
             )));
         }
