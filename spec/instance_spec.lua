@@ -374,3 +374,39 @@ describe("funcs.describe and funcs.stats of an entry with resources", function()
     assert.are.equal(0, funcs.stats("cres:counters_two").open_instances)
   end)
 end)
+
+describe("a host function running inside an instance's call", function()
+  it("gets INVALID calling back into it or into another instance it would have to run, and nothing ends", function()
+    local inst, other
+    local seen = {}
+    funcs.host("funcs:res/store", {
+      bucket = {
+        new = function(name)
+          seen.str = tostring(inst)
+          local _, e = inst:call("kept-name")
+          seen.again = e and e:kind()
+          _, e = other:call("kept-name")
+          seen.other = e and e:message()
+          return { name = name, data = {} }
+        end,
+        get = function(self, k) return self.data[k] end,
+        set = function(self, k, v) self.data[k] = v end,
+        name = function(self) return self.name end,
+        open = function(n) return { name = n, data = {} } end,
+      },
+    })
+    assert(funcs.load("build/guests/c-kv"))
+    inst = assert(funcs.instantiate("ckv:kv"))
+    other = assert(funcs.instantiate("ckv:kv"))
+    assert.are.equal("v", inst:call("roundtrip", "b", "k", "v"))
+    assert.truthy(seen.str:find("(running)", 1, true), seen.str)
+    assert.are.equal("INVALID", seen.again)
+    assert.truthy(seen.other:find("cannot run inside another such call", 1, true), seen.other)
+    -- both go on
+    assert.is_nil(inst:call("kept-name"))
+    assert.is_nil(other:call("kept-name"))
+    assert.truthy(tostring(other):find("(open)", 1, true))
+    inst:close()
+    other:close()
+  end)
+end)

@@ -24,6 +24,8 @@ pub struct Handle {
     name: String,
     number: u64,
     fate: Mutex<Fate>,
+    /// Whether it is counted among its entry's live handles (until dropped, moved or freed).
+    counted: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +101,7 @@ impl Handle {
         let result = self.instance.drop_resource(self.resource, "drop of a handle");
         if !matches!(&result, Err(e) if e.kind() == crate::error::Kind::Invalid) {
             *unpoison(self.fate.lock()) = Fate::Dropped;
+            self.uncount();
         }
         result
     }
@@ -106,14 +109,23 @@ impl Handle {
     /// Marks the handle moved into a call of `export`.
     pub(super) fn moved(&self, export: &Export) {
         *unpoison(self.fate.lock()) = Fate::Moved(export.short().to_string());
+        self.uncount();
+    }
+
+    /// No longer among the live handles (once).
+    fn uncount(&self) {
+        if self.counted.swap(false, Ordering::AcqRel) {
+            self.instance.live_handles.fetch_sub(1, Ordering::Relaxed);
+            self.instance.pool.0.function().handles().fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.instance.live_handles.fetch_sub(1, Ordering::Relaxed);
-        self.instance.pool.0.function().handles().fetch_sub(1, Ordering::Relaxed);
-        if *unpoison(self.fate.get_mut()) == Fate::Live {
+        self.uncount();
+        // Dropped before the instance's next call (an instance that ended has none).
+        if *unpoison(self.fate.get_mut()) == Fate::Live && self.instance.dead().is_none() {
             unpoison(self.instance.pending.lock()).push(self.resource);
         }
     }
@@ -243,6 +255,7 @@ pub fn lift(resource: ResourceAny) -> Result<Value, ConvError> {
             name,
             number,
             fate: Mutex::new(Fate::Live),
+            counted: std::sync::atomic::AtomicBool::new(true),
         })))
     })
 }

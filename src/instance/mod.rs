@@ -41,6 +41,8 @@ pub struct Instance {
     number: u64,
     /// The entry's pool as it was when the instance was made (a reload leaves it so).
     pool: Arc<pool::Handle>,
+    /// Its calls' options (`funcs.instantiate`'s `timeout`), destructors included.
+    options: CallOptions,
     state: Mutex<State>,
     /// Own handles the collector found unreachable: dropped before the next call.
     pending: Mutex<Vec<ResourceAny>>,
@@ -72,6 +74,25 @@ impl Drop for Held {
     }
 }
 
+/// An instance counted against both caps before it exists: given back if it never does.
+struct Reserved(Arc<Function>);
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.0.opened().fetch_sub(1, Ordering::AcqRel);
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The refusal of an instance's work inside an inline call with WASI or host imports on this
+/// thread (its runtime drives the thread): nothing ran, the instance stays as it was.
+fn nested(id: &str, what: &str) -> Error {
+    Error::invalid(format!(
+        "failed to {what} `{id}` from a host function: an entry with WASI or host imports cannot run inside another such call on the same thread"
+    ))
+    .with(|d| d.entry = Some(id.to_string()))
+}
+
 impl Instance {
     /// A new instance of `pool`'s entry.
     ///
@@ -86,34 +107,37 @@ impl Instance {
             Err(Error::new(Kind::Unavailable, format!("failed to instantiate `{id}`: {what}"))
                 .with(|d| d.entry = Some(id.clone())))
         };
+        // Counted from here until `reserved` (then the `Held`) is dropped.
+        let reserved = Reserved(function.clone());
         if function.opened().fetch_add(1, Ordering::AcqRel) >= cap {
             function.opened().fetch_sub(1, Ordering::AcqRel);
+            std::mem::forget(reserved);
             return unavailable(format!(
                 "{cap} instances of it are open (limits.max_instances); close one"
             ));
         }
         if LIVE.fetch_add(1, Ordering::AcqRel) >= MAX_LIVE {
-            LIVE.fetch_sub(1, Ordering::AcqRel);
-            function.opened().fetch_sub(1, Ordering::AcqRel);
             return unavailable(format!(
                 "{MAX_LIVE} instances are open in this process; close one"
             ));
         }
-        // Counted from here: dropping `held` gives both back.
+        if function.is_async() && pool::in_block_on() {
+            return Err(nested(&id, "instantiate"));
+        }
         let opened = run(&pool, function.open(options));
         let mut live = match opened {
             Ok(live) => live,
             Err(e) => {
-                function.opened().fetch_sub(1, Ordering::AcqRel);
-                LIVE.fetch_sub(1, Ordering::AcqRel);
                 return Err(e.context("failed to instantiate").with(|d| d.entry = Some(id.clone())));
             }
         };
         let names = live.resource_names(&function);
+        std::mem::forget(reserved);
         Ok(Arc::new(Instance {
             id,
             number: NUMBERS.fetch_add(1, Ordering::Relaxed) + 1,
             pool,
+            options: options.clone(),
             state: Mutex::new(State::Open(Held {
                 live: Box::new(live),
                 function,
@@ -140,17 +164,17 @@ impl Instance {
         &self.pool
     }
 
-    /// Whether the instance is open (not failed, not closed).
-    pub fn is_open(&self) -> bool {
-        matches!(&*unpoison(self.state.lock()), State::Open(_))
-    }
-
-    /// `"open"`, `"closed"` or `"ended"` (failed).
+    /// `"open"`, `"closed"`, `"ended"` (failed) or `"running"` (asked from inside its own
+    /// call: never waits for the lock that call holds).
     pub fn status(&self) -> &'static str {
-        match &*unpoison(self.state.lock()) {
-            State::Open(_) => "open",
-            State::Ended(_) => "ended",
-            State::Closed => "closed",
+        match self.state.try_lock() {
+            Ok(state) => match &*state {
+                State::Open(_) => "open",
+                State::Ended(_) => "ended",
+                State::Closed => "closed",
+            },
+            Err(TryLockError::Poisoned(_)) => "ended",
+            Err(TryLockError::WouldBlock) => "running",
         }
     }
 
@@ -184,13 +208,12 @@ impl Instance {
             }
         }
         let result = run(&self.pool, live.call(function, &export, &lowered, options));
-        match result {
-            Ok(results) => lifting(self, || live.lift(function, &export, results)),
-            Err(e) => {
-                *state = State::Ended(e.clone());
-                Err(e)
-            }
+        // A failure once the guest ran (a result with no Lua form too) ends the instance.
+        let result = result.and_then(|results| lifting(self, || live.lift(function, &export, results)));
+        if let Err(e) = &result {
+            *state = State::Ended(e.clone());
         }
+        result
     }
 
     /// The WIT types of the parameters of `export` when they hold resources Lua defines (SPEC
@@ -230,7 +253,7 @@ impl Instance {
         let result = run(
             &self.pool,
             held.live
-                .drop_resource(&held.function, resource, &CallOptions::default()),
+                .drop_resource(&held.function, resource, &self.options),
         );
         if let Err(e) = &result {
             *state = State::Ended(e.clone());
@@ -256,6 +279,9 @@ impl Instance {
     /// The instance's state, locked: `INVALID` when a host function of its own running call
     /// asks (it would wait for itself).
     fn enter(&self, what: &str) -> Result<MutexGuard<'_, State>, Error> {
+        if self.pool.0.function().is_async() && pool::in_block_on() {
+            return Err(nested(&self.id, what));
+        }
         match self.state.try_lock() {
             Ok(state) => Ok(state),
             Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
@@ -275,7 +301,7 @@ impl Instance {
                 let result = run(
                     &self.pool,
                     held.live
-                        .drop_resource(&held.function, resource, &CallOptions::default()),
+                        .drop_resource(&held.function, resource, &self.options),
                 );
                 if let Err(e) = result {
                     *state = State::Ended(e);

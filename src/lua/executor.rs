@@ -349,32 +349,39 @@ impl LuaUserData for Executor {
                 )));
             };
             let mut next = this.clone();
-            for pair in t.pairs::<LuaValue, LuaValue>() {
-                let (k, v) = pair?;
-                let k = k.as_string().map(|s| s.to_string_lossy());
-                match (k.as_deref(), v) {
-                    (Some("timeout"), LuaValue::Nil) => next.options.timeout_ms = None,
-                    (Some("timeout"), v) => match number(&v) {
-                        Some(ms) if ms >= 1.0 && ms.fract() == 0.0 => {
-                            next.options.timeout_ms = Some(ms as u64)
-                        }
-                        _ => {
-                            return Err(LuaError::runtime(
-                                "bad option 'timeout' to 'with_options' (positive integer of milliseconds expected)",
-                            ));
-                        }
-                    },
-                    (k, _) => {
-                        return Err(LuaError::runtime(format!(
-                            "bad option '{}' to 'with_options' (known: timeout)",
-                            k.unwrap_or("?")
-                        )));
-                    }
-                }
-            }
+            read_options(t, "with_options", &mut next.options)?;
             guard::userdata(lua, next)
         });
     }
+}
+
+/// Reads an options table (`{timeout = ms}`) of function `func` into `options`.
+///
+/// # Errors
+/// A Lua error naming a bad or unknown option.
+pub(super) fn read_options(t: &LuaTable, func: &str, options: &mut CallOptions) -> LuaResult<()> {
+    for pair in t.pairs::<LuaValue, LuaValue>() {
+        let (k, v) = pair?;
+        let k = k.as_string().map(|s| s.to_string_lossy());
+        match (k.as_deref(), v) {
+            (Some("timeout"), LuaValue::Nil) => options.timeout_ms = None,
+            (Some("timeout"), v) => match number(&v) {
+                Some(ms) if ms >= 1.0 && ms.fract() == 0.0 => options.timeout_ms = Some(ms as u64),
+                _ => {
+                    return Err(LuaError::runtime(format!(
+                        "bad option 'timeout' to '{func}' (positive integer of milliseconds expected)"
+                    )));
+                }
+            },
+            (k, _) => {
+                return Err(LuaError::runtime(format!(
+                    "bad option '{}' to '{func}' (known: timeout)",
+                    k.unwrap_or("?")
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A call's result as Lua values.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use mlua::prelude::*;
 
 use super::future::Future;
-use super::{error, guard, host, number, string_arg};
+use super::{error, guard, host, string_arg};
 use crate::error::Error;
 use crate::function::CallOptions;
 use crate::host::HostCall;
@@ -29,6 +29,21 @@ pub(super) struct Ctx {
 }
 
 impl Ctx {
+    /// Runs `f`, in which an instance's guest may run (a call, a destructor, instantiation),
+    /// answering its host calls on this thread; then closes the instances and does the
+    /// drops that guests and the collector left to the Lua thread.
+    fn served<R>(&self, lua: &Lua, f: impl FnOnce() -> R) -> R {
+        crate::instance::bury();
+        let result = if self.runtime.has_hosts() {
+            let serve = |call: &HostCall| host::serve(lua, &self.fns, call);
+            crate::host::serving(self.runtime.inbox(), &serve, f)
+        } else {
+            f()
+        };
+        host::settle(lua, &self.fns);
+        result
+    }
+
     pub(super) fn new(runtime: Arc<Runtime>, fns: Rc<host::HostFns>) -> Ctx {
         Ctx {
             runtime,
@@ -54,10 +69,9 @@ pub(super) fn instantiate(
     id: &LuaValue,
     options: Option<LuaValue>,
 ) -> LuaResult<LuaMultiValue> {
-    crate::instance::bury();
     let id = string_arg(id, 1, "instantiate")?;
     let options = call_options(options)?;
-    match ctx.runtime.instantiate(&id, &options) {
+    match ctx.served(lua, || ctx.runtime.instantiate(&id, &options)) {
         Ok(instance) => {
             let face = Rc::new(Face {
                 instance,
@@ -86,27 +100,7 @@ fn call_options(options: Option<LuaValue>) -> LuaResult<CallOptions> {
             )));
         }
     };
-    for pair in t.pairs::<LuaValue, LuaValue>() {
-        let (k, v) = pair?;
-        let k = k.as_string().map(|s| s.to_string_lossy());
-        match (k.as_deref(), v) {
-            (Some("timeout"), LuaValue::Nil) => {}
-            (Some("timeout"), v) => match number(&v) {
-                Some(ms) if ms >= 1.0 && ms.fract() == 0.0 => out.timeout_ms = Some(ms as u64),
-                _ => {
-                    return Err(LuaError::runtime(
-                        "bad option 'timeout' to 'instantiate' (positive integer of milliseconds expected)",
-                    ));
-                }
-            },
-            (k, _) => {
-                return Err(LuaError::runtime(format!(
-                    "bad option '{}' to 'instantiate' (known: timeout)",
-                    k.unwrap_or("?")
-                )));
-            }
-        }
-    }
+    super::executor::read_options(&t, "instantiate", &mut out)?;
     Ok(out)
 }
 
@@ -131,22 +125,15 @@ impl Face {
         export: &str,
         args: impl Iterator<Item = LuaValue>,
     ) -> LuaResult<LuaMultiValue> {
-        crate::instance::bury();
-        let result = self.values(lua, export, args).and_then(|values| {
-            let runtime = &self.ctx.runtime;
-            let call = || self.instance.call(export, &values, &self.options);
-            if runtime.has_hosts() {
-                let serve = |call: &HostCall| host::serve(lua, &self.ctx.fns, call);
-                crate::host::serving(runtime.inbox(), &serve, call)
-            } else {
-                call()
+        self.ctx.served(lua, || {
+            let result = self
+                .values(lua, export, args)
+                .and_then(|values| self.instance.call(export, &values, &self.options));
+            match result {
+                Ok(v) => self.to_lua(lua, &v)?.into_lua_multi(lua),
+                Err(e) => error::fail(lua, e),
             }
-        });
-        host::settle(lua, &self.ctx.fns);
-        match result {
-            Ok(v) => self.to_lua(lua, &v)?.into_lua_multi(lua),
-            Err(e) => error::fail(lua, e),
-        }
+        })
     }
 
     /// The arguments as values, handles recognised (and resources Lua defines, by type).
@@ -205,8 +192,10 @@ impl Face {
             return Ok(t.clone());
         }
         let t = lua.create_table()?;
-        // A resource the component imports has no methods here, only `drop`.
-        if let Ok(class) = self.instance.class(qualified) {
+        // A resource the component imports has no methods here, only `drop`; one whose class
+        // could not be read now (asked from inside the instance's own call) is asked again.
+        let class = self.instance.class(qualified);
+        if let Ok(class) = &class {
             for (name, export) in &class.methods {
                 let f = method(lua, export.clone())?;
                 t.raw_set(name.as_str(), f.clone())?;
@@ -215,17 +204,18 @@ impl Face {
         }
         t.raw_set("drop", lua.create_function(drop_handle)?)?;
         guard::entered_fields(lua, &t)?;
-        self.methods
-            .borrow_mut()
-            .insert(qualified.to_string(), t.clone());
+        if class.is_ok() || !qualified.contains('#') {
+            self.methods
+                .borrow_mut()
+                .insert(qualified.to_string(), t.clone());
+        }
         Ok(t)
     }
 
     /// `inst:resource(name)`: a table of the constructor (`new`) and the statics (WIT and
     /// snake_case names).
     fn class(self: &Rc<Self>, lua: &Lua, name: &str) -> LuaResult<LuaMultiValue> {
-        crate::instance::bury();
-        let class = match self.instance.class(name) {
+        let class = match self.ctx.served(lua, || self.instance.class(name)) {
             Ok(class) => class,
             Err(e) => return error::fail(lua, e),
         };
@@ -269,18 +259,18 @@ fn method(lua: &Lua, export: String) -> LuaResult<LuaFunction> {
 /// `h:drop()`: `true`, or `nil, err`.
 fn drop_handle(lua: &Lua, this: LuaValue) -> LuaResult<LuaMultiValue> {
     let handle = match &this {
-        LuaValue::UserData(ud) if guard::ours::<LuaHandle>(ud) => {
-            ud.borrow::<LuaHandle>().ok().map(|h| h.handle.clone())
-        }
+        LuaValue::UserData(ud) if guard::ours::<LuaHandle>(ud) => ud
+            .borrow::<LuaHandle>()
+            .ok()
+            .map(|h| (h.handle.clone(), h.face.clone())),
         _ => None,
     };
-    let Some(handle) = handle else {
+    let Some((handle, face)) = handle else {
         return Err(LuaError::runtime(
             "bad argument #1 to 'drop' (a resource handle expected: call it as h:drop())",
         ));
     };
-    crate::instance::bury();
-    match handle.drop_now() {
+    match face.ctx.served(lua, || handle.drop_now()) {
         Ok(()) => true.into_lua_multi(lua),
         Err(e) => error::fail(lua, e),
     }
@@ -315,18 +305,10 @@ impl LuaUserData for LuaInstance {
                 let face = &this.0;
                 // Calls of one instance run one at a time, on the caller's thread: the call
                 // runs now, and its future is complete.
-                let values = face.values(lua, &export, args.into_iter());
-                let result = values.and_then(|values| {
-                    let runtime = &face.ctx.runtime;
-                    let call = || face.instance.call(&export, &values, &face.options);
-                    if runtime.has_hosts() {
-                        let serve = |call: &HostCall| host::serve(lua, &face.ctx.fns, call);
-                        crate::host::serving(runtime.inbox(), &serve, call)
-                    } else {
-                        call()
-                    }
+                let result = face.ctx.served(lua, || {
+                    face.values(lua, &export, args.into_iter())
+                        .and_then(|values| face.instance.call(&export, &values, &face.options))
                 });
-                host::settle(lua, &face.ctx.fns);
                 let done = Completion::completed(
                     face.ctx.runtime.inbox().clone(),
                     result.map(Output::Value),
@@ -348,11 +330,8 @@ impl LuaUserData for LuaInstance {
             this.0.class(lua, &name)
         });
         methods.add_method("close", |lua, this, ()| {
-            crate::instance::bury();
-            let closed = this.0.instance.close();
-            // The resources Lua defines that the instance held: their `__drop` now.
-            host::settle(lua, &this.0.ctx.fns);
-            match closed {
+            // (then the resources Lua defines that the instance held: their `__drop`)
+            match this.0.ctx.served(lua, || this.0.instance.close()) {
                 Ok(()) => true.into_lua_multi(lua),
                 Err(e) => error::fail(lua, e),
             }
@@ -394,9 +373,9 @@ impl LuaUserData for LuaHandle {
             })
         });
         #[cfg(any(feature = "lua54", feature = "lua55"))]
-        methods.add_meta_method(LuaMetaMethod::Close, |_, this, _: LuaMultiValue| {
+        methods.add_meta_method(LuaMetaMethod::Close, |lua, this, _: LuaMultiValue| {
             // A failed destructor ends the instance, which says so at its next call.
-            let _ = this.handle.drop_now();
+            let _ = this.face.ctx.served(lua, || this.handle.drop_now());
             Ok(())
         });
     }

@@ -171,11 +171,13 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
 
-    let rt = runtime.clone();
+    let (rt, f) = (runtime.clone(), fns.clone());
     funcs.set(
         "shutdown",
-        lua.create_function(move |_, ()| {
+        lua.create_function(move |lua, ()| {
             rt.shutdown();
+            // The `__drop` of resources Lua defines that closed instances held.
+            host::settle(lua, &f);
             Ok(())
         })?,
     )?;

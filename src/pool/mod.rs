@@ -634,6 +634,12 @@ thread_local! {
     static IN_BLOCK_ON: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Whether this thread is inside an inline async call's `block_on` (where another can not
+/// start: see [`Pool::block_on`]).
+pub fn in_block_on() -> bool {
+    IN_BLOCK_ON.with(std::cell::Cell::get)
+}
+
 /// A marker of the calling thread, never 0.
 fn this_thread() -> usize {
     thread_local!(static MARK: u8 = const { 0 });
