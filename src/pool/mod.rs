@@ -67,7 +67,7 @@ struct Here {
 impl Drop for Here {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
-            self.pool.finish(&job.done, Err(self.pool.stopped()));
+            self.pool.finish(&job.done, Err(self.pool.stopped()), None);
         }
         let last = self.pool.here.fetch_sub(1, Ordering::AcqRel) == 1;
         self.pool.here_room.notify_waiters();
@@ -410,7 +410,7 @@ impl Pool {
         // Dropped unpolled (the runtime shut down), `here` still completes the job.
         tokio::spawn(async move {
             let job = here.job.take().expect("taken once");
-            here.pool.clone().run_job(job).await;
+            here.pool.clone().run_job(job, None).await;
             drop(here);
         });
         Ok(())

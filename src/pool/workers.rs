@@ -79,7 +79,10 @@ impl Pool {
                 // Counted idle by `spawn_worker`; uncounted however the worker ends.
                 let idle = Idle {
                     pool: pool.clone(),
-                    counted: true,
+                    mark: Arc::new(Mark {
+                        counted: true.into(),
+                        calls: 0.into(),
+                    }),
                 };
                 // A worker that panics (a bug of ours) leaves the pool consistent: its job was
                 // completed by `Finish`, its slot released by `Slot`; it stops being counted.
@@ -167,14 +170,16 @@ impl Pool {
                     // there). It takes only the calls no idle worker will, those beyond what
                     // the pool could grow for (`enqueue` added workers for the rest); an idle
                     // worker takes any.
-                    tasks.len() < PER_WORKER && (idle.counted || st.queue.len() > st.idle)
+                    tasks.len() < PER_WORKER && (idle.counted() || st.queue.len() > st.idle)
                 } else {
                     st.busy < self.spec.size
                 };
                 match st.queue.front() {
                     Some(_) if may_take => {
                         idle.set(&mut st, false);
-                        if !asynchronous {
+                        if asynchronous {
+                            idle.mark.calls.fetch_add(1, Ordering::Relaxed);
+                        } else {
                             st.busy += 1;
                         }
                         let job = st.queue.pop_front().expect("checked");
@@ -196,7 +201,7 @@ impl Pool {
                 Some(job) => {
                     self.room.notify_all();
                     if asynchronous {
-                        tasks.spawn(self.clone().run_job(job));
+                        tasks.spawn(self.clone().run_job(job, Some(idle.mark.clone())));
                         // Let the call run before taking another: a CPU-bound one keeps this
                         // thread until it ends or waits, so the calls queued meanwhile go to
                         // other workers (added up to the pool's size) instead of queueing
@@ -207,7 +212,7 @@ impl Pool {
                             pool: &self,
                             held: true,
                         };
-                        self.clone().run_job(job).await;
+                        self.clone().run_job(job, None).await;
                     }
                 }
                 None => {
@@ -232,12 +237,14 @@ impl Pool {
         }
     }
 
-    pub(super) async fn run_job(self: Arc<Self>, job: Job) {
+    /// Runs a job; `mark`: of the async worker running it (see [`Mark`]).
+    pub(super) async fn run_job(self: Arc<Self>, job: Job, mark: Option<Arc<Mark>>) {
         // Completes the call even if this future is dropped by a panic.
         let finish = Finish {
             pool: &self,
             done: &job.done,
             started: Instant::now(),
+            mark: mark.as_deref(),
         };
         let result = if job.done.control.is_canceled() {
             Err(Error::new(Kind::Canceled, "call canceled"))
@@ -255,11 +262,12 @@ impl Pool {
             result
         };
         std::mem::forget(finish);
-        self.finish(&job.done, result);
+        self.finish(&job.done, result, mark.as_deref());
     }
 
-    /// Ends a job: no longer running, its result given.
-    pub(super) fn finish(&self, done: &Completion, result: Result<Output, Error>) {
+    /// Ends a job: no longer running (its worker idle if it was its last call), its result
+    /// given.
+    pub(super) fn finish(&self, done: &Completion, result: Result<Output, Error>, mark: Option<&Mark>) {
         {
             let mut st = self.lock();
             if let Some(i) = st
@@ -268,6 +276,9 @@ impl Pool {
                 .position(|c| Arc::ptr_eq(c, &done.control))
             {
                 st.running.swap_remove(i);
+            }
+            if let Some(mark) = mark {
+                mark.ended(&mut st);
             }
         }
         done.complete(result);
@@ -278,20 +289,48 @@ impl Pool {
 /// call, given up when it takes one or ends, a panic included.
 struct Idle {
     pool: Arc<Pool>,
-    counted: bool,
+    mark: Arc<Mark>,
 }
 
-impl Idle {
-    /// Counts the worker idle or not, under the state lock.
-    fn set(&mut self, st: &mut State, idle: bool) {
-        if idle != self.counted {
+/// Whether a worker is counted idle, and the calls it runs: shared with those calls, so
+/// that the last one to end counts the worker idle as it completes (under the same lock),
+/// not when the worker's loop comes round: a call submitted right after sees the worker
+/// free, and a busy worker does not take it for want of one.
+#[derive(Default)]
+pub(super) struct Mark {
+    counted: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Mark {
+    /// Counts the worker idle or not; under the state lock.
+    fn set(&self, st: &mut State, idle: bool) {
+        if idle != self.counted.load(Ordering::Relaxed) {
             if idle {
                 st.idle += 1;
             } else {
                 st.idle -= 1;
             }
-            self.counted = idle;
+            self.counted.store(idle, Ordering::Relaxed);
         }
+    }
+
+    /// One of its calls ended; under the state lock.
+    pub(super) fn ended(&self, st: &mut State) {
+        if self.calls.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.set(st, true);
+        }
+    }
+}
+
+impl Idle {
+    /// Counts the worker idle or not, under the state lock.
+    fn set(&mut self, st: &mut State, idle: bool) {
+        self.mark.set(st, idle);
+    }
+
+    fn counted(&self) -> bool {
+        self.mark.counted.load(Ordering::Relaxed)
     }
 }
 
@@ -299,9 +338,8 @@ impl Drop for Idle {
     fn drop(&mut self) {
         // Only when the worker ends other than by its loop's returns (which uncount it
         // under the lock they hold): a panic, or its runtime failing to start.
-        if self.counted {
-            self.pool.lock().idle -= 1;
-        }
+        let mut st = self.pool.lock();
+        self.mark.set(&mut st, false);
     }
 }
 
@@ -312,6 +350,7 @@ struct Finish<'a> {
     pool: &'a Pool,
     done: &'a Completion,
     started: Instant,
+    mark: Option<&'a Mark>,
 }
 
 impl Drop for Finish<'_> {
@@ -327,6 +366,6 @@ impl Drop for Finish<'_> {
         }
         .with(|d| d.entry = Some(self.pool.function.id().to_string()));
         self.pool.record(Some(&error), self.started);
-        self.pool.finish(self.done, Err(error));
+        self.pool.finish(self.done, Err(error), self.mark);
     }
 }
