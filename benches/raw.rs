@@ -164,13 +164,16 @@ fn main() {
         let cases_of: [(&str, fn(&mut Live, &Val)); 3] = [
             ("res-get", |(store, _, get, _), c| {
                 let mut out = [Val::S64(0)];
-                get.call(&mut *store, std::slice::from_ref(c), &mut out).unwrap();
+                get.call(&mut *store, std::slice::from_ref(c), &mut out)
+                    .unwrap();
                 black_box(out);
             }),
             ("res-new-drop", |(store, new, _, _), _| {
                 let mut out = [Val::Bool(false)];
                 new.call(&mut *store, &[Val::S64(1)], &mut out).unwrap();
-                let Val::Resource(r) = out[0] else { panic!("a handle") };
+                let Val::Resource(r) = out[0] else {
+                    panic!("a handle")
+                };
                 r.resource_drop(&mut *store).unwrap();
             }),
             ("res-total", |(store, _, _, total), _| {

@@ -105,7 +105,11 @@ pub fn resources(resolve: &Resolve, world: WorldId) -> Vec<(String, Option<Strin
                             None => String::new(),
                         };
                         let stat = if kind == "static" { "static " } else { "" };
-                        format!("  {}: {stat}func({}){result};", ident(short), params.join(", "))
+                        format!(
+                            "  {}: {stat}func({}){result};",
+                            ident(short),
+                            params.join(", ")
+                        )
                     }
                 };
                 body.push(line);

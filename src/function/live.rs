@@ -3,9 +3,9 @@
 //! What owns it, queues its calls and tracks its handles is `crate::instance`; this file is
 //! the wasmtime side only.
 
-use wasmtime::{AsContextMut, Store};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{ResourceAny, ResourceType, Type, Val};
+use wasmtime::{AsContextMut, Store};
 
 use super::exports::find_export;
 use super::{CallCtx, CallOptions, Function, Target};
@@ -130,9 +130,9 @@ impl Live {
         }
         let export = match (&self.opened, &f.target) {
             (Opened::Core(instance), _) => {
-                let func = instance
-                    .get_func(&mut self.store, name)
-                    .ok_or_else(|| f.fail(Error::invalid(format!("no function export `{name}`"))))?;
+                let func = instance.get_func(&mut self.store, name).ok_or_else(|| {
+                    f.fail(Error::invalid(format!("no function export `{name}`")))
+                })?;
                 let ty = func.ty(&self.store);
                 let core = |t: wasmtime::ValType| {
                     CoreType::from_core(&t).ok_or_else(|| {
@@ -152,9 +152,9 @@ impl Live {
                 let (_, index, bound) = find_export(pre.component(), name)
                     .or_else(|e| in_interfaces(pre.component(), name).ok_or(e))
                     .map_err(|e| f.fail(Error::invalid(e)))?;
-                let func = instance
-                    .get_func(&mut self.store, index)
-                    .ok_or_else(|| f.fail(Error::invalid(format!("no function export `{name}`"))))?;
+                let func = instance.get_func(&mut self.store, index).ok_or_else(|| {
+                    f.fail(Error::invalid(format!("no function export `{name}`")))
+                })?;
                 let ty = func.ty(&self.store);
                 Export::Component {
                     params: ty.params().map(|(n, t)| (n.to_string(), t)).collect(),
@@ -278,7 +278,12 @@ impl Live {
     ///
     /// # Errors
     /// As said.
-    pub fn lower(&mut self, f: &Function, export: &Export, args: &[Value]) -> Result<Lowered, Error> {
+    pub fn lower(
+        &mut self,
+        f: &Function,
+        export: &Export,
+        args: &[Value],
+    ) -> Result<Lowered, Error> {
         let arg_error = |i: usize, name: &str, e: ConvError| {
             let path = e.path();
             f.fail(
@@ -317,11 +322,15 @@ impl Live {
                         .iter()
                         .zip(args)
                         .enumerate()
-                        .map(|(i, ((name, ty), v))| value::to_wit(v, ty).map_err(|e| arg_error(i, name, e)))
+                        .map(|(i, ((name, ty), v))| {
+                            value::to_wit(v, ty).map_err(|e| arg_error(i, name, e))
+                        })
                         .collect::<Result<Vec<_>, _>>()
                 };
                 let (vals, lent) = match &f.lua_resources {
-                    Some(reps) => resource::converting(&mut self.store.as_context_mut(), reps, lower),
+                    Some(reps) => {
+                        resource::converting(&mut self.store.as_context_mut(), reps, lower)
+                    }
                     None => (lower(), Vec::new()),
                 };
                 Ok(Lowered::Component(vals?, lent))
@@ -333,7 +342,12 @@ impl Live {
     ///
     /// # Errors
     /// A result that has no Lua form (`INTERNAL`).
-    pub fn lift(&mut self, f: &Function, export: &Export, results: Results) -> Result<Value, Error> {
+    pub fn lift(
+        &mut self,
+        f: &Function,
+        export: &Export,
+        results: Results,
+    ) -> Result<Value, Error> {
         let lift = || match (export, results) {
             (Export::Core { results: types, .. }, Results::Core(out)) => out
                 .iter()
@@ -362,7 +376,8 @@ impl Live {
     /// Every resource the component exports, at the top level (`name`) or in an exported
     /// interface (`ns:pkg/iface@1.0.0#name`).
     pub fn resource_names(&mut self, f: &Function) -> Vec<(ResourceType, String)> {
-        let (Opened::Component(instance), Target::Component { pre, .. }) = (&self.opened, &f.target)
+        let (Opened::Component(instance), Target::Component { pre, .. }) =
+            (&self.opened, &f.target)
         else {
             return Vec::new();
         };
@@ -375,7 +390,8 @@ impl Live {
                     }
                 }
                 ComponentItem::ComponentInstance(iface) => {
-                    let Some(parent) = instance.get_export_index(&mut self.store, None, name) else {
+                    let Some(parent) = instance.get_export_index(&mut self.store, None, name)
+                    else {
                         continue;
                     };
                     for (res, item) in iface.exports(engine()) {
@@ -402,7 +418,8 @@ impl Live {
     /// # Errors
     /// `INVALID`: no such resource (naming those there are), or several.
     pub fn class(&mut self, f: &Function, name: &str) -> Result<Class, Error> {
-        let (Opened::Component(instance), Target::Component { pre, .. }) = (&self.opened, &f.target)
+        let (Opened::Component(instance), Target::Component { pre, .. }) =
+            (&self.opened, &f.target)
         else {
             return Err(f.fail(Error::invalid(format!(
                 "resource `{name}`: a core module exports no resources"
@@ -462,7 +479,11 @@ impl Live {
             0 => {
                 return Err(f.fail(Error::invalid(format!(
                     "resource `{name}` is not exported (resources: {})",
-                    if all.is_empty() { "none".to_string() } else { all.join(", ") }
+                    if all.is_empty() {
+                        "none".to_string()
+                    } else {
+                        all.join(", ")
+                    }
                 ))));
             }
             _ => {
@@ -527,7 +548,10 @@ fn in_interfaces(
         let ComponentItem::ComponentInstance(ci) = item.ty else {
             continue;
         };
-        if ci.exports(engine()).any(|(n, i)| n == name && matches!(i.ty, ComponentItem::ComponentFunc(_))) {
+        if ci
+            .exports(engine())
+            .any(|(n, i)| n == name && matches!(i.ty, ComponentItem::ComponentFunc(_)))
+        {
             if found.is_some() {
                 // In several: the caller names the interface.
                 return None;

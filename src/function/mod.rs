@@ -30,8 +30,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use self::call::now;
 pub use self::handler::IncomingBody;
-pub use self::live::{Class, Export, Live, Lowered, Results};
 use self::link::{component_target, core_target};
+pub use self::live::{Class, Export, Live, Lowered, Results};
 pub use self::store::CallCtx;
 use crate::compile::{self, Artefact};
 use crate::describe;
@@ -294,8 +294,12 @@ impl Function {
                 let lua = |r: &ResourceType| lua_types.iter().any(|(t, _)| t == r);
                 let guest = |r: &ResourceType| !lua(r);
                 let holds = |which: &dyn Fn(&ResourceType) -> bool| {
-                    results.iter().any(|ty| value::holds_resource_where(ty, which))
-                        || params.iter().any(|(_, ty)| value::holds_resource_where(ty, which))
+                    results
+                        .iter()
+                        .any(|ty| value::holds_resource_where(ty, which))
+                        || params
+                            .iter()
+                            .any(|(_, ty)| value::holds_resource_where(ty, which))
                 };
                 let reps = sandbox.hosts.first().map(|g| g.reps.clone());
                 let reps = reps.filter(|_| !lua_types.is_empty());

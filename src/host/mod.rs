@@ -21,10 +21,10 @@ pub mod resource;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, Linker, ResourceType, Type, Val};
 
+pub use self::resource::{Ledger, Reps};
 use crate::engine::engine;
 use crate::limits::Control;
 use crate::signal::Signal;
-pub use self::resource::{Ledger, Reps};
 pub use crate::signal::{HostCall, HostKey};
 use crate::value::{self, CoreType, Value};
 
@@ -327,7 +327,10 @@ pub fn link<T: HostState + Send + 'static>(
 
 /// The destructor of resources Lua defines: the guest dropped an own handle (`__drop` runs
 /// on the Lua thread once guests hold none).
-fn dropped<T: HostState>(mut store: wasmtime::StoreContextMut<'_, T>, rep: u32) -> wasmtime::Result<()> {
+fn dropped<T: HostState>(
+    mut store: wasmtime::StoreContextMut<'_, T>,
+    rep: u32,
+) -> wasmtime::Result<()> {
     store.data_mut().ledger().released(rep, true);
     Ok(())
 }

@@ -88,7 +88,9 @@ impl State {
 impl Reps {
     /// Records a resource type (`funcs.host`).
     pub fn add_type(&self, ty: u32, name: &str) {
-        unpoison(self.state.lock()).types.push((ty, name.to_string()));
+        unpoison(self.state.lock())
+            .types
+            .push((ty, name.to_string()));
     }
 
     /// Whether any resource type was registered.
@@ -386,7 +388,10 @@ mod tests {
         ledger.released(1, true);
         assert_eq!(
             reps.take_events(),
-            [Event::Dropped { rep: 1, ty: 7 }, Event::Unused { rep: 1, ty: 7 }]
+            [
+                Event::Dropped { rep: 1, ty: 7 },
+                Event::Unused { rep: 1, ty: 7 }
+            ]
         );
         assert!(!reps.in_use(1));
     }

@@ -98,7 +98,9 @@ impl Handle {
         if *unpoison(self.fate.lock()) != Fate::Live {
             return Ok(());
         }
-        let result = self.instance.drop_resource(self.resource, "drop of a handle");
+        let result = self
+            .instance
+            .drop_resource(self.resource, "drop of a handle");
         if !matches!(&result, Err(e) if e.kind() == crate::error::Kind::Invalid) {
             *unpoison(self.fate.lock()) = Fate::Dropped;
             self.uncount();
@@ -116,7 +118,12 @@ impl Handle {
     fn uncount(&self) {
         if self.counted.swap(false, Ordering::AcqRel) {
             self.instance.live_handles.fetch_sub(1, Ordering::Relaxed);
-            self.instance.pool.0.function().handles().fetch_sub(1, Ordering::Relaxed);
+            self.instance
+                .pool
+                .0
+                .function()
+                .handles()
+                .fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -176,7 +183,10 @@ pub fn lowering<T>(
 ///
 /// # Errors
 /// `f`'s.
-pub fn lifting<T>(instance: &Arc<Instance>, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+pub fn lifting<T>(
+    instance: &Arc<Instance>,
+    f: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -243,11 +253,19 @@ pub fn lift(resource: ResourceAny) -> Result<Value, ConvError> {
                 "resources cannot be returned to Lua outside an instance (funcs.instantiate)",
             ));
         };
-        let qualified = instance.name_of(&resource.ty()).unwrap_or("resource").to_string();
+        let qualified = instance
+            .name_of(&resource.ty())
+            .unwrap_or("resource")
+            .to_string();
         let name = short(&qualified).to_string();
         let number = instance.handles.fetch_add(1, Ordering::Relaxed) + 1;
         instance.live_handles.fetch_add(1, Ordering::Relaxed);
-        instance.pool.0.function().handles().fetch_add(1, Ordering::Relaxed);
+        instance
+            .pool
+            .0
+            .function()
+            .handles()
+            .fetch_add(1, Ordering::Relaxed);
         Ok(Value::Handle(Arc::new(Handle {
             instance: instance.clone(),
             resource,

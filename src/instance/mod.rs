@@ -102,10 +102,16 @@ impl Instance {
         bury();
         let function = pool.0.function().clone();
         let id = function.id().to_string();
-        let cap = function.limits().max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
+        let cap = function
+            .limits()
+            .max_instances
+            .unwrap_or(DEFAULT_MAX_INSTANCES);
         let unavailable = |what: String| {
-            Err(Error::new(Kind::Unavailable, format!("failed to instantiate `{id}`: {what}"))
-                .with(|d| d.entry = Some(id.clone())))
+            Err(Error::new(
+                Kind::Unavailable,
+                format!("failed to instantiate `{id}`: {what}"),
+            )
+            .with(|d| d.entry = Some(id.clone())))
         };
         // Counted from here until `reserved` (then the `Held`) is dropped.
         let reserved = Reserved(function.clone());
@@ -128,7 +134,9 @@ impl Instance {
         let mut live = match opened {
             Ok(live) => live,
             Err(e) => {
-                return Err(e.context("failed to instantiate").with(|d| d.entry = Some(id.clone())));
+                return Err(e
+                    .context("failed to instantiate")
+                    .with(|d| d.entry = Some(id.clone())));
             }
         };
         let names = live.resource_names(&function);
@@ -209,7 +217,8 @@ impl Instance {
         }
         let result = run(&self.pool, live.call(function, &export, &lowered, options));
         // A failure once the guest ran (a result with no Lua form too) ends the instance.
-        let result = result.and_then(|results| lifting(self, || live.lift(function, &export, results)));
+        let result =
+            result.and_then(|results| lifting(self, || live.lift(function, &export, results)));
         if let Err(e) = &result {
             *state = State::Ended(e.clone());
         }
@@ -220,7 +229,10 @@ impl Instance {
     /// section 15: the Lua side reads those arguments by type), with the type numbers of
     /// those resources; `None` otherwise, or when the export cannot be called (the call says
     /// why).
-    pub fn lua_params(&self, export: &str) -> Option<(Vec<wasmtime::component::Type>, Arc<crate::host::Reps>)> {
+    pub fn lua_params(
+        &self,
+        export: &str,
+    ) -> Option<(Vec<wasmtime::component::Type>, Arc<crate::host::Reps>)> {
         let mut state = self.enter("call").ok()?;
         let held = self.open_in(&mut state).ok()?;
         let reps = held.function.lua_resources()?.clone();
@@ -312,11 +324,10 @@ impl Instance {
         match state {
             State::Open(held) => Ok(held),
             State::Ended(e) => Err(self.ended(e)),
-            State::Closed => Err(Error::invalid(format!(
-                "instance {} is closed",
-                self.describe()
-            ))
-            .with(|d| d.entry = Some(self.id.clone()))),
+            State::Closed => Err(
+                Error::invalid(format!("instance {} is closed", self.describe()))
+                    .with(|d| d.entry = Some(self.id.clone())),
+            ),
         }
     }
 

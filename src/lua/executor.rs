@@ -309,7 +309,12 @@ impl Executor {
 
     /// The arguments converted to the function's parameter types on this thread (those of
     /// resources Lua defines by type).
-    pub(super) fn convert(&self, lua: &Lua, handle: &Handle, args: &[LuaValue]) -> Result<Args, Error> {
+    pub(super) fn convert(
+        &self,
+        lua: &Lua,
+        handle: &Handle,
+        args: &[LuaValue],
+    ) -> Result<Args, Error> {
         let function = handle.0.function();
         let typed = function.lua_params().zip(function.lua_resources());
         let mut values = Vec::with_capacity(args.len());

@@ -55,7 +55,9 @@ impl std::hash::Hasher for AddressHasher {
 
     fn write_usize(&mut self, n: usize) {
         // Fibonacci hashing: the high bits are what a table of any size uses.
-        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(32);
+        self.0 = (n as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(32);
     }
 }
 

@@ -70,7 +70,9 @@ impl HostFns {
                 let _ = lua.remove_registry_value(f);
             }
         }
-        self.drops.borrow_mut().retain(|_, key| fns.contains_key(key));
+        self.drops
+            .borrow_mut()
+            .retain(|_, key| fns.contains_key(key));
     }
 
     /// The Lua function `funcs.register` gave `id`.
@@ -146,19 +148,31 @@ pub(super) fn register(
                     let LuaValue::Function(f) = v else {
                         return Err(bad(
                             2,
-                            format!("resource `{wit}`: `{key}` is a {}, not a function", v.type_name()),
+                            format!(
+                                "resource `{wit}`: `{key}` is a {}, not a function",
+                                v.type_name()
+                            ),
                         ));
                     };
-                    let name = if key.starts_with("__") { key } else { key.replace('_', "-") };
+                    let name = if key.starts_with("__") {
+                        key
+                    } else {
+                        key.replace('_', "-")
+                    };
                     if functions.insert(name.clone(), f).is_some() {
                         return Err(bad(
                             2,
-                            format!("resource `{wit}`: `{name}` is given twice (as WIT and as snake_case)"),
+                            format!(
+                                "resource `{wit}`: `{name}` is given twice (as WIT and as snake_case)"
+                            ),
                         ));
                     }
                 }
                 if resources.iter().any(|(n, _)| *n == wit) {
-                    return Err(bad(2, format!("resource `{wit}` is given twice (as WIT and as snake_case)")));
+                    return Err(bad(
+                        2,
+                        format!("resource `{wit}` is given twice (as WIT and as snake_case)"),
+                    ));
                 }
                 resources.push((wit, functions));
                 continue;
@@ -166,7 +180,10 @@ pub(super) fn register(
             v => {
                 return Err(bad(
                     2,
-                    format!("`{key}` is a {}, not a function (or a resource's table)", v.type_name()),
+                    format!(
+                        "`{key}` is a {}, not a function (or a resource's table)",
+                        v.type_name()
+                    ),
                 ));
             }
         };
@@ -363,7 +380,10 @@ pub(super) fn settle(lua: &Lua, fns: &HostFns) {
         let drop = {
             let key = fns.drops.borrow().get(&ty).copied();
             let all = fns.fns.borrow();
-            key.and_then(|k| all.get(&k).and_then(|f| lua.registry_value::<LuaFunction>(f).ok()))
+            key.and_then(|k| {
+                all.get(&k)
+                    .and_then(|f| lua.registry_value::<LuaFunction>(f).ok())
+            })
         };
         let value = values.raw_get::<LuaValue>(rep).unwrap_or(LuaValue::Nil);
         if let Some(f) = drop

@@ -267,7 +267,12 @@ impl Pool {
 
     /// Ends a job: no longer running (its worker idle if it was its last call), its result
     /// given.
-    pub(super) fn finish(&self, done: &Completion, result: Result<Output, Error>, mark: Option<&Mark>) {
+    pub(super) fn finish(
+        &self,
+        done: &Completion,
+        result: Result<Output, Error>,
+        mark: Option<&Mark>,
+    ) {
         {
             let mut st = self.lock();
             if let Some(i) = st

@@ -227,7 +227,9 @@ pub fn from_lua_typed(
                 LuaValue::Table(t) => {
                     let mut pairs = t.pairs::<LuaValue, LuaValue>();
                     match (pairs.next(), pairs.next()) {
-                        (Some(Ok((LuaValue::String(k), v))), None) => Some((k.to_string_lossy(), v)),
+                        (Some(Ok((LuaValue::String(k), v))), None) => {
+                            Some((k.to_string_lossy(), v))
+                        }
                         _ => None,
                     }
                 }

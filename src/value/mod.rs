@@ -43,7 +43,9 @@ pub fn holds_resource_where(
         Type::Tuple(t) => t.types().any(|t| holds(&t)),
         Type::Variant(v) => v.cases().any(|c| c.ty.as_ref().is_some_and(holds)),
         Type::Option(o) => holds(&o.ty()),
-        Type::Result(r) => r.ok().as_ref().is_some_and(holds) || r.err().as_ref().is_some_and(holds),
+        Type::Result(r) => {
+            r.ok().as_ref().is_some_and(holds) || r.err().as_ref().is_some_and(holds)
+        }
         Type::Map(m) => holds(&m.key()) || holds(&m.value()),
         Type::FixedLengthList(l) => holds(&l.ty()),
         _ => false,
