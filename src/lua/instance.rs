@@ -125,15 +125,21 @@ impl Face {
         export: &str,
         args: impl Iterator<Item = LuaValue>,
     ) -> LuaResult<LuaMultiValue> {
-        self.ctx.served(lua, || {
-            let result = self
-                .values(lua, export, args)
-                .and_then(|values| self.instance.call(export, &values, &self.options));
-            match result {
-                Ok(v) => self.to_lua(lua, &v)?.into_lua_multi(lua),
-                Err(e) => error::fail(lua, e),
-            }
+        self.ctx.served(lua, || match self.run(lua, export, args) {
+            Ok(v) => self.to_lua(lua, &v)?.into_lua_multi(lua),
+            Err(e) => error::fail(lua, e),
         })
+    }
+
+    /// The call of [`Face::call`] and `inst:async`: its result as a value (inside `served`).
+    fn run(
+        &self,
+        lua: &Lua,
+        export: &str,
+        args: impl Iterator<Item = LuaValue>,
+    ) -> Result<Value, Error> {
+        self.values(lua, export, args)
+            .and_then(|values| self.instance.call(export, &values, &self.options))
     }
 
     /// The arguments as values, handles recognised (and resources Lua defines, by type).
@@ -305,10 +311,9 @@ impl LuaUserData for LuaInstance {
                 let face = &this.0;
                 // Calls of one instance run one at a time, on the caller's thread: the call
                 // runs now, and its future is complete.
-                let result = face.ctx.served(lua, || {
-                    face.values(lua, &export, args.into_iter())
-                        .and_then(|values| face.instance.call(&export, &values, &face.options))
-                });
+                let result = face
+                    .ctx
+                    .served(lua, || face.run(lua, &export, args.into_iter()));
                 let done = Completion::completed(
                     face.ctx.runtime.inbox().clone(),
                     result.map(Output::Value),
