@@ -372,8 +372,14 @@ impl Drop for Instance {
     }
 }
 
+/// Held while the instances taken from [`UNREACHABLE`] are closed: a `bury` on another
+/// thread waits for them, so every instance found unreachable before a `bury` returns is
+/// closed when it returns (Lua states of one process share the list).
+static BURYING: Mutex<()> = Mutex::new(());
+
 /// Closes the instances the collector found unreachable (see [`UNREACHABLE`]).
 pub fn bury() {
+    let _closing = unpoison(BURYING.lock());
     let dead = std::mem::take(&mut *unpoison(UNREACHABLE.lock()));
     drop(dead);
 }
