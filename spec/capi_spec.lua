@@ -292,8 +292,31 @@ describe("the metatables of instances and resource handles", function()
             end
             for _, key in ipairs(keys) do
               tried = tried + 1
-              local ok, e = pcall(function() return u[key](u, "get-total") end)
-              if not ok and tostring(e):find("not one", 1, true) then refused = refused + 1 end
+              -- a handle's __index reads the methods in the handle's user value: another
+              -- userdata has none (nil), or is refused by the method it was given
+              local ok, e = pcall(function()
+                local f = u[key]
+                if f == nil and type(mt.__index) == "function" then error("no method") end
+                return f(u, "get-total")
+              end)
+              e = tostring(e)
+              if not ok and (e:find("not one", 1, true) or e:find("no method", 1, true)
+                             or e:find("a resource handle expected", 1, true)) then
+                refused = refused + 1
+              end
+            end
+            -- given a handle's methods as its user value, it is still refused
+            local getuv = debug.getuservalue or debug.getfenv
+            local setuv = debug.setuservalue or debug.setfenv
+            if type(mt.__index) == "function" then
+              setuv(u, (getuv(c)))
+              tried = tried + 1
+              -- (a userdata with no user value slot keeps none: no method)
+              local ok, e = pcall(function() return (u.get or error("no method"))(u) end)
+              if not ok and (tostring(e):find("a resource handle expected", 1, true)
+                             or tostring(e):find("no method", 1, true)) then
+                refused = refused + 1
+              end
             end
             tried = tried + 1
             if not pcall(tostring, u) then refused = refused + 1 end

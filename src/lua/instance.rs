@@ -5,9 +5,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::ffi::c_int;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use mlua::ffi;
 use mlua::prelude::*;
 
 use super::future::Future;
@@ -123,53 +125,61 @@ impl Face {
         self: &Rc<Self>,
         lua: &Lua,
         export: &str,
+        this: Option<Value>,
         args: impl Iterator<Item = LuaValue>,
     ) -> LuaResult<LuaMultiValue> {
-        self.ctx.served(lua, || match self.run(lua, export, args) {
-            Ok(v) => self.to_lua(lua, &v)?.into_lua_multi(lua),
-            Err(e) => error::fail(lua, e),
-        })
+        self.ctx
+            .served(lua, || match self.run(lua, export, this, args) {
+                Ok(v) => self.to_lua(lua, &v)?.into_lua_multi(lua),
+                Err(e) => error::fail(lua, e),
+            })
     }
 
     /// The call of [`Face::call`] and `inst:async`: its result as a value (inside `served`).
+    /// `this`: a method's handle, the first argument.
     fn run(
         &self,
         lua: &Lua,
         export: &str,
+        this: Option<Value>,
         args: impl Iterator<Item = LuaValue>,
     ) -> Result<Value, Error> {
-        self.values(lua, export, args)
+        self.values(lua, export, this, args)
             .and_then(|values| self.instance.call(export, &values, &self.options))
     }
 
-    /// The arguments as values, handles recognised (and resources Lua defines, by type).
+    /// The arguments as values (`this` first), handles recognised (and resources Lua
+    /// defines, by type).
     fn values(
         &self,
         lua: &Lua,
         export: &str,
+        this: Option<Value>,
         args: impl Iterator<Item = LuaValue>,
     ) -> Result<Vec<Value>, Error> {
         let typed = match self.ctx.runtime.reps().has_types() {
             true => self.instance.lua_params(export),
             false => None,
         };
-        args.enumerate()
-            .map(|(i, arg)| {
-                let value = match &typed {
-                    Some((params, reps)) if i < params.len() => {
-                        let number = |r: &wasmtime::component::ResourceType| reps.type_of(r);
-                        host::typed(lua, reps, &arg, &params[i], &number, &handle_value)
-                    }
-                    _ => value::from_lua_with(&arg, &handle_value),
-                };
-                value.map_err(|e| {
-                    Error::invalid(format!("{export}: argument {}: {e}", i + 1)).with(|d| {
-                        d.entry = Some(self.instance.id().to_string());
-                        d.argument = Some(i + 1);
-                    })
+        let skip = usize::from(this.is_some());
+        let mut values = Vec::with_capacity(skip + args.size_hint().0);
+        values.extend(this);
+        for (i, arg) in args.enumerate().map(|(i, arg)| (i + skip, arg)) {
+            let value = match &typed {
+                Some((params, reps)) if i < params.len() => {
+                    let number = |r: &wasmtime::component::ResourceType| reps.type_of(r);
+                    host::typed(lua, reps, &arg, &params[i], &number, &handle_value)
+                }
+                _ => value::from_lua_with(&arg, &handle_value),
+            };
+            values.push(value.map_err(|e| {
+                Error::invalid(format!("{export}: argument {}: {e}", i + 1)).with(|d| {
+                    d.entry = Some(self.instance.id().to_string());
+                    d.argument = Some(i + 1);
                 })
-            })
-            .collect()
+            })?);
+        }
+        Ok(values)
     }
 
     /// A result as Lua values, handles made userdata.
@@ -185,10 +195,27 @@ impl Face {
             LuaHandle {
                 handle: h.clone(),
                 face: self.clone(),
-                methods,
             },
         )?;
-        guard_once(lua, &self.ctx, &ud, false)?;
+        // SAFETY: the closure works on the stack `exec_raw` gives it: the userdata (made by
+        // mlua with a user value slot) and a table, which every Lua version takes there.
+        unsafe {
+            lua.exec_raw::<()>((&ud, methods), |state| {
+                ffi::lua_setuservalue(state, 1);
+            })?;
+        }
+        if !self.ctx.guarded.get().1 {
+            guard_once(lua, &self.ctx, &ud, false)?;
+            // SAFETY: as above; the metatable is the one mlua made for handles.
+            unsafe {
+                lua.exec_raw::<()>(&ud, |state| {
+                    if ffi::lua_getmetatable(state, 1) != 0 {
+                        ffi::lua_pushcfunction(state, handle_index);
+                        ffi::lua_setfield(state, -2, c"__index".as_ptr());
+                    }
+                })?;
+            }
+        }
         Ok(LuaValue::UserData(ud))
     }
 
@@ -233,7 +260,7 @@ impl Face {
         for (name, export) in functions {
             let face = self.clone();
             let f = lua.create_function(move |lua, args: LuaMultiValue| {
-                face.call(lua, &export, args.into_iter())
+                face.call(lua, &export, None, args.into_iter())
             })?;
             t.raw_set(name.as_str(), f.clone())?;
             t.raw_set(name.replace('-', "_"), f)?;
@@ -245,20 +272,21 @@ impl Face {
 
 /// The function of a handle method: `h:name(...)` calls `export` with `h` borrowed first.
 fn method(lua: &Lua, export: String) -> LuaResult<LuaFunction> {
-    lua.create_function(move |lua, args: LuaMultiValue| {
-        let face = match args.front() {
-            Some(LuaValue::UserData(ud)) if guard::ours::<LuaHandle>(ud) => {
-                ud.borrow::<LuaHandle>().ok().map(|h| h.face.clone())
-            }
+    lua.create_function(move |lua, (this, args): (LuaValue, LuaMultiValue)| {
+        let this = match &this {
+            LuaValue::UserData(ud) if guard::ours::<LuaHandle>(ud) => ud
+                .borrow::<LuaHandle>()
+                .ok()
+                .map(|h| (h.face.clone(), Value::Handle(h.handle.clone()))),
             _ => None,
         };
-        let Some(face) = face else {
+        let Some((face, this)) = this else {
             let short = export.rsplit(']').next().unwrap_or(&export);
             return Err(LuaError::runtime(format!(
                 "bad argument #1 to '{short}' (a resource handle expected: call it as h:method(...))"
             )));
         };
-        face.call(lua, &export, args.into_iter())
+        face.call(lua, &export, Some(this), args.into_iter())
     })
 }
 
@@ -301,7 +329,7 @@ impl LuaUserData for LuaInstance {
             "call",
             |lua, this, (export, args): (LuaValue, LuaMultiValue)| {
                 let export = string_arg(&export, 1, "call")?;
-                this.0.call(lua, &export, args.into_iter())
+                this.0.call(lua, &export, None, args.into_iter())
             },
         );
         methods.add_method(
@@ -313,7 +341,7 @@ impl LuaUserData for LuaInstance {
                 // runs now, and its future is complete.
                 let result = face
                     .ctx
-                    .served(lua, || face.run(lua, &export, args.into_iter()));
+                    .served(lua, || face.run(lua, &export, None, args.into_iter()));
                 let done = Completion::completed(
                     face.ctx.runtime.inbox().clone(),
                     result.map(Output::Value),
@@ -358,18 +386,35 @@ impl Face {
     }
 }
 
-/// A resource handle userdata.
+/// A resource handle userdata. Its user value is the methods table of its resource
+/// ([`Face::methods`]), which its `__index` ([`handle_index`]) reads.
 pub(super) struct LuaHandle {
     handle: Arc<Handle>,
     face: Rc<Face>,
-    methods: LuaTable,
+}
+
+/// `__index` of handles: the field of the methods table in the handle's user value. A plain
+/// C function (a method call looks a method up first: mlua's callback and the guard's check
+/// cost more than the call's conversions); it reads no Rust memory, so any value given to it
+/// (`debug` reaches it) gets a Lua value or nil.
+unsafe extern "C-unwind" fn handle_index(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: a C function's stack has room for LUA_MINSTACK values; nothing here raises.
+    unsafe {
+        ffi::lua_settop(state, 2);
+        if ffi::lua_type(state, 1) == ffi::LUA_TUSERDATA
+            && ffi::lua_getuservalue(state, 1) == ffi::LUA_TTABLE
+        {
+            ffi::lua_pushvalue(state, 2);
+            ffi::lua_rawget(state, -2);
+        } else {
+            ffi::lua_pushnil(state);
+        }
+        1
+    }
 }
 
 impl LuaUserData for LuaHandle {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_method(LuaMetaMethod::Index, |_, this, key: LuaValue| {
-            this.methods.raw_get::<LuaValue>(key)
-        });
         methods.add_meta_method(LuaMetaMethod::ToString, |_, this, ()| {
             let h = &this.handle;
             Ok(match h.dead() {
