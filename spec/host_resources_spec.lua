@@ -207,3 +207,34 @@ describe("a registration without the resource a guest imports", function()
     assert.are.equal("v", funcs.call("ckv:kv_inline", fresh("still"), "k", "v"))
   end)
 end)
+
+describe("a resource a guest imports under a second name (WIT `use`)", function()
+  -- spec/fixtures/res-alias: `y` is test:eq/a's; a world-level `use` and interface b's `use`
+  -- alias it (an `(eq ...)` import), which wasmtime links as `a`'s own.
+  local y_drops = 0
+  local y = {
+    new = function(v) return { v = v } end,
+    get = function(self) return self.v + 1 end,
+    __drop = function() y_drops = y_drops + 1 end,
+  }
+  local function register(again)
+    assert(funcs.host("test:eq/a", { y = y }))
+    assert(funcs.host("test:eq/b", { take = function(t) return t.v + 1 end, y = again and y or nil }))
+    -- (root_granted grants `$root`, which must then be registered)
+    assert(funcs.host("$root", { y = again and y or nil, unused = function() end }))
+  end
+
+  for _, again in ipairs({ false, true }) do
+    it(("loads and runs with the alias %s"):format(again and "registered too" or "not registered"),
+      function()
+        register(again)
+        assert(funcs.load("spec/fixtures/res-alias"))
+        for _, name in ipairs({ "root", "root_granted", "iface" }) do
+          y_drops = 0
+          local v, err = funcs.call("alias:" .. name)
+          assert.are.equal(42, v, name .. ": " .. tostring(err))
+          assert.are.equal(1, y_drops, name)
+        end
+      end)
+  end
+end)

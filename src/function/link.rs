@@ -190,6 +190,7 @@ fn stub_imports(
 ) -> wasmtime::Result<()> {
     let ty = component.component_type();
     let imports: Vec<_> = ty.imports(engine()).collect();
+    let aliases = crate::host::aliases(component);
     // Resources of granted interfaces, which a stubbed interface may use (`pollable`).
     let mut real = Vec::new();
     for (name, item) in &imports {
@@ -237,6 +238,8 @@ fn stub_imports(
                                 wasmtime::bail!("unknown import: `{full}` has not been defined")
                             })?;
                         }
+                        ComponentItem::Resource(_)
+                            if crate::host::is_alias(&aliases, name, export) => {}
                         ComponentItem::Resource(ty) => {
                             let host = resource(&ty, name)?;
                             inner.resource(export, host, |_, _| Ok(()))?;
@@ -251,6 +254,7 @@ fn stub_imports(
                     wasmtime::bail!("unknown import: `{full}` has not been defined")
                 })?;
             }
+            ComponentItem::Resource(_) if crate::host::is_alias(&aliases, name, "") => {}
             ComponentItem::Resource(ty) => {
                 let host = resource(&ty, name)?;
                 linker.root().resource(name, host, |_, _| Ok(()))?;

@@ -243,7 +243,43 @@ pub struct Linked {
     pub resources: Vec<(ResourceType, u32)>,
 }
 
-/// Links the granted host interfaces a component imports, their resources included.
+/// The resources of a component's imports that are aliases of one an earlier import brings
+/// (WIT `use`: an `(eq ...)` bound), as (import, export), `export` empty at the top. wasmtime's
+/// linker takes those as the earlier one is defined: defining one again would make another
+/// type, which it refuses ("mismatched resource types").
+pub fn aliases(component: &Component) -> Vec<(String, String)> {
+    let mut seen: Vec<ResourceType> = Vec::new();
+    let mut out = Vec::new();
+    let mut note = |ty: ResourceType, name: &str, export: &str| {
+        if seen.contains(&ty) {
+            out.push((name.to_string(), export.to_string()));
+        } else {
+            seen.push(ty);
+        }
+    };
+    for (name, item) in component.component_type().imports(engine()) {
+        match item.ty {
+            ComponentItem::ComponentInstance(instance) => {
+                for (export, item) in instance.exports(engine()) {
+                    if let ComponentItem::Resource(ty) = item.ty {
+                        note(ty, name, export);
+                    }
+                }
+            }
+            ComponentItem::Resource(ty) => note(ty, name, ""),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether `export` of import `name` is one of [`aliases`].
+pub fn is_alias(aliases: &[(String, String)], name: &str, export: &str) -> bool {
+    aliases.iter().any(|(n, e)| n == name && e == export)
+}
+
+/// Links the granted host interfaces a component imports, their resources included
+/// (but [`aliases`], which need nothing).
 ///
 /// # Errors
 /// An import of a granted interface that the interface does not provide (a function, or a
@@ -255,6 +291,7 @@ pub fn link<T: HostState + Send + 'static>(
 ) -> Result<Linked, String> {
     let mut linked = Linked::default();
     let err = |e: wasmtime::Error| format!("{e:#}");
+    let aliases = aliases(component);
     for (name, item) in component.component_type().imports(engine()) {
         match item.ty {
             ComponentItem::ComponentInstance(instance) => {
@@ -280,6 +317,7 @@ pub fn link<T: HostState + Send + 'static>(
                             let f = host_fn::<T>(grant, key, full.into());
                             inner.func_new_async(export, f).map_err(err)?;
                         }
+                        ComponentItem::Resource(_) if is_alias(&aliases, name, export) => {}
                         ComponentItem::Resource(ty) => {
                             let r = resource_of(grant, export)?;
                             inner
@@ -307,6 +345,7 @@ pub fn link<T: HostState + Send + 'static>(
                 linker.root().func_new_async(name, f).map_err(err)?;
                 linked.names.push(name.to_string());
             }
+            ComponentItem::Resource(_) if is_alias(&aliases, name, "") => {}
             ComponentItem::Resource(ty) => {
                 let Some(grant) = grants.iter().find(|g| g.interface.name == ROOT) else {
                     continue;
