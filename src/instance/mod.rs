@@ -86,9 +86,10 @@ impl Drop for Reserved {
 
 /// The refusal of an instance's work inside an inline call with WASI or host imports on this
 /// thread (its runtime drives the thread): nothing ran, the instance stays as it was.
+/// `what` completes "failed to": `instantiate `app:counter``, `call instance #1 of ...`.
 fn nested(id: &str, what: &str) -> Error {
     Error::invalid(format!(
-        "failed to {what} `{id}` from a host function: an entry with WASI or host imports cannot run inside another such call on the same thread"
+        "failed to {what} from a host function: an entry with WASI or host imports cannot run inside another such call on the same thread"
     ))
     .with(|d| d.entry = Some(id.to_string()))
 }
@@ -128,7 +129,7 @@ impl Instance {
             ));
         }
         if function.is_async() && pool::in_block_on() {
-            return Err(nested(&id, "instantiate"));
+            return Err(nested(&id, &format!("instantiate `{id}`")));
         }
         let opened = run(&pool, function.open(options));
         let mut live = match opened {
@@ -250,7 +251,7 @@ impl Instance {
     /// # Errors
     /// As [`Instance::call`] for the instance; `INVALID` for a resource not exported.
     pub fn class(&self, name: &str) -> Result<crate::function::Class, Error> {
-        let mut state = self.enter("resource")?;
+        let mut state = self.enter("read a resource class of")?;
         let held = self.open_in(&mut state)?;
         held.live.class(&held.function, name)
     }
@@ -289,16 +290,20 @@ impl Instance {
     }
 
     /// The instance's state, locked: `INVALID` when a host function of its own running call
-    /// asks (it would wait for itself).
+    /// asks (it would wait for itself). `what` completes "failed to": `call`, `drop counter
+    /// #3 of`.
     fn enter(&self, what: &str) -> Result<MutexGuard<'_, State>, Error> {
         if self.pool.0.function().is_async() && pool::in_block_on() {
-            return Err(nested(&self.id, what));
+            return Err(nested(
+                &self.id,
+                &format!("{what} instance {}", self.describe()),
+            ));
         }
         match self.state.try_lock() {
             Ok(state) => Ok(state),
             Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
             Err(TryLockError::WouldBlock) => Err(Error::invalid(format!(
-                "instance {}: {what} from inside its own running call (a host function called back into it)",
+                "failed to {what} instance {} from inside its own running call (a host function called back into it)",
                 self.describe()
             ))
             .with(|d| d.entry = Some(self.id.clone()))),
