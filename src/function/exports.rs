@@ -63,6 +63,29 @@ pub(super) fn find_export(
         .ok_or_else(not_found)
 }
 
+/// [`find_export`], with a resource's name (`counter`, `iface#counter`) taken for its
+/// constructor (`[constructor]counter`): the method of an entry whose component exports only
+/// resources, which instances use (SPEC section 15).
+pub(super) fn find_method(
+    component: &Component,
+    method: &str,
+) -> Result<(ComponentFunc, ComponentExportIndex, String), String> {
+    find_export(component, method).or_else(|e| {
+        let (iface, name) = match method.split_once('#') {
+            Some((iface, name)) => (Some(iface), name),
+            None => (None, method),
+        };
+        if name.starts_with('[') {
+            return Err(e);
+        }
+        let constructor = match iface {
+            Some(iface) => format!("{iface}#[constructor]{name}"),
+            None => format!("[constructor]{name}"),
+        };
+        find_export(component, &constructor).map_err(|_| e)
+    })
+}
+
 /// Every exported function, `iface#func` for those inside exported instances.
 fn export_names(component: &Component) -> Vec<String> {
     let mut names = Vec::new();

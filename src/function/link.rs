@@ -8,7 +8,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ResourceType};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use super::exports::find_export;
+use super::exports::find_method;
 use super::{CallCtx, Target};
 use crate::engine::{engine, engine_for};
 use crate::host::{self, HostGrant};
@@ -143,7 +143,7 @@ pub(super) fn component_target(
     hosts: &[HostGrant],
     http: bool,
 ) -> Result<Target, String> {
-    let (func, export, bound) = find_export(component, method)?;
+    let (func, export, bound) = find_method(component, method)?;
     let mut linker = wasmtime::component::Linker::new(engine_for(fuel));
     wasi::link(&mut linker, granted).map_err(|e| format!("{e:#}"))?;
     let hosted = host::link(&mut linker, component, hosts)?;
