@@ -100,7 +100,7 @@ impl Handle {
         }
         let result = self
             .instance
-            .drop_resource(self.resource, &format!("drop {} of", self.label()));
+            .drop_resource(self.resource, &|| format!("drop {} of", self.label()));
         if !matches!(&result, Err(e) if e.kind() == crate::error::Kind::Invalid) {
             *unpoison(self.fate.lock()) = Fate::Dropped;
             self.uncount();

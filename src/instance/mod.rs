@@ -204,7 +204,7 @@ impl Instance {
         args: &[Value],
         options: &CallOptions,
     ) -> Result<Value, Error> {
-        let mut state = self.enter("call")?;
+        let mut state = self.enter(&|| "call".into())?;
         let held = self.open_in(&mut state)?;
         let (live, function) = (&mut held.live, &held.function);
         let export = live.export(function, export)?;
@@ -234,7 +234,7 @@ impl Instance {
         &self,
         export: &str,
     ) -> Option<(Vec<wasmtime::component::Type>, Arc<crate::host::Reps>)> {
-        let mut state = self.enter("call").ok()?;
+        let mut state = self.enter(&|| "call".into()).ok()?;
         let held = self.open_in(&mut state).ok()?;
         let reps = held.function.lua_resources()?.clone();
         let export = held.live.export(&held.function, export).ok()?;
@@ -251,13 +251,13 @@ impl Instance {
     /// # Errors
     /// As [`Instance::call`] for the instance; `INVALID` for a resource not exported.
     pub fn class(&self, name: &str) -> Result<crate::function::Class, Error> {
-        let mut state = self.enter("read a resource class of")?;
+        let mut state = self.enter(&|| "read a resource class of".into())?;
         let held = self.open_in(&mut state)?;
         held.live.class(&held.function, name)
     }
 
     /// Runs the destructor of `resource` now (after the running call, if any).
-    fn drop_resource(&self, resource: ResourceAny, what: &str) -> Result<(), Error> {
+    fn drop_resource(&self, resource: ResourceAny, what: &dyn Fn() -> String) -> Result<(), Error> {
         let mut state = self.enter(what)?;
         let State::Open(held) = &mut *state else {
             // Its instance ended: the handle ended with it.
@@ -279,7 +279,7 @@ impl Instance {
     /// # Errors
     /// `INVALID` from a host function of the instance's own running call.
     pub fn close(&self) -> Result<(), Error> {
-        let mut state = self.enter("close")?;
+        let mut state = self.enter(&|| "close".into())?;
         let old = std::mem::replace(&mut *state, State::Closed);
         if let State::Ended(e) = old {
             // A failed instance stays failed (its error says more than "closed").
@@ -292,18 +292,20 @@ impl Instance {
     /// The instance's state, locked: `INVALID` when a host function of its own running call
     /// asks (it would wait for itself). `what` completes "failed to": `call`, `drop counter
     /// #3 of`.
-    fn enter(&self, what: &str) -> Result<MutexGuard<'_, State>, Error> {
+    /// (made only for an error).
+    fn enter(&self, what: &dyn Fn() -> String) -> Result<MutexGuard<'_, State>, Error> {
         if self.pool.0.function().is_async() && pool::in_block_on() {
             return Err(nested(
                 &self.id,
-                &format!("{what} instance {}", self.describe()),
+                &format!("{} instance {}", what(), self.describe()),
             ));
         }
         match self.state.try_lock() {
             Ok(state) => Ok(state),
             Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
             Err(TryLockError::WouldBlock) => Err(Error::invalid(format!(
-                "failed to {what} instance {} from inside its own running call (a host function called back into it)",
+                "failed to {} instance {} from inside its own running call (a host function called back into it)",
+                what(),
                 self.describe()
             ))
             .with(|d| d.entry = Some(self.id.clone()))),
