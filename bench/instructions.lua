@@ -2,7 +2,8 @@
 --   valgrind --tool=callgrind --callgrind-out-file=/dev/null lua5.4 bench/instructions.lua <id> <n>
 -- run once with n = 0 and once with n = N: the difference over N is the cost of one call.
 -- A third argument `async` makes the calls with funcs.async(...):wait() (the general
--- conversion, on a worker thread; callgrind counts every thread).
+-- conversion, on a worker thread; callgrind counts every thread); `executor` makes them with
+-- `ex:call(...)` of an executor from `funcs.new():with_options(...)`.
 local funcs = require("funcs")
 assert(funcs.load("bench/registry"))
 local id, n = arg[1], tonumber(arg[2])
@@ -37,6 +38,16 @@ if id:find("^res:") then
 end
 if arg[3] == "async" then
   call = function(...) return funcs.async(...):wait() end
+end
+if arg[3] == "executor" then
+  -- an executor's call (issue 27: on funcs.call's path), one with options of its own: the
+  -- same loop, with `ex:call` (its lookup included) for `call`
+  local ex = os.getenv("PLAIN") and funcs.new() or funcs.new():with_options({ timeout = 60000 })
+  local unpack = table.unpack or unpack
+  ex:call(id, unpack(a))
+  collectgarbage()
+  for _ = 1, n do ex:call(id, unpack(a)) end
+  return
 end
 -- warm-up outside the difference: one call always; then a full collection, so that both runs
 -- start their calls with the collector in the same state.

@@ -41,6 +41,9 @@ per_call compute-fresh-funcs 2000 "${luai[@]}" bench:compute N
 per_call compute-fresh-rust 2000 "$raw" count compute fresh N
 per_call compute-warm-funcs 2000 "${luai[@]}" bench:compute_warm N
 per_call compute-warm-rust 2000 "$raw" count compute warm N
+# An executor's call (funcs.new():with_options(...)), against funcs.call above.
+per_call answer-warm-executor 2000 "${luai[@]}" bench:answer_warm N executor
+per_call compute-warm-executor 2000 "${luai[@]}" bench:compute_warm N executor
 
 # A live instance (SPEC 15): a method call on a handle, a constructor and a drop, a plain
 # export, against the same on wasmtime directly.

@@ -1,7 +1,7 @@
 -- funcs.call is a C function: it makes direct calls (components) and calls of core functions
 -- itself, reading the arguments where Lua left them, and hands every other call to the
 -- general funcs.call. Whatever it takes, it must give what the general path gives
--- (funcs.new():call converts every argument first): for every Lua type in every parameter,
+-- (the executors' shared `call` converts every argument first): for every Lua type in every parameter,
 -- every count, results that do not fit their type, traps.
 local funcs = require("funcs")
 
@@ -34,7 +34,16 @@ local function outcome(f, ...)
   return out
 end
 
-local general = funcs.new()
+-- The general path: the `call` method every executor shares (an executor's own `call`, in its
+-- user value, is funcs.call's C function), which converts every argument first.
+-- An executor without a user value has only those.
+local function shared_only(ex)
+  if debug.setuservalue then debug.setuservalue(ex, nil) else debug.setfenv(ex, {}) end
+  return ex
+end
+local general = shared_only(funcs.new())
+-- (each executor's own call is a function of its own; the shared one is one for all)
+assert(general.call == shared_only(funcs.new()).call and general.call ~= funcs.new().call)
 local function general_call(...) return general:call(...) end
 
 -- funcs.call and the general path agree; returns funcs.call's outcome.

@@ -76,6 +76,25 @@ enum Step {
 
 /// `funcs.call`: calls on the direct path made by a C function, the others by `general`.
 pub(super) fn call(lua: &Lua, executor: Executor, general: LuaFunction) -> LuaResult<LuaFunction> {
+    make(lua, executor, general, call_fast)
+}
+
+/// An executor's own `call` (`ex:call(id, ...)`): [`call`]'s function for `executor`, which
+/// takes the executor (a userdata first) off the stack.
+pub(super) fn method(
+    lua: &Lua,
+    executor: Executor,
+    general: LuaFunction,
+) -> LuaResult<LuaFunction> {
+    make(lua, executor, general, call_method)
+}
+
+fn make(
+    lua: &Lua,
+    executor: Executor,
+    general: LuaFunction,
+    function: ffi::lua_CFunction,
+) -> LuaResult<LuaFunction> {
     // `nil, err` for the error in `FAILURE`.
     let fail = lua.create_function(|lua, ()| {
         let at = FAILURE.replace(std::ptr::null());
@@ -106,7 +125,7 @@ pub(super) fn call(lua: &Lua, executor: Executor, general: LuaFunction) -> LuaRe
             ffi::lua_pushboolean(state, 0);
             ffi::lua_setfield(state, -2, c"__metatable".as_ptr());
             ffi::lua_setmetatable(state, -2);
-            ffi::lua_pushcclosure(state, call_fast, 4);
+            ffi::lua_pushcclosure(state, function, 4);
         })
     }
 }
@@ -165,15 +184,37 @@ unsafe extern "C-unwind" fn push_output(state: *mut ffi::lua_State) -> c_int {
     }
 }
 
+/// `ex:call(id, ...)`: as `funcs.call(id, ...)`, the executor (a userdata first) left aside.
+unsafe extern "C-unwind" fn call_method(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: see `call_at`; a missing index 1 is LUA_TNONE.
+    unsafe {
+        let base = if ffi::lua_type(state, 1) == ffi::LUA_TUSERDATA {
+            2
+        } else {
+            1
+        };
+        call_at(state, base)
+    }
+}
+
 /// `funcs.call(id, ...)`.
 unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: see `call_at`.
+    unsafe { call_at(state, 1) }
+}
+
+/// The call whose ID is at `base` (1, or 2 after an executor), its arguments after it.
+///
+/// # Safety
+/// `state` is the running thread of one of the C functions [`make`] makes.
+unsafe fn call_at(state: *mut ffi::lua_State, base: c_int) -> c_int {
     // SAFETY: upvalue 4 is checked to be the cell `call` made. Until a protected call below
     // nothing raises a Lua error; after it this frame owns nothing.
     unsafe {
         let step = match cell(state, STATE).and_then(|cell| cell.fast.clone()) {
             // A panic (a bug of ours) must not unwind into Lua's C frames: it fails the call.
             // Nothing inside raises a Lua error (a LuaJIT error here would abort).
-            Some(fast) => std::panic::catch_unwind(AssertUnwindSafe(|| fast.run(state)))
+            Some(fast) => std::panic::catch_unwind(AssertUnwindSafe(|| fast.run(state, base)))
                 .unwrap_or_else(|_| {
                     Step::Failed(Error::internal(
                         "internal error in funcs.call (a bug: please report it)",
@@ -220,6 +261,9 @@ unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
                 status
             }
             Step::General => {
+                if base > 1 {
+                    ffi::lua_remove(state, 1);
+                }
                 let n = ffi::lua_gettop(state);
                 ffi::lua_pushvalue(state, GENERAL);
                 ffi::lua_insert(state, 1);
@@ -242,21 +286,21 @@ unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
 
 impl Fast {
     /// The call, if it is one for the direct path; what it owned is dropped on return.
-    unsafe fn run(&self, state: *mut ffi::lua_State) -> Step {
+    unsafe fn run(&self, state: *mut ffi::lua_State, base: c_int) -> Step {
         // SAFETY: `state` is the running thread, its stack the call's arguments.
         unsafe {
             let top = ffi::lua_gettop(state);
-            if top < 1 || ffi::lua_type(state, 1) != ffi::LUA_TSTRING {
+            if top < base || ffi::lua_type(state, base) != ffi::LUA_TSTRING {
                 return Step::General;
             }
             let mut len = 0;
-            let id = ffi::lua_tolstring(state, 1, &mut len);
+            let id = ffi::lua_tolstring(state, base, &mut len);
             let id = std::slice::from_raw_parts(id.cast::<u8>(), len);
             let Some(handle) = self.executor.named(id) else {
                 return Step::General;
             };
             if handle.0.function().is_core() && !self.executor.runtime.has_hosts() {
-                return self.core(state, &handle, top);
+                return self.core(state, &handle, base + 1, top);
             }
             let Some(layout) = handle
                 .0
@@ -271,7 +315,7 @@ impl Fast {
             let Some(limit) = value::direct::reserve(state, layout.stack()) else {
                 return Step::Overflow;
             };
-            match self.executor.direct_here(state, &handle, 2, top, limit) {
+            match self.executor.direct_here(state, &handle, base + 1, top, limit) {
                 Ok(Some(tape)) => Step::Done(Output::Tape(tape)),
                 Ok(None) => {
                     // As the general function gets them.
@@ -287,9 +331,16 @@ impl Fast {
 impl Fast {
     /// A call of a core function whose arguments are all numbers and booleans (the only
     /// values its parameters take: the general path names any other).
-    unsafe fn core(&self, state: *mut ffi::lua_State, handle: &Handle, top: c_int) -> Step {
-        let mut values = Vec::with_capacity(top as usize - 1);
-        for idx in 2..=top {
+    /// `first`: the index of the first argument.
+    unsafe fn core(
+        &self,
+        state: *mut ffi::lua_State,
+        handle: &Handle,
+        first: c_int,
+        top: c_int,
+    ) -> Step {
+        let mut values = Vec::with_capacity((top + 1 - first).max(0) as usize);
+        for idx in first..=top {
             // SAFETY: `idx` is on the stack.
             match unsafe { lua_scalar(state, idx) } {
                 Some(v) => values.push(v),

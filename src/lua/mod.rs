@@ -96,7 +96,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let executor = default.clone();
     funcs.set(
         "new",
-        lua.create_function(move |lua, ()| guard::userdata(lua, executor.clone()))?,
+        lua.create_function(move |lua, ()| executor::userdata(lua, executor.clone()))?,
     )?;
 
     let ctx = Rc::new(instance::Ctx::new(runtime.clone(), fns.clone()));
@@ -281,6 +281,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     for sample in &samples {
         guard::guard(lua, sample)?;
     }
+    executor::own_index(lua, &samples[0])?;
 
     // Lua 5.1: no call of funcs from a finalizer interrupting another (see `guard`).
     guard::reentry(lua, &funcs)?;
