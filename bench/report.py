@@ -165,6 +165,15 @@ for case, limit in [("answer-fresh", 1.3), ("answer-warm", None), ("compute-fres
     out.append(f"| {case} | {'-' if a is None else f'{a:,.0f}'} | {'-' if b is None else f'{b:,.0f}'} | "
                f"{ratio(a, b)} | {'-' if limit is None else f'{limit}x'} | {met} |")
 out.append("")
+# An executor's call against funcs.call (issue 27: within 1.1x).
+out.append("| executor (`funcs.new():with_options(...)`) | `ex:call` | `funcs.call` | ratio | target | met |")
+out.append("|---|---|---|---|---|---|")
+for case in ["answer-warm", "compute-warm"]:
+    a, b = ins.get(case + "-executor"), ins.get(case + "-funcs")
+    met = "-" if a is None or b is None else ("yes" if a / b <= 1.1 else "no")
+    out.append(f"| {case} | {'-' if a is None else f'{a:,.0f}'} | {'-' if b is None else f'{b:,.0f}'} | "
+               f"{ratio(a, b)} | 1.1x | {met} |")
+out.append("")
 paths_table({k.removeprefix("paths-"): v for k, v in ins.items() if k.startswith("paths-")},
             "path (transform-users, 1,000 records)", "instructions")
 
