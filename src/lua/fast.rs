@@ -315,7 +315,10 @@ impl Fast {
             let Some(limit) = value::direct::reserve(state, layout.stack()) else {
                 return Step::Overflow;
             };
-            match self.executor.direct_here(state, &handle, base + 1, top, limit) {
+            match self
+                .executor
+                .direct_here(state, &handle, base + 1, top, limit)
+            {
                 Ok(Some(tape)) => Step::Done(Output::Tape(tape)),
                 Ok(None) => {
                     // As the general function gets them.
