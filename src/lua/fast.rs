@@ -1,4 +1,5 @@
-//! `funcs.call` as a plain Lua C function: a call on the direct path reads its arguments
+//! `funcs.call` (and each executor's `call`, the same function bound to the executor, which
+//! it skips on the stack) as a plain Lua C function: a call on the direct path reads its arguments
 //! where Lua left them and pushes its result, with none of mlua's per-call work (a reference
 //! per argument, a `Vec` of them, a protected frame to push them back). Everything else (an ID
 //! that is not a string or names no entry, an entry off the direct path, an argument the
