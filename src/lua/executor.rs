@@ -5,7 +5,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Weak};
 
-use mlua::ffi;
 use mlua::prelude::*;
 
 use super::future::Future;
@@ -363,7 +362,7 @@ impl LuaUserData for Executor {
 
 /// An executor as Lua holds it: a userdata whose user value is a table of its own `call`,
 /// on the fast path as `funcs.call` is (`fast::method`); its metatable's `__index`
-/// ([`own_index`]) looks there first, then at the methods every executor shares (`call`
+/// (`methods::index`) looks there first, then at the methods every executor shares (`call`
 /// among them, for an executor whose user value a script replaced).
 ///
 /// # Errors
@@ -380,64 +379,8 @@ pub(super) fn userdata(lua: &Lua, executor: Executor) -> LuaResult<LuaAnyUserDat
     // (Lua 5.1: not wrapped by `guard::reentry`'s check, as `funcs.call` is not: it enters
     // mlua itself only when it must)
     own.raw_set("call", super::fast::method(lua, executor, general)?)?;
-    // SAFETY: the closure works on the stack `exec_raw` gives it: the userdata (made by mlua
-    // with a user value slot) and a table, which every Lua version takes there.
-    unsafe {
-        lua.exec_raw::<()>((&ud, own), |state| {
-            ffi::lua_setuservalue(state, 1);
-        })?;
-    }
+    super::methods::set(lua, &ud, own)?;
     Ok(ud)
-}
-
-/// Makes `__index` of the executors' metatable (guarded already: `guard::guard`) the
-/// [`userdata`] lookup: the executor's own functions, then the shared methods.
-///
-/// # Errors
-/// Lua's own (out of memory).
-pub(super) fn own_index(lua: &Lua, sample: &LuaAnyUserData) -> LuaResult<()> {
-    // SAFETY: the closure works on the stack `exec_raw` gives it.
-    unsafe {
-        lua.exec_raw::<()>(sample, |state| {
-            if ffi::lua_getmetatable(state, 1) == 0 {
-                return;
-            }
-            ffi::lua_getfield(state, -1, c"__index".as_ptr());
-            if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
-                return;
-            }
-            ffi::lua_pushcclosure(state, executor_index, 1);
-            ffi::lua_setfield(state, -2, c"__index".as_ptr());
-        })
-    }
-}
-
-/// `__index` of executors (see [`own_index`]). It reads no Rust memory: any value given to
-/// it (`debug` reaches it) gets a Lua value or nil.
-unsafe extern "C-unwind" fn executor_index(state: *mut ffi::lua_State) -> std::ffi::c_int {
-    // SAFETY: a C function's stack has room for LUA_MINSTACK values; nothing here raises.
-    unsafe {
-        if ffi::lua_gettop(state) != 2 {
-            ffi::lua_settop(state, 2);
-        }
-        if ffi::lua_type(state, 1) == ffi::LUA_TUSERDATA
-            && ffi::lua_getuservalue(state, 1) == ffi::LUA_TTABLE
-        {
-            ffi::lua_pushvalue(state, 2);
-            ffi::lua_rawget(state, -2);
-            if ffi::lua_type(state, -1) != ffi::LUA_TNIL {
-                return 1;
-            }
-        }
-        ffi::lua_settop(state, 2);
-        if ffi::lua_type(state, ffi::lua_upvalueindex(1)) != ffi::LUA_TTABLE {
-            ffi::lua_pushnil(state);
-            return 1;
-        }
-        ffi::lua_pushvalue(state, 2);
-        ffi::lua_rawget(state, ffi::lua_upvalueindex(1));
-        1
-    }
 }
 
 /// Reads an options table (`{timeout = ms}`) of function `func` into `options`.

@@ -5,11 +5,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::ffi::c_int;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use mlua::ffi;
 use mlua::prelude::*;
 
 use super::future::Future;
@@ -197,24 +195,10 @@ impl Face {
                 face: self.clone(),
             },
         )?;
-        // SAFETY: the closure works on the stack `exec_raw` gives it: the userdata (made by
-        // mlua with a user value slot) and a table, which every Lua version takes there.
-        unsafe {
-            lua.exec_raw::<()>((&ud, methods), |state| {
-                ffi::lua_setuservalue(state, 1);
-            })?;
-        }
+        super::methods::set(lua, &ud, methods)?;
         if !self.ctx.guarded.get().1 {
             guard_once(lua, &self.ctx, &ud, false)?;
-            // SAFETY: as above; the metatable is the one mlua made for handles.
-            unsafe {
-                lua.exec_raw::<()>(&ud, |state| {
-                    if ffi::lua_getmetatable(state, 1) != 0 {
-                        ffi::lua_pushcfunction(state, handle_index);
-                        ffi::lua_setfield(state, -2, c"__index".as_ptr());
-                    }
-                })?;
-            }
+            super::methods::install(lua, &ud, false)?;
         }
         Ok(LuaValue::UserData(ud))
     }
@@ -387,30 +371,10 @@ impl Face {
 }
 
 /// A resource handle userdata. Its user value is the methods table of its resource
-/// ([`Face::methods`]), which its `__index` ([`handle_index`]) reads.
+/// ([`Face::methods`]), which its `__index` reads (`methods`).
 pub(super) struct LuaHandle {
     handle: Arc<Handle>,
     face: Rc<Face>,
-}
-
-/// `__index` of handles: the field of the methods table in the handle's user value. A plain
-/// C function (a method call looks a method up first: mlua's callback and the guard's check
-/// cost more than the call's conversions); it reads no Rust memory, so any value given to it
-/// (`debug` reaches it) gets a Lua value or nil.
-unsafe extern "C-unwind" fn handle_index(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: a C function's stack has room for LUA_MINSTACK values; nothing here raises.
-    unsafe {
-        ffi::lua_settop(state, 2);
-        if ffi::lua_type(state, 1) == ffi::LUA_TUSERDATA
-            && ffi::lua_getuservalue(state, 1) == ffi::LUA_TTABLE
-        {
-            ffi::lua_pushvalue(state, 2);
-            ffi::lua_rawget(state, -2);
-        } else {
-            ffi::lua_pushnil(state);
-        }
-        1
-    }
 }
 
 impl LuaUserData for LuaHandle {

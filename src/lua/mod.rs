@@ -11,6 +11,7 @@ mod future;
 mod guard;
 mod host;
 mod instance;
+mod methods;
 
 use std::path::Path;
 use std::rc::Rc;
@@ -281,7 +282,8 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     for sample in &samples {
         guard::guard(lua, sample)?;
     }
-    executor::own_index(lua, &samples[0])?;
+    // An executor's own `call` (its user value) first, then the shared methods.
+    methods::install(lua, &samples[0], true)?;
 
     // Lua 5.1: no call of funcs from a finalizer interrupting another (see `guard`).
     guard::reentry(lua, &funcs)?;
