@@ -111,6 +111,24 @@ host_rows = [
 for name, hf, hw, cf, cw in host_rows:
     out.append(f"| {name} | {us(hf)} | {us(cf)} | {ratio(hf, cf)} | {us(hw)} | {us(cw)} | {ratio(hw, cw)} |")
 out.append("")
+out.append("One host call's round trip (`bench/host.lua`'s `bench:pings`, a WAT component calling its "
+           "import `ping`, a Lua function, 1,000 times per call; µs per host call over 21 interleaved "
+           "rounds): on the caller's thread (`inline` pool) and from a worker (`funcs.async` on a "
+           "`lazy` pool, the Lua thread waiting in `future:wait`). Target (issue 27): from a worker, "
+           "a median of at most 10 µs.\n")
+out.append("| where | median | fastest round | slowest round | target | met |")
+out.append("|---|---|---|---|---|---|")
+trips = {}
+for line in lines("funcs-host.txt"):
+    parts = line.split()
+    if parts and parts[0].startswith("round-trip-"):
+        trips[parts[0].removeprefix("round-trip-")] = [float(p) for p in parts[1:4]]
+for where, label, limit in (("caller-thread", "caller's thread", None), ("from-worker", "from a worker", 10_000)):
+    if where in trips:
+        med, lo, hi = trips[where]
+        met = "-" if limit is None else ("yes" if med <= limit else "no")
+        out.append(f"| {label} | {us(med)} | {us(lo)} | {us(hi)} | {'-' if limit is None else '10 µs'} | {met} |")
+out.append("")
 out.append("funcs' host-call on the caller's thread over the peers' host-call:\n")
 out.append("| against | fresh | warm |")
 out.append("|---|---|---|")

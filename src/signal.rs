@@ -9,13 +9,14 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use crate::limits::Control;
-use crate::sync::unpoison;
+use crate::sync::{spin, unpoison};
 use crate::value::Value;
 
 /// What the Lua side knows a host function by.
@@ -73,6 +74,9 @@ impl HostCall {
 pub struct Signal {
     state: Mutex<State>,
     changed: Condvar,
+    /// How many host calls wait in `State::calls`, read without the lock by a spinning
+    /// [`Signal::wait`].
+    pending: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +129,7 @@ impl Signal {
         call.reply = Some(reply);
         let mut st = self.lock();
         st.calls.push_back(call);
+        self.pending.store(st.calls.len(), Ordering::Release);
         st.wake(&self.changed);
         answer
     }
@@ -132,13 +137,23 @@ impl Signal {
     /// The oldest host call waiting. One at a time: while its Lua function runs (and maybe
     /// waits inside funcs itself), the others stay in the inbox for that wait to answer.
     pub fn next_call(&self) -> Option<HostCall> {
-        self.lock().calls.pop_front()
+        if self.pending.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut st = self.lock();
+        let call = st.calls.pop_front();
+        self.pending.store(st.calls.len(), Ordering::Release);
+        call
     }
 
-    /// Waits until `done()` holds, a host call waits, or `until` passes (`false` then).
-    /// `done` is checked under this inbox's lock: it must not take a lock a completion
-    /// holds while it calls [`Signal::raise`].
+    /// Waits until `done()` holds, a host call waits, or `until` passes (`false` then),
+    /// [spinning](spin) first. `done` is also checked under this inbox's lock: it must not
+    /// take a lock a completion holds while it calls [`Signal::raise`].
     pub fn wait(&self, done: impl Fn() -> bool, until: Option<Instant>) -> bool {
+        let ready = || done() || self.pending.load(Ordering::Acquire) > 0;
+        if spin(|| ready().then_some(())).is_some() {
+            return true;
+        }
         let mut st = self.lock();
         st.waiting += 1;
         let result = loop {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod resource;
 
+use tokio::sync::oneshot;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, Linker, ResourceType, Type, Val};
 
@@ -448,8 +449,17 @@ async fn ask(
         // SAFETY: see `serving`: set only while `serve` is alive on this thread.
         return unsafe { (*serve)(&call) }.map_err(fail);
     }
-    let answer = inbox.push(call);
-    match answer.await {
+    let mut answer = inbox.push(call);
+    // The Lua thread usually answers within microseconds: spin before this thread sleeps.
+    let spun = crate::sync::spin(|| match answer.try_recv() {
+        Err(oneshot::error::TryRecvError::Empty) => None,
+        got => Some(got.map_err(|_| ())),
+    });
+    let got = match spun {
+        Some(got) => got,
+        None => answer.await.map_err(|_| ()),
+    };
+    match got {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(message)) => Err(fail(message)),
         Err(_) => Err(fail("the Lua state closed before answering".into())),

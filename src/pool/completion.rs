@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use crate::error::{Error, Kind};
 use crate::limits::{Control, notified_until};
 use crate::signal::Signal;
-use crate::sync::unpoison;
+use crate::sync::{spin, unpoison};
 use crate::value::Output;
 
 /// The result of a call made with [`Pool::submit`](super::Pool::submit), filled in by whoever runs it.
@@ -113,6 +113,9 @@ impl Completion {
 
     /// Waits for the result, at most `timeout`; `false` if it did not come.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        if spin(|| self.is_complete().then_some(())).is_some() {
+            return true;
+        }
         let slot = unpoison(self.result.lock());
         match timeout {
             None => {

@@ -2,16 +2,20 @@
 //! worker's loop (take calls, wait, retire), and running one job to its completion however
 //! it ends.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Waker};
 use std::time::Instant;
 
+use tokio::sync::futures::Notified;
 use tokio::task::JoinSet;
 
 use super::{Completion, InFlight, PER_WORKER, Pool, Slot, State, Task};
 use crate::error::{Error, Kind};
 use crate::function::{Args, CallOptions};
-use crate::sync::unpoison;
+use crate::sync::{spin, unpoison};
 use crate::value::Output;
 
 pub(super) struct Job {
@@ -217,6 +221,11 @@ impl Pool {
                 }
                 None => {
                     let empty = tasks.is_empty();
+                    // The next call often comes within microseconds (a caller's loop): spin
+                    // for it before this thread sleeps, unless calls of its own wait here.
+                    if empty && spin(|| notified_now(notified.as_mut())).is_some() {
+                        continue;
+                    }
                     let retire = tokio::select! {
                         () = &mut notified => false,
                         Some(_) = tasks.join_next(), if !empty => false,
@@ -373,4 +382,10 @@ impl Drop for Finish<'_> {
         self.pool.record(Some(&error), self.started);
         self.pool.finish(self.done, Err(error), self.mark);
     }
+}
+
+/// Whether `notified` fired (polled without a waker to call: the spin before a worker sleeps).
+fn notified_now(notified: Pin<&mut Notified<'_>>) -> Option<()> {
+    let mut cx = Context::from_waker(Waker::noop());
+    notified.poll(&mut cx).is_ready().then_some(())
 }
