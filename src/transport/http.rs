@@ -344,7 +344,13 @@ async fn serve(
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    // A response written in parts (an incoming-handler's headers, then its
+                    // body's chunks) goes out at once: with Nagle's algorithm, a client
+                    // delaying its acknowledgement held the last part 40 ms (wrk's p99).
+                    let _ = stream.set_nodelay(true);
+                    stream
+                }
                 // Out of descriptors, or a connection reset before it was accepted: back off
                 // a little rather than spin.
                 Err(_) => {
