@@ -321,6 +321,34 @@ describe("an instance of a core module", function()
   end)
 end)
 
+describe("the pooling allocator's slots", function()
+  it("give UNAVAILABLE when they are all in use, and come back when instances close", function()
+    if funcs.engine().allocator ~= "pooling" then
+      return pending("instances are allocated on demand here: no slots to run out of")
+    end
+    local held, kind, msg = {}, nil, nil
+    for i = 1, 400 do
+      local inst, err = funcs.instantiate("inst:quad")
+      if not inst then
+        kind, msg = kind_and_message(nil, err)
+        break
+      end
+      held[i] = inst
+    end
+    local seven = held[1] and held[1]:call("seven")
+    local count = #held
+    for _, inst in ipairs(held) do inst:close() end
+    assert.are.equal("UNAVAILABLE", kind, msg)
+    assert.truthy(msg:find("core instances reached", 1, true), msg)
+    -- 1,000 slots, four a instance: at most 250 (fewer when other specs hold some).
+    assert.truthy(count >= 100 and count <= 250, count)
+    assert.are.equal(7, seven)
+    local again = assert(funcs.instantiate("inst:quad"))
+    assert.are.equal(7, again:call("seven"))
+    again:close()
+  end)
+end)
+
 describe("resources with the same name in two interfaces", function()
   it("are named by interface, and are different types", function()
     local inst = assert(funcs.instantiate("inst:twins"))

@@ -70,6 +70,14 @@ impl Function {
                 d.backtrace = backtrace;
             }));
         }
+        if let Some(full) = e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+            // Instances elsewhere in the process hold every slot of a kind: it passes when
+            // some end (retryable), and FUNCS_ALLOCATOR=on-demand has no such limit.
+            return self.fail(Error::new(
+                Kind::Unavailable,
+                format!("{full} (the pooling allocator's slots are all in use; retry when instances close)"),
+            ));
+        }
         if let Some(denied) = e.downcast_ref::<Ungranted>() {
             return self.fail(Error::new(Kind::PermissionDenied, denied.to_string()));
         }
