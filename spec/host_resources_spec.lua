@@ -238,3 +238,34 @@ describe("a resource a guest imports under a second name (WIT `use`)", function(
       end)
   end
 end)
+
+describe("an own argument lowered before an argument that fails", function()
+  -- spec/fixtures/res-own: keep(y: own<y>, n: u32) drops y and returns n.
+  local drops = {}
+  setup(function()
+    assert(funcs.host("test:own/h", { y = { __drop = function(self) drops[self] = (drops[self] or 0) + 1 end } }))
+    assert(funcs.load("spec/fixtures/res-own"))
+  end)
+
+  it("was never the guest's: no __drop, and the value can be given again", function()
+    local t = {}
+    assert.are.equal(5, funcs.call("own:keep", t, 5))
+    assert.are.equal(1, drops[t])
+    local u = {}
+    local v, err = funcs.call("own:keep", u, "x")
+    assert.is_nil(v)
+    assert.are.equal("INVALID", err:kind(), tostring(err))
+    funcs.call("own:keep", {}, 1) -- a later call of funcs
+    assert.is_nil(drops[u])
+    local inst = assert(funcs.instantiate("own:keep"))
+    v, err = inst:call("keep", u, -1)
+    assert.is_nil(v)
+    assert.are.equal("INVALID", err:kind(), tostring(err))
+    assert.are.equal(2, inst:call("keep", {}, 2))
+    assert.is_true(inst:close())
+    funcs.call("own:keep", {}, 1)
+    assert.is_nil(drops[u])
+    assert.are.equal(3, funcs.call("own:keep", u, 3))
+    assert.are.equal(1, drops[u])
+  end)
+end)

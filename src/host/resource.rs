@@ -264,6 +264,8 @@ struct Converting {
     tables: *mut (dyn Tables + 'static),
     reps: Arc<Reps>,
     lent: Vec<ResourceAny>,
+    /// The own handles made so far, by rep (taken back if the conversion fails).
+    given: Vec<(u32, ResourceAny)>,
 }
 
 thread_local! {
@@ -272,11 +274,13 @@ thread_local! {
 
 /// Runs `f` (conversions of one call's values) with resources Lua defines crossing through
 /// `tables`: its result, and the temporary owns lent as borrows (to drop after the call).
-pub fn converting<'t, R>(
+/// When `f` fails, the handles it had made leave the store's table, and the own ones go back
+/// to the host as if never given (no `__drop`: the guest never had them).
+pub fn converting<'t, T, E>(
     tables: &'t mut (dyn Tables + 't),
     reps: &Arc<Reps>,
-    f: impl FnOnce() -> R,
-) -> (R, Vec<ResourceAny>) {
+    f: impl FnOnce() -> Result<T, E>,
+) -> (Result<T, E>, Vec<ResourceAny>) {
     struct Restore(Option<Converting>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -294,13 +298,29 @@ pub fn converting<'t, R>(
         tables,
         reps: reps.clone(),
         lent: Vec::new(),
+        given: Vec::new(),
     };
     let restore = Restore(CONVERTING.with(|c| c.borrow_mut().replace(mine)));
     let result = f();
-    let lent = CONVERTING
-        .with(|c| c.borrow_mut().as_mut().map(|c| std::mem::take(&mut c.lent)))
+    let (mut lent, given) = CONVERTING
+        .with(|c| {
+            c.borrow_mut()
+                .as_mut()
+                .map(|c| (std::mem::take(&mut c.lent), std::mem::take(&mut c.given)))
+        })
         .unwrap_or_default();
     drop(restore);
+    if result.is_err() {
+        // SAFETY: `tables` is alive for this whole function (see above).
+        let tables = unsafe { &mut *tables };
+        for (rep, any) in given {
+            tables.ledger().released(rep, false);
+            let _ = tables.from_any(any);
+        }
+        for any in lent.drain(..) {
+            let _ = tables.from_any(any);
+        }
+    }
     (result, lent)
 }
 
@@ -336,6 +356,7 @@ pub fn lower(value: &Value, ty: &ResourceType, own: bool) -> Option<Result<Val, 
         };
         if own {
             tables.ledger().taken(&cx.reps, r.rep);
+            cx.given.push((r.rep, any));
         } else {
             cx.lent.push(any);
         }
