@@ -96,25 +96,24 @@ describe("stopping an HTTP service with calls in flight", function()
       local funcs = require("funcs")
       assert(funcs.load("spec/fixtures/longlived"))
       local addr = assert(funcs.http.start("ll:web"))
-      local idle = threads()
       -- Lua's calls take the worker and the queue, and keep them.
       local running = assert(funcs.async("ll:spin_static"))
       local queued = assert(funcs.async("ll:spin_static"))
-      -- Two requests whose submitters wait for room on the service's blocking threads.
+      -- Two requests, whose calls run on the service's own threads.
       for _ = 1, 2 do
         os.execute("curl -s -m 20 -X POST http://" .. addr .. "/spin > /dev/null 2>&1 &")
       end
       for _ = 1, 1000 do
-        if threads() >= idle + 2 then break end
+        if funcs.stats("ll:spin_static").in_flight >= 3 then break end
         os.execute("sleep 0.01")
       end
-      print("waiting", threads() - idle)
+      print("in flight", funcs.stats("ll:spin_static").in_flight)
       assert(funcs.http.stop("ll:web"))
       print("after stop", threads())
       print("lua's calls", running:is_complete(), queued:is_complete())
     ]])
     assert.are.equal(0, status, out)
-    assert.truthy(out:find("waiting\t2", 1, true), out)
+    assert.truthy(out:find("in flight\t3", 1, true), out)
     assert.truthy(out:find("after stop\t0", 1, true), out)
     -- Not the service's calls: they go on until the state closes.
     assert.truthy(out:find("lua's calls\tfalse\tfalse", 1, true), out)
@@ -128,16 +127,15 @@ describe("stopping an HTTP service with calls of an inline pool in flight", func
       local funcs = require("funcs")
       assert(funcs.load("spec/fixtures/longlived"))
       local addr = assert(funcs.http.start("ll:web"))
-      local idle = threads()
-      -- One runs on a blocking thread of the service, the other waits for the pool there.
+      -- Both run on the service's own threads (an inline pool takes 128 there).
       for _ = 1, 2 do
         os.execute("curl -s -m 20 -X POST http://" .. addr .. "/spin-inline > /dev/null 2>&1 &")
       end
       for _ = 1, 1000 do
-        if threads() >= idle + 2 then break end
+        if funcs.stats("ll:spin_inline").in_flight >= 2 then break end
         os.execute("sleep 0.01")
       end
-      print("running", threads() - idle)
+      print("running", funcs.stats("ll:spin_inline").in_flight)
       assert(funcs.http.stop("ll:web"))
       print("after stop", threads())
       print("stats", funcs.stats("ll:spin_inline").in_flight)

@@ -30,7 +30,7 @@ impl Function {
             return now(self.run_image(image, options));
         }
         let (mut store, instance, uses) = self.checkout(options)?;
-        let (instance, result) = now(self.invoke(&mut store, instance, args));
+        let (instance, result) = now(self.invoke(&mut store, instance, args, false));
         if let Some(instance) = instance
             && result.is_ok()
         {
@@ -55,12 +55,14 @@ impl Function {
         let timeout = options.timeout(&self.limits);
         let control = options.control.as_ref();
         let (mut store, instance, uses) = self.checkout(options)?;
-        let (instance, result) = if self.asynchronous {
-            let call = self.invoke(&mut store, instance, args);
+        // A call that yields (on an HTTP service's threads) runs on a fiber even when the
+        // function needs no runtime, so that its guest gives the thread back on epoch ticks.
+        let (instance, result) = if self.asynchronous || options.yields {
+            let call = self.invoke(&mut store, instance, args, true);
             self.bounded(call, timeout, control, |e| (None, Err(e)))
                 .await
         } else {
-            self.invoke(&mut store, instance, args).await
+            self.invoke(&mut store, instance, args, false).await
         };
         if let Some(instance) = instance
             && result.is_ok()
@@ -74,7 +76,7 @@ impl Function {
     /// typed call (`value::direct::image`).
     async fn run_image(&self, image: &Image, options: &CallOptions) -> Result<Output, Error> {
         let (args, count) = (ImageArgs(image), image.count());
-        let tape = if self.asynchronous {
+        let tape = if self.asynchronous || options.yields {
             self.call_direct_async(args, count, options).await?
         } else {
             self.call_direct(args, count, options)?
@@ -324,12 +326,14 @@ impl Function {
         })
     }
 
-    /// Calls in `instance`, or in a new one: the instance (to keep) and the result.
+    /// Calls in `instance`, or in a new one: the instance (to keep) and the result;
+    /// `asynchronous`: with `call_async` (required for async entries).
     async fn invoke(
         &self,
         store: &mut Store<CallCtx>,
         instance: Option<Callee>,
         args: &Args,
+        asynchronous: bool,
     ) -> (Option<Callee>, Result<Value, Error>) {
         let instance = match instance {
             Some(i) => i,
@@ -338,7 +342,7 @@ impl Function {
                 Err(e) => return (None, Err(e)),
             },
         };
-        let result = self.call_in(store, &instance, args).await;
+        let result = self.call_in(store, &instance, args, asynchronous).await;
         (Some(instance), result)
     }
 
@@ -384,8 +388,8 @@ impl Function {
         store: &mut Store<CallCtx>,
         instance: &Callee,
         args: &Args,
+        asynchronous: bool,
     ) -> Result<Value, Error> {
-        let asynchronous = self.asynchronous;
         match (&self.target, instance, args) {
             (Target::Core { results, .. }, Callee::Core(func), Args::Core(vals)) => {
                 // Core functions have a result or two: no allocation for them.

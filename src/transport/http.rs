@@ -26,7 +26,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::payload::{self, BodyKind};
 use super::route::Route;
 use crate::error::{Error, Kind, Result};
-use crate::function::CallOptions;
+use crate::value::Output;
 use crate::pool::{Completion, Handle, Pool, Task};
 
 /// Request bodies above this get 413 unless the service says otherwise.
@@ -145,48 +145,6 @@ struct Shared {
     metrics: Metrics,
     spec: ServiceSpec,
     id: String,
-    blocking: Blocking,
-}
-
-/// The service's calls submitted from blocking threads (an inline pool's run there, a full
-/// queue makes its submitter wait there), so that stopping waits for them: a blocking
-/// thread left running past a stop would run this library's code after the Lua state that
-/// loaded it closed.
-#[derive(Default)]
-struct Blocking {
-    running: std::sync::Mutex<usize>,
-    ended: std::sync::Condvar,
-}
-
-/// One call counted in [`Blocking`] until dropped.
-struct BlockingCall(Arc<Shared>);
-
-impl BlockingCall {
-    fn new(shared: &Arc<Shared>) -> BlockingCall {
-        *crate::sync::unpoison(shared.blocking.running.lock()) += 1;
-        BlockingCall(shared.clone())
-    }
-}
-
-impl Drop for BlockingCall {
-    fn drop(&mut self) {
-        let blocking = &self.0.blocking;
-        *crate::sync::unpoison(blocking.running.lock()) -= 1;
-        blocking.ended.notify_all();
-    }
-}
-
-impl Blocking {
-    /// Waits until no call runs or `bound` passed: how many still run.
-    fn wait_idle(&self, bound: Duration) -> usize {
-        let running = crate::sync::unpoison(self.running.lock());
-        let (running, _) = crate::sync::unpoison(self.ended.wait_timeout_while(
-            running,
-            bound,
-            |running| *running > 0,
-        ));
-        *running
-    }
 }
 
 impl Server {
@@ -240,7 +198,6 @@ impl Server {
             metrics,
             spec: spec.clone(),
             id: id.to_string(),
-            blocking: Blocking::default(),
         });
         // The runtime and the listener's registration with it are made here, so that a
         // failure (out of file descriptors or threads) is this call's error, not a thread
@@ -275,15 +232,6 @@ impl Server {
                     return;
                 }
                 rt.block_on(serve(listener, shared.clone(), stopped));
-                // Every request's call was cancelled (or ended): its blocking thread ends at
-                // the next epoch tick, or at once when it waited for room in a queue.
-                let left = shared.blocking.wait_idle(grace);
-                if left > 0 {
-                    eprintln!(
-                        "[{}] {left} call(s) still running on blocking threads past the grace period of a stop",
-                        shared.id
-                    );
-                }
                 rt.shutdown_timeout(grace);
             })
             .map_err(|e| failed("cannot start its thread", &e))?;
@@ -526,19 +474,12 @@ async fn handle(
     let done = Completion::new();
     let pool = handle.0.clone();
     let _cancel = Cancel(Some(done.clone()), Some(pool.clone()));
-    let submitted = {
-        let done = done.clone();
-        let counted = BlockingCall::new(&shared);
-        // A full static queue blocks the submitter: backpressure, off the server's thread.
-        // An inline pool's call runs there.
-        tokio::task::spawn_blocking(move || {
-            let _counted = counted;
-            pool.submit(args, CallOptions::default(), done)
-        })
-        .await
-        .unwrap_or_else(|e| Err(Error::internal(format!("submitting: {e}"))))
-    };
-    if let Err(e) = submitted {
+    // Like an incoming-handler's: a task on this runtime within the pool's bound (no hand-over
+    // to a blocking thread), its guest yielding the thread on epoch ticks.
+    let task: Task = Box::new(move |function, options| {
+        Box::pin(async move { function.run(&args, &options).await.map(Output::into_value) })
+    });
+    if let Err(e) = pool.start_here(task, done.clone()).await {
         return Ok(failure(&shared, &e));
     }
     done.finished().await;
