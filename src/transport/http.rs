@@ -26,8 +26,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::payload::{self, BodyKind};
 use super::route::Route;
 use crate::error::{Error, Kind, Result};
-use crate::value::Output;
 use crate::pool::{Completion, Handle, Pool, Task};
+use crate::value::Output;
 
 /// Request bodies above this get 413 unless the service says otherwise.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
