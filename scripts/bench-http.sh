@@ -6,7 +6,8 @@
 #   scripts/bench-http.sh [seconds for the plain function and the C handler, default 10]
 #                         [for the CPython handler, 40]
 # (the CPython handler answers a few hundred requests a second: 40 s give 10,000+ requests)
-# Prints each run's wrk summary, then `http-<row> <requests/s> req/s` lines.
+# Prints each run's wrk summary, then `http-<row> <requests/s> req/s` and `http99-<row> <p99> ms`
+# lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -66,6 +67,9 @@ run() {
   # Errors or non-2xx answers make the row's rate meaningless: none is written then.
   if ! echo "$out" | grep -qE 'Non-2xx|Socket errors'; then
     echo "http-$1 $(echo "$out" | awk '/Requests\/sec/ { print $2 }') req/s" >> "$summary"
+    # wrk prints the 99th percentile as 950.00us, 14.85ms or 1.02s: in ms.
+    echo "http99-$1 $(echo "$out" | awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+      print (u == "us" ? v / 1000 : (u == "s" ? v * 1000 : (u == "m" ? v * 60000 : v))) }') ms" >> "$summary"
   fi
 }
 run plain "funcs, plain function (greet)" "http://$(cat "$tmp/plain")/api/greet" "$secs"

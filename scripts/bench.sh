@@ -75,7 +75,7 @@ bench/instructions.sh | tee "$results/instructions.txt"
 
 echo "== HTTP (wrk)"
 scripts/bench-http.sh 10 20 | tee "$results/http-wrk.txt"
-grep '^http-' "$results/http-wrk.txt" > "$results/http.txt" || true
+grep '^http' "$results/http-wrk.txt" > "$results/http.txt" || true
 
 python3 bench/report.py "$results"
 rm -rf "$results"
