@@ -232,7 +232,9 @@ local Instance = {}
 ---@return funcs.Error? err
 function Instance:call(export, ...) end
 
----Like `Instance:call`; the call runs now and the future is complete.
+---Like `Instance:call`, queued on the entry's pool after the instance's earlier `async` calls
+---(one at a time, in order); the instance's other work waits behind them. On an `inline` pool
+---the call runs now and the future is complete.
 ---@param export string
 ---@param ... any
 ---@return funcs.Future? future

@@ -210,11 +210,11 @@ for _, g in ipairs(GUESTS) do
       other:close()
     end)
 
-    it("gives async calls as complete futures, handles included", function()
+    it("gives async calls as futures, handles included", function()
       local inst = assert(funcs.instantiate(ID))
       local f = inst:async("make-many", 2)
-      assert.is_true(f:is_complete())
       local many = f:wait()
+      assert.is_true(f:is_complete())
       assert.are.equal(1, many[2]:get())
       inst:close()
     end)
@@ -318,6 +318,43 @@ describe("an instance of a core module", function()
     assert.are.equal("INVALID", kind)
     assert.truthy(msg:find("a core module exports no resources", 1, true), msg)
     inst:close()
+  end)
+end)
+
+describe("inst:async", function()
+  it("queues the calls in order on the entry's workers while the caller goes on", function()
+    local inst = assert(funcs.instantiate("inst:core"))
+    local slow = inst:async("work", 30000000)
+    assert.is_false(slow:is_complete()) -- returned at once, the call queued
+    local f1, f2, f3 = inst:async("bump", 1), inst:async("bump", 10), inst:async("bump", 100)
+    assert.are.equal(30000000, slow:wait())
+    assert.are.same({ 1, 11, 111 }, { f1:wait(), f2:wait(), f3:wait() })
+    -- inst:call waits behind what was queued before it
+    local f4 = inst:async("bump", 1000)
+    assert.are.equal(1112, inst:call("bump", 1))
+    assert.is_true(f4:is_complete())
+    assert.are.equal(1111, f4:wait())
+    -- an argument refused: that future fails, the instance stays
+    local v, err = inst:async("bump", "x"):wait()
+    assert.is_nil(v)
+    assert.are.equal("INVALID", err:kind(), tostring(err))
+    assert.are.equal(1112, inst:call("bump", 0))
+    -- a trap ends the instance, for the calls queued after it too
+    local boom, after = inst:async("boom"), inst:async("bump", 1)
+    v, err = boom:wait()
+    assert.are.equal("INTERNAL", err:kind(), tostring(err))
+    v, err = after:wait()
+    assert.are.equal("INVALID", err:kind(), tostring(err))
+    assert.truthy(tostring(err):find("ended when a call failed", 1, true), tostring(err))
+    inst:close()
+  end)
+
+  it("makes close wait for the calls queued", function()
+    local inst = assert(funcs.instantiate("inst:core"))
+    local f = inst:async("work", 20000000)
+    assert.is_true(inst:close())
+    assert.is_true(f:is_complete())
+    assert.are.equal(20000000, f:wait())
   end)
 end)
 
@@ -439,6 +476,37 @@ describe("a host function running inside an instance's call", function()
     assert.truthy(tostring(other):find("(open)", 1, true))
     inst:close()
     other:close()
+  end)
+end)
+
+describe("a host function running inside an instance's queued call (inst:async)", function()
+  it("gets INVALID using the instance, and the call goes on", function()
+    local inst
+    local seen = {}
+    funcs.host("funcs:res/store", {
+      bucket = {
+        new = function(name)
+          seen.str = tostring(inst)
+          local _, e = inst:call("kept-name")
+          seen.again = e and e:kind()
+          seen.again_message = e and e:message()
+          return { name = name, data = {} }
+        end,
+        get = function(self, k) return self.data[k] end,
+        set = function(self, k, v) self.data[k] = v end,
+        name = function(self) return self.name end,
+        open = function(n) return { name = n, data = {} } end,
+      },
+    })
+    assert(funcs.load("build/guests/c-kv"))
+    inst = assert(funcs.instantiate("ckv:kv"))
+    local f = inst:async("roundtrip", "b", "k", "v")
+    assert.are.equal("v", f:wait())
+    assert.truthy(seen.str:find("(running)", 1, true), seen.str)
+    assert.are.equal("INVALID", seen.again)
+    assert.truthy(seen.again_message:find("while calls queued by inst:async run", 1, true), seen.again_message)
+    assert.is_nil(inst:call("kept-name"))
+    inst:close()
   end)
 end)
 

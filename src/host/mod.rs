@@ -228,6 +228,12 @@ pub fn answer_one_here() -> bool {
     true
 }
 
+/// Whether this thread answers host calls right now: Lua code running now was called by a
+/// host function (or funcs waits for a call on this thread).
+pub fn answering() -> bool {
+    SERVING.with(Cell::get).is_some()
+}
+
 /// How this thread answers the host calls of `inbox`, if it serves them.
 fn served_here(inbox: &Signal) -> Option<*const Serve<'static>> {
     match SERVING.with(Cell::get) {

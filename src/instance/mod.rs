@@ -14,7 +14,7 @@ use wasmtime::component::{ResourceAny, ResourceType};
 pub use self::handle::{Handle, lift, lifting, lower, lowering};
 use crate::error::{Error, Kind};
 use crate::function::{CallOptions, Function, Live};
-use crate::pool;
+use crate::pool::{self, Completion};
 use crate::sync::unpoison;
 use crate::value::Value;
 
@@ -52,10 +52,14 @@ pub struct Instance {
     handles: AtomicU64,
     /// Handles alive now.
     live_handles: AtomicUsize,
+    /// The completion of the last call [`Instance::queue`] queued (the next waits for it).
+    tail: Mutex<Option<Arc<Completion>>>,
 }
 
 enum State {
     Open(Held),
+    /// A queued call runs on a worker, which took the store.
+    Busy,
     /// Failed: the error that ended it.
     Ended(Error),
     Closed,
@@ -155,6 +159,7 @@ impl Instance {
             names,
             handles: AtomicU64::new(0),
             live_handles: AtomicUsize::new(0),
+            tail: Mutex::new(None),
         }))
     }
 
@@ -179,6 +184,7 @@ impl Instance {
         match self.state.try_lock() {
             Ok(state) => match &*state {
                 State::Open(_) => "open",
+                State::Busy => "running",
                 State::Ended(_) => "ended",
                 State::Closed => "closed",
             },
@@ -330,12 +336,132 @@ impl Instance {
         }
         match state {
             State::Open(held) => Ok(held),
-            State::Ended(e) => Err(self.ended(e)),
-            State::Closed => Err(
-                Error::invalid(format!("instance {} is closed", self.describe()))
-                    .with(|d| d.entry = Some(self.id.clone())),
-            ),
+            other => Err(self.unusable(other)),
         }
+    }
+
+    /// Why an instance not open cannot be used.
+    fn unusable(&self, state: &State) -> Error {
+        match state {
+            State::Ended(e) => self.ended(e),
+            State::Closed => Error::invalid(format!("instance {} is closed", self.describe()))
+                .with(|d| d.entry = Some(self.id.clone())),
+            State::Open(_) | State::Busy => Error::invalid(format!(
+                "failed to use instance {} from inside its own running call (a host function called back into it)",
+                self.describe()
+            ))
+            .with(|d| d.entry = Some(self.id.clone())),
+        }
+    }
+
+    /// Whether `inst:async` queues its calls (on the entry's workers), rather than making
+    /// them at once on the caller's thread (an `inline` pool).
+    pub fn queues(&self) -> bool {
+        !self.pool.0.on_caller()
+    }
+
+    /// The completion of the last call `inst:async` queued, while it runs or waits.
+    pub fn queued(&self) -> Option<Arc<Completion>> {
+        let tail = unpoison(self.tail.lock());
+        tail.as_ref().filter(|done| !done.is_complete()).cloned()
+    }
+
+    /// Queues a call of `export` on the entry's pool, to run after those queued before it
+    /// (SPEC section 15: `inst:async`), completing `done`; `false` when the pool runs calls
+    /// on the caller's thread (nothing was queued: call it now).
+    ///
+    /// # Errors
+    /// As the pool's `submit` (`UNAVAILABLE` when it was shut down).
+    pub fn queue(
+        self: &Arc<Self>,
+        export: String,
+        args: Vec<Value>,
+        done: Arc<Completion>,
+    ) -> Result<bool, Error> {
+        let mut tail = unpoison(self.tail.lock());
+        let before = tail.clone();
+        let this = self.clone();
+        let task: pool::Task = Box::new(move |_, options| {
+            Box::pin(async move {
+                if let Some(before) = before {
+                    before.finished().await;
+                }
+                this.call_queued(&export, &args, &options).await
+            })
+        });
+        let queued = self
+            .pool
+            .0
+            .submit_task(task, self.options.clone(), done.clone())?
+            .is_some();
+        if queued {
+            *tail = Some(done);
+        }
+        Ok(queued)
+    }
+
+    /// A queued call, on a worker: as [`Instance::call`], with the store taken out of the
+    /// state while it runs (so no lock is held across the call).
+    async fn call_queued(
+        self: &Arc<Self>,
+        export: &str,
+        args: &[Value],
+        options: &CallOptions,
+    ) -> Result<Value, Error> {
+        let mut held = {
+            let mut state = unpoison(self.state.lock());
+            match std::mem::replace(&mut *state, State::Busy) {
+                State::Open(held) => held,
+                other => {
+                    let e = self.unusable(&other);
+                    *state = other;
+                    return Err(e);
+                }
+            }
+        };
+        // The error that ends the instance, if one does.
+        let mut ended = None;
+        let result = async {
+            let pending = std::mem::take(&mut *unpoison(self.pending.lock()));
+            for resource in pending {
+                let dropped = held
+                    .live
+                    .drop_resource(&held.function, resource, &self.options)
+                    .await;
+                if let Err(e) = dropped {
+                    let refused = self.ended(&e);
+                    ended = Some(e);
+                    return Err(refused);
+                }
+            }
+            let (live, function) = (&mut held.live, &held.function);
+            let export = live.export(function, export)?;
+            let (lowered, handles) = lowering(self, || live.lower(function, &export, args))?;
+            handle::check_passed(&handles, &export)?;
+            for (h, own) in &handles {
+                if *own {
+                    h.moved(&export);
+                }
+            }
+            let result = live
+                .call(function, &export, &lowered, options)
+                .await
+                .and_then(|results| lifting(self, || live.lift(function, &export, results)));
+            if let Err(e) = &result {
+                ended = Some(e.clone());
+            }
+            result
+        }
+        .await;
+        let mut state = unpoison(self.state.lock());
+        // (closed meanwhile by funcs.shutdown: the store ends here)
+        if matches!(*state, State::Busy) {
+            *state = match ended {
+                Some(e) => State::Ended(e),
+                None => State::Open(held),
+            };
+        }
+        result
     }
 
     /// The error of a call after the instance failed.
@@ -351,7 +477,7 @@ impl Instance {
     /// Why a handle of this instance is dead with it, if it is.
     fn dead(&self) -> Option<String> {
         match &*self.state.try_lock().ok()? {
-            State::Open(_) => None,
+            State::Open(_) | State::Busy => None,
             State::Ended(e) => Some(format!(
                 "its instance {} ended when a call failed: {}",
                 self.describe(),

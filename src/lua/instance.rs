@@ -126,11 +126,33 @@ impl Face {
         this: Option<Value>,
         args: impl Iterator<Item = LuaValue>,
     ) -> LuaResult<LuaMultiValue> {
+        if let Err(e) = self.wait_queued(lua) {
+            return error::fail(lua, e);
+        }
         self.ctx
             .served(lua, || match self.run(lua, export, this, args) {
                 Ok(v) => self.to_lua(lua, &v)?.into_lua_multi(lua),
                 Err(e) => error::fail(lua, e),
             })
+    }
+
+    /// Waits, answering host calls, for the calls `inst:async` queued: the instance's other
+    /// work waits behind them (SPEC section 15). `INVALID` from inside a host call while they
+    /// run (the call waited for could be the one waiting for this host call).
+    fn wait_queued(&self, lua: &Lua) -> Result<(), Error> {
+        let Some(queued) = self.instance.queued() else {
+            return Ok(());
+        };
+        if crate::host::answering() {
+            return Err(Error::invalid(format!(
+                "failed to use instance {} from a host function while calls queued by inst:async run",
+                self.instance.describe()
+            ))
+            .with(|d| d.entry = Some(self.instance.id().to_string())));
+        }
+        let serve = |call: &HostCall| host::serve(lua, &self.ctx.fns, call);
+        self.ctx.runtime.wait_serving(&queued, None, &serve);
+        Ok(())
     }
 
     /// The call of [`Face::call`] and `inst:async`: its result as a value (inside `served`).
@@ -232,7 +254,10 @@ impl Face {
     /// `inst:resource(name)`: a table of the constructor (`new`) and the statics (WIT and
     /// snake_case names).
     fn class(self: &Rc<Self>, lua: &Lua, name: &str) -> LuaResult<LuaMultiValue> {
-        let class = match self.ctx.served(lua, || self.instance.class(name)) {
+        let class = self
+            .wait_queued(lua)
+            .and_then(|()| self.ctx.served(lua, || self.instance.class(name)));
+        let class = match class {
             Ok(class) => class,
             Err(e) => return error::fail(lua, e),
         };
@@ -288,7 +313,10 @@ fn drop_handle(lua: &Lua, this: LuaValue) -> LuaResult<LuaMultiValue> {
             "bad argument #1 to 'drop' (a resource handle expected: call it as h:drop())",
         ));
     };
-    match face.ctx.served(lua, || handle.drop_now()) {
+    let dropped = face
+        .wait_queued(lua)
+        .and_then(|()| face.ctx.served(lua, || handle.drop_now()));
+    match dropped {
         Ok(()) => true.into_lua_multi(lua),
         Err(e) => error::fail(lua, e),
     }
@@ -321,15 +349,27 @@ impl LuaUserData for LuaInstance {
             |lua, this, (export, args): (LuaValue, LuaMultiValue)| {
                 let export = string_arg(&export, 1, "async")?;
                 let face = &this.0;
-                // Calls of one instance run one at a time, on the caller's thread: the call
-                // runs now, and its future is complete.
-                let result = face
-                    .ctx
-                    .served(lua, || face.run(lua, &export, None, args.into_iter()));
-                let done = Completion::completed(
-                    face.ctx.runtime.inbox().clone(),
-                    result.map(Output::Value),
-                );
+                let inbox = face.ctx.runtime.inbox().clone();
+                let done = if face.instance.queues() {
+                    // On the entry's workers, after the calls queued before (one at a time);
+                    // arguments read now (a bad one fails the future, the instance stays).
+                    let done = Completion::signaling(inbox.clone());
+                    let queued =
+                        face.values(lua, &export, None, args.into_iter())
+                            .and_then(|values| {
+                                face.instance.queue(export.clone(), values, done.clone())
+                            });
+                    match queued {
+                        Ok(_) => done,
+                        Err(e) => Completion::completed(inbox, Err(e)),
+                    }
+                } else {
+                    // An inline pool's: on the caller's thread, now (its future complete).
+                    let result = face
+                        .ctx
+                        .served(lua, || face.run(lua, &export, None, args.into_iter()));
+                    Completion::completed(inbox, result.map(Output::Value))
+                };
                 guard::userdata(
                     lua,
                     Future {
@@ -348,7 +388,11 @@ impl LuaUserData for LuaInstance {
         });
         methods.add_method("close", |lua, this, ()| {
             // (then the resources Lua defines that the instance held: their `__drop`)
-            match this.0.ctx.served(lua, || this.0.instance.close()) {
+            let closed = this
+                .0
+                .wait_queued(lua)
+                .and_then(|()| this.0.ctx.served(lua, || this.0.instance.close()));
+            match closed {
                 Ok(()) => true.into_lua_multi(lua),
                 Err(e) => error::fail(lua, e),
             }

@@ -233,6 +233,10 @@ impl Pool {
     /// Whether blocking calls run on the caller's thread: in inline pools, and for entries
     /// without async host calls (holding one of the pool's slots, so the size still bounds
     /// them).
+    pub fn on_caller(&self) -> bool {
+        self.policy().on_caller()
+    }
+
     pub fn runs_here(&self) -> bool {
         self.policy().on_caller() || !self.function.is_async()
     }

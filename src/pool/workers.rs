@@ -67,6 +67,32 @@ impl Pool {
         Ok(())
     }
 
+    /// Queues `task` for the pool's workers as one call (an instance's `inst:async`); `None`
+    /// for a pool whose calls run on the caller's thread (nothing queued).
+    ///
+    /// # Errors
+    /// As [`Pool::submit`].
+    pub fn submit_task(
+        self: &Arc<Self>,
+        task: Task,
+        options: CallOptions,
+        done: Arc<Completion>,
+    ) -> Result<Option<()>, Error> {
+        if self.policy().on_caller() {
+            return Ok(None);
+        }
+        let options = CallOptions {
+            control: Some(done.control.clone()),
+            ..options
+        };
+        self.enqueue(Job {
+            work: Work::Task(task),
+            options,
+            done,
+        })
+        .map(Some)
+    }
+
     /// Wakes the submitters waiting for room in a full queue, so that those whose call was
     /// cancelled meanwhile give up (an HTTP request that ended, a service that stops).
     pub fn wake_submitters(&self) {
