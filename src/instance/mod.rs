@@ -212,24 +212,42 @@ impl Instance {
     ) -> Result<Value, Error> {
         let mut state = self.enter(&|| "call".into())?;
         let held = self.open_in(&mut state)?;
+        let result = run(&self.pool, async {
+            Ok(self.call_in(held, export, args, options).await)
+        })?;
+        result.map_err(|(e, ends)| {
+            if ends {
+                *state = State::Ended(e.clone());
+            }
+            e
+        })
+    }
+
+    /// A call in `held`'s store; its error says whether it ends the instance (a failure once
+    /// the guest ran, a result with no Lua form too; not an argument refused before).
+    async fn call_in(
+        self: &Arc<Self>,
+        held: &mut Held,
+        export: &str,
+        args: &[Value],
+        options: &CallOptions,
+    ) -> Result<Value, (Error, bool)> {
+        let before = |e| (e, false);
         let (live, function) = (&mut held.live, &held.function);
-        let export = live.export(function, export)?;
-        let (lowered, handles) = lowering(self, || live.lower(function, &export, args))?;
-        handle::check_passed(&handles, &export)?;
+        let export = live.export(function, export).map_err(before)?;
+        let (lowered, handles) =
+            lowering(self, || live.lower(function, &export, args)).map_err(before)?;
+        handle::check_passed(&handles, &export).map_err(before)?;
         // From here the guest runs: the own handles passed are its.
         for (h, own) in &handles {
             if *own {
                 h.moved(&export);
             }
         }
-        let result = run(&self.pool, live.call(function, &export, &lowered, options));
-        // A failure once the guest ran (a result with no Lua form too) ends the instance.
-        let result =
-            result.and_then(|results| lifting(self, || live.lift(function, &export, results)));
-        if let Err(e) = &result {
-            *state = State::Ended(e.clone());
-        }
-        result
+        live.call(function, &export, &lowered, options)
+            .await
+            .and_then(|results| lifting(self, || live.lift(function, &export, results)))
+            .map_err(|e| (e, true))
     }
 
     /// The WIT types of the parameters of `export` when they hold resources Lua defines (SPEC
@@ -434,23 +452,14 @@ impl Instance {
                     return Err(refused);
                 }
             }
-            let (live, function) = (&mut held.live, &held.function);
-            let export = live.export(function, export)?;
-            let (lowered, handles) = lowering(self, || live.lower(function, &export, args))?;
-            handle::check_passed(&handles, &export)?;
-            for (h, own) in &handles {
-                if *own {
-                    h.moved(&export);
-                }
-            }
-            let result = live
-                .call(function, &export, &lowered, options)
+            self.call_in(&mut held, export, args, options)
                 .await
-                .and_then(|results| lifting(self, || live.lift(function, &export, results)));
-            if let Err(e) = &result {
-                ended = Some(e.clone());
-            }
-            result
+                .map_err(|(e, ends)| {
+                    if ends {
+                        ended = Some(e.clone());
+                    }
+                    e
+                })
         }
         .await;
         let mut state = unpoison(self.state.lock());
