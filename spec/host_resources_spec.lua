@@ -269,3 +269,22 @@ describe("an own argument lowered before an argument that fails", function()
     assert.are.equal(1, drops[u])
   end)
 end)
+
+for _, g in ipairs(GUESTS) do
+  describe(("a %s guest's instance taking resources Lua defines through inst:async"):format(g.lang), function()
+    it("reads each call's values by type, whatever runs before it", function()
+      local inst = assert(funcs.instantiate(g.ns .. ":kv"))
+      -- The first call waits on a worker for its host call (its bucket's constructor), which
+      -- this thread answers only once it waits inside funcs: meanwhile the worker holds
+      -- the instance's store, whose types the next call's values are read by.
+      local first = inst:async("roundtrip", fresh("q"), "k", "v")
+      os.execute("sleep 0.1")
+      local a, b = { name = fresh("qa") }, { name = fresh("qb") }
+      local fa, fb = inst:async("pass", a), inst:async("pass", b)
+      assert.are.equal("v", first:wait())
+      assert.is_true(rawequal(a, fa:wait()))
+      assert.is_true(rawequal(b, fb:wait()))
+      assert.is_true(inst:close())
+    end)
+  end)
+end

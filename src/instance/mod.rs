@@ -54,6 +54,8 @@ pub struct Instance {
     live_handles: AtomicUsize,
     /// The completion of the last call [`Instance::queue`] queued (the next waits for it).
     tail: Mutex<Option<Arc<Completion>>>,
+    /// Whether the component imports resources Lua defines (arguments read by type).
+    lua_types: bool,
 }
 
 enum State {
@@ -145,6 +147,7 @@ impl Instance {
             }
         };
         let names = live.resource_names(&function);
+        let lua_types = function.lua_resources().is_some();
         std::mem::forget(reserved);
         Ok(Arc::new(Instance {
             id,
@@ -160,6 +163,7 @@ impl Instance {
             handles: AtomicU64::new(0),
             live_handles: AtomicUsize::new(0),
             tail: Mutex::new(None),
+            lua_types,
         }))
     }
 
@@ -376,6 +380,12 @@ impl Instance {
     /// them at once on the caller's thread (an `inline` pool).
     pub fn queues(&self) -> bool {
         !self.pool.0.on_caller()
+    }
+
+    /// Whether its calls' arguments are read by the export's types (the component imports
+    /// resources Lua defines): [`Instance::lua_params`] needs the open store for them.
+    pub fn typed_args(&self) -> bool {
+        self.lua_types
     }
 
     /// The completion of the last call `inst:async` queued, while it runs or waits.

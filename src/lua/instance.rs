@@ -354,11 +354,17 @@ impl LuaUserData for LuaInstance {
                     // On the entry's workers, after the calls queued before (one at a time);
                     // arguments read now (a bad one fails the future, the instance stays).
                     let done = Completion::signaling(inbox.clone());
-                    let queued =
-                        face.values(lua, &export, None, args.into_iter())
-                            .and_then(|values| {
-                                face.instance.queue(export.clone(), values, done.clone())
-                            });
+                    // Values of resources Lua defines are read by the export's types, which
+                    // the open store gives: not while a worker holds it for a queued call.
+                    let ready = match face.instance.typed_args() {
+                        true => face.wait_queued(lua),
+                        false => Ok(()),
+                    };
+                    let queued = ready
+                        .and_then(|()| face.values(lua, &export, None, args.into_iter()))
+                        .and_then(|values| {
+                            face.instance.queue(export.clone(), values, done.clone())
+                        });
                     match queued {
                         Ok(_) => done,
                         Err(e) => Completion::completed(inbox, Err(e)),
