@@ -440,13 +440,20 @@ describe("funcs.describe and funcs.stats of an entry with resources", function()
   end)
 end)
 
--- funcs:res/store for build/guests/c-kv whose constructor `new` calls `reenter(seen)` first
--- (what a host function does inside an instance's call); the kv guest then loaded again.
-local function reentering_store(seen, reenter)
+-- funcs:res/store for build/guests/c-kv whose constructor `new` first does what a host
+-- function inside an instance's call may: it names the instance `instance()` gives and calls
+-- it again, into `seen` (`str`, `again`, `again_message`), then runs `more(seen)` if given;
+-- the kv guest is then loaded again.
+local function reentering_store(seen, instance, more)
   funcs.host("funcs:res/store", {
     bucket = {
       new = function(name)
-        reenter(seen)
+        local inst = instance()
+        seen.str = tostring(inst)
+        local _, e = inst:call("kept-name")
+        seen.again = e and e:kind()
+        seen.again_message = e and e:message()
+        if more then more(seen) end
         return { name = name, data = {} }
       end,
       get = function(self, k) return self.data[k] end,
@@ -462,12 +469,8 @@ describe("a host function running inside an instance's call", function()
   it("gets INVALID calling back into it or into another instance it would have to run, and nothing ends", function()
     local inst, other
     local seen = {}
-    reentering_store(seen, function()
-      seen.str = tostring(inst)
-      local _, e = inst:call("kept-name")
-      seen.again = e and e:kind()
-      seen.again_message = e and e:message()
-      _, e = other:call("kept-name")
+    reentering_store(seen, function() return inst end, function()
+      local _, e = other:call("kept-name")
       seen.other = e and e:message()
     end)
     inst = assert(funcs.instantiate("ckv:kv"))
@@ -491,12 +494,7 @@ describe("a host function running inside an instance's queued call (inst:async)"
   it("gets INVALID using the instance, and the call goes on", function()
     local inst
     local seen = {}
-    reentering_store(seen, function()
-      seen.str = tostring(inst)
-      local _, e = inst:call("kept-name")
-      seen.again = e and e:kind()
-      seen.again_message = e and e:message()
-    end)
+    reentering_store(seen, function() return inst end)
     inst = assert(funcs.instantiate("ckv:kv"))
     local f = inst:async("roundtrip", "b", "k", "v")
     assert.are.equal("v", f:wait())

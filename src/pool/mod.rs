@@ -346,19 +346,15 @@ impl Pool {
         options: CallOptions,
         done: Arc<Completion>,
     ) -> Result<(), Error> {
-        let options = CallOptions {
-            control: Some(done.control.clone()),
-            ..options
-        };
         if self.policy().on_caller() {
+            let options = CallOptions {
+                control: Some(done.control.clone()),
+                ..options
+            };
             done.complete(self.run_here(&args, &options));
             return Ok(());
         }
-        self.enqueue(Job {
-            work: Work::Call(args),
-            options,
-            done,
-        })
+        self.enqueue(Job::new(Work::Call(args), options, done))
     }
 
     /// Starts a task on the current Tokio runtime (an HTTP server's, for an

@@ -24,6 +24,21 @@ pub(super) struct Job {
     pub(super) done: Arc<Completion>,
 }
 
+impl Job {
+    /// A call for the workers, cancelled through `done`.
+    pub(super) fn new(work: Work, options: CallOptions, done: Arc<Completion>) -> Job {
+        let options = CallOptions {
+            control: Some(done.control.clone()),
+            ..options
+        };
+        Job {
+            work,
+            options,
+            done,
+        }
+    }
+}
+
 /// What a queued call does.
 pub(super) enum Work {
     /// Call the function with these arguments.
@@ -81,16 +96,8 @@ impl Pool {
         if self.policy().on_caller() {
             return Ok(None);
         }
-        let options = CallOptions {
-            control: Some(done.control.clone()),
-            ..options
-        };
-        self.enqueue(Job {
-            work: Work::Task(task),
-            options,
-            done,
-        })
-        .map(Some)
+        self.enqueue(Job::new(Work::Task(task), options, done))
+            .map(Some)
     }
 
     /// Wakes the submitters waiting for room in a full queue, so that those whose call was
