@@ -29,12 +29,17 @@ if id:find("^res:") then
   local inst = assert(funcs.instantiate("cres:counters"))
   local Counter = inst:resource("counter")
   local c = Counter.new(5)
-  local ops = {
-    ["res:get"] = function() return c:get() end,
-    ["res:new_drop"] = function() return Counter.new(1):drop() end,
-    ["res:total"] = function() return inst:call("get-total") end,
+  -- the calls themselves in the loop, as benches/raw.rs makes them (no ID, no argument list)
+  local loops = {
+    ["res:get"] = function(k) for _ = 1, k do c:get() end end,
+    ["res:new_drop"] = function(k) for _ = 1, k do Counter.new(1):drop() end end,
+    ["res:total"] = function(k) for _ = 1, k do inst:call("get-total") end end,
   }
-  call, a = assert(ops[id]), {}
+  local loop = assert(loops[id])
+  loop(1)
+  collectgarbage()
+  loop(n)
+  return
 end
 if arg[3] == "async" then
   call = function(...) return funcs.async(...):wait() end

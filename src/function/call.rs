@@ -121,21 +121,7 @@ impl Function {
         let Callee::Component(func) = instance else {
             unreachable!("components make component instances")
         };
-        let result = match shape {
-            Shape::Unit => func
-                .typed::<A, ()>(&store)
-                .and_then(|f| f.call(&mut store, args))
-                .map(|()| Tape::default()),
-            Shape::Flat => func
-                .typed::<A, FlatResult>(&store)
-                .and_then(|f| f.call(&mut store, args))
-                .map(|r| r.0),
-            Shape::Memory => func
-                .typed::<A, MemoryResult>(&store)
-                .and_then(|f| f.call(&mut store, args))
-                .map(|r| r.0),
-        };
-        match result {
+        match typed_call(&func, &mut store, args, shape) {
             Ok(tape) => {
                 self.checkin(store, instance, uses);
                 Ok(Some(tape))
@@ -178,24 +164,7 @@ impl Function {
             let Callee::Component(func) = instance else {
                 unreachable!("components make component instances")
             };
-            let result = match shape {
-                Shape::Unit => match func.typed::<A, ()>(&store) {
-                    Ok(f) => f
-                        .call_async(&mut store, args)
-                        .await
-                        .map(|()| Tape::default()),
-                    Err(e) => Err(e),
-                },
-                Shape::Flat => match func.typed::<A, FlatResult>(&store) {
-                    Ok(f) => f.call_async(&mut store, args).await.map(|r| r.0),
-                    Err(e) => Err(e),
-                },
-                Shape::Memory => match func.typed::<A, MemoryResult>(&store) {
-                    Ok(f) => f.call_async(&mut store, args).await.map(|r| r.0),
-                    Err(e) => Err(e),
-                },
-            };
-            let result = match result {
+            let result = match typed_call_async(&func, &mut store, args, shape).await {
                 Ok(tape) => Ok(Some(tape)),
                 Err(e) if e.is::<Mismatch>() => Ok(None),
                 Err(e) => Err(self.trap(e, &store)),
@@ -522,5 +491,60 @@ fn collect_results(
         0 => Ok(Value::Nil),
         1 => values.next().expect("one value"),
         _ => values.collect::<Result<_, _>>().map(Value::Array),
+    }
+}
+
+/// The typed call of the direct path: `args` lowered by the component's types, the result
+/// lifted onto a tape as `shape` says.
+fn typed_call<A, T>(
+    func: &wasmtime::component::Func,
+    store: &mut Store<T>,
+    args: A,
+    shape: Shape,
+) -> wasmtime::Result<Tape>
+where
+    A: ComponentNamedList + Lower + Send + Sync,
+{
+    match shape {
+        Shape::Unit => func
+            .typed::<A, ()>(&*store)
+            .and_then(|f| f.call(&mut *store, args))
+            .map(|()| Tape::default()),
+        Shape::Flat => func
+            .typed::<A, FlatResult>(&*store)
+            .and_then(|f| f.call(&mut *store, args))
+            .map(|r| r.0),
+        Shape::Memory => func
+            .typed::<A, MemoryResult>(&*store)
+            .and_then(|f| f.call(&mut *store, args))
+            .map(|r| r.0),
+    }
+}
+
+/// [`typed_call`] with `call_async` (an async entry's store).
+async fn typed_call_async<A, T: Send>(
+    func: &wasmtime::component::Func,
+    store: &mut Store<T>,
+    args: A,
+    shape: Shape,
+) -> wasmtime::Result<Tape>
+where
+    A: ComponentNamedList + Lower + Send + Sync,
+{
+    match shape {
+        Shape::Unit => {
+            let f = func.typed::<A, ()>(&*store)?;
+            f.call_async(&mut *store, args)
+                .await
+                .map(|()| Tape::default())
+        }
+        Shape::Flat => {
+            let f = func.typed::<A, FlatResult>(&*store)?;
+            f.call_async(&mut *store, args).await.map(|r| r.0)
+        }
+        Shape::Memory => {
+            let f = func.typed::<A, MemoryResult>(&*store)?;
+            f.call_async(&mut *store, args).await.map(|r| r.0)
+        }
     }
 }

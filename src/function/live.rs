@@ -4,7 +4,7 @@
 //! the wasmtime side only.
 
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{ResourceAny, ResourceType, Type, Val};
+use wasmtime::component::{ResourceAny, ResourceType, Type, TypedFunc, Val};
 use wasmtime::{AsContextMut, Store};
 
 use super::exports::find_export;
@@ -12,6 +12,7 @@ use super::{CallCtx, CallOptions, Function, Target};
 use crate::engine::engine;
 use crate::error::{Error, expected_args};
 use crate::host::resource;
+use crate::value::direct::{FlatResult, LiveArgs, MemoryResult, Mismatch, Shape, Tape};
 use crate::value::{self, ConvError, CoreType, Value};
 
 /// A store and the instance in it.
@@ -42,7 +43,27 @@ pub enum Export {
         results: Vec<Type>,
         /// The full name it bound (`ns:pkg/iface@1.0.0#func`).
         name: String,
+        /// How the direct path calls it, if it may (see [`Live::call_direct`]).
+        direct: Option<Direct>,
     },
+}
+
+/// An export the direct path may call: its typed function, whether it is a method (its
+/// first parameter a borrowed handle, passed apart), and the Lua stack slots reading the
+/// other arguments may take.
+#[derive(Clone, Copy)]
+pub struct Direct {
+    typed: Typed,
+    pub method: bool,
+    pub stack: usize,
+}
+
+/// The typed function of a direct export, by the shape of its result (typechecked once).
+#[derive(Clone, Copy)]
+enum Typed {
+    Unit(TypedFunc<LiveArgs, ()>),
+    Flat(TypedFunc<LiveArgs, FlatResult>),
+    Memory(TypedFunc<LiveArgs, MemoryResult>),
 }
 
 impl Export {
@@ -61,6 +82,14 @@ impl Export {
         match name.split_once(']') {
             Some((_, rest)) if name.starts_with('[') => rest,
             _ => name,
+        }
+    }
+
+    /// How the direct path calls it, if it may.
+    pub fn direct(&self) -> Option<Direct> {
+        match self {
+            Export::Component { direct, .. } => *direct,
+            Export::Core { .. } => None,
         }
     }
 
@@ -156,9 +185,13 @@ impl Live {
                     f.fail(Error::invalid(format!("no function export `{name}`")))
                 })?;
                 let ty = func.ty(&self.store);
+                let params: Vec<(String, Type)> =
+                    ty.params().map(|(n, t)| (n.to_string(), t)).collect();
+                let results: Vec<Type> = ty.results().collect();
                 Export::Component {
-                    params: ty.params().map(|(n, t)| (n.to_string(), t)).collect(),
-                    results: ty.results().collect(),
+                    direct: direct_of(&self.store, func, &params, &results),
+                    params,
+                    results,
                     func,
                     name: bound,
                 }
@@ -170,6 +203,15 @@ impl Live {
         let export = std::sync::Arc::new(export);
         self.exports.push((name.to_string(), export.clone()));
         Ok(export)
+    }
+
+    /// [`Live::export`] named by bytes; `None` for a name that is not UTF-8 or no export
+    /// (the general path words it).
+    pub fn export_bytes(&mut self, f: &Function, name: &[u8]) -> Option<std::sync::Arc<Export>> {
+        match self.exports.iter().find(|(n, _)| n.as_bytes() == name) {
+            Some((_, export)) => Some(export.clone()),
+            None => self.export(f, std::str::from_utf8(name).ok()?).ok(),
+        }
     }
 
     /// Calls `export` with arguments lowered by [`Live::lower`]: its results.
@@ -231,6 +273,77 @@ impl Live {
             Ok(Stopped(e)) => e,
             Err(e) => f.trap(e, &self.store),
         })
+    }
+
+    /// Calls an export on the direct path (`direct`, from [`Export::direct`]): `args`
+    /// lowered from where they are (see `value::direct`), the result lifted onto a tape.
+    /// `Ok(None)`: an argument the direct path does not take; nothing ran. For an entry that
+    /// is not async; see [`Live::call_direct_async`].
+    ///
+    /// # Errors
+    /// As [`Live::call`].
+    pub fn call_direct(
+        &mut self,
+        f: &Function,
+        direct: Direct,
+        args: LiveArgs,
+        options: &CallOptions,
+    ) -> Result<Option<Tape>, Error> {
+        self.arm(f, options.timeout(&f.limits), options);
+        let store = &mut self.store;
+        let result = match direct.typed {
+            Typed::Unit(t) => t.call(store, args).map(|()| Tape::default()),
+            Typed::Flat(t) => t.call(store, args).map(|r| r.0),
+            Typed::Memory(t) => t.call(store, args).map(|r| r.0),
+        };
+        self.direct_result(f, result)
+    }
+
+    /// [`Live::call_direct`] for an async entry (WASI), within the call's deadline and cancel
+    /// also while the guest waits on the host.
+    ///
+    /// # Errors
+    /// As [`Live::call`].
+    pub async fn call_direct_async(
+        &mut self,
+        f: &Function,
+        direct: Direct,
+        args: LiveArgs,
+        options: &CallOptions,
+    ) -> Result<Option<Tape>, Error> {
+        let timeout = options.timeout(&f.limits);
+        self.arm(f, timeout, options);
+        let store = &mut self.store;
+        let call = async {
+            match direct.typed {
+                Typed::Unit(t) => t.call_async(store, args).await.map(|()| Tape::default()),
+                Typed::Flat(t) => t.call_async(store, args).await.map(|r| r.0),
+                Typed::Memory(t) => t.call_async(store, args).await.map(|r| r.0),
+            }
+        };
+        let result = f
+            .bounded(call, timeout, options.control.as_ref(), |e| {
+                Err(wasmtime::Error::new(Stopped(e)))
+            })
+            .await;
+        self.direct_result(f, result)
+    }
+
+    /// The end of a direct call: `Ok(None)` for what the direct path gives up on.
+    fn direct_result(
+        &mut self,
+        f: &Function,
+        result: wasmtime::Result<Tape>,
+    ) -> Result<Option<Tape>, Error> {
+        self.store.data_mut().outgoing.finish();
+        match result {
+            Ok(tape) => Ok(Some(tape)),
+            Err(e) if e.is::<Mismatch>() => Ok(None),
+            Err(e) => Err(match e.downcast::<Stopped>() {
+                Ok(Stopped(e)) => e,
+                Err(e) => f.trap(e, &self.store),
+            }),
+        }
     }
 
     /// Runs the destructor of `resource` (an own handle of this store) now.
@@ -594,4 +707,26 @@ fn count_error(f: &Function, export: &Export, want: usize, got: usize) -> Error 
         export.short(),
         expected_args(want, got)
     )))
+}
+
+/// How the direct path calls `func`, an export with these types, if it can.
+fn direct_of(
+    store: &Store<CallCtx>,
+    func: wasmtime::component::Func,
+    params: &[(String, Type)],
+    results: &[Type],
+) -> Option<Direct> {
+    let types: Vec<Type> = params.iter().map(|(_, ty)| ty.clone()).collect();
+    let (shape, method) = value::direct::plan_live(&types, results)?;
+    let layout = value::direct::Layout::new(&types[usize::from(method)..])?;
+    let typed = match shape {
+        Shape::Unit => Typed::Unit(func.typed(store).ok()?),
+        Shape::Flat => Typed::Flat(func.typed(store).ok()?),
+        Shape::Memory => Typed::Memory(func.typed(store).ok()?),
+    };
+    Some(Direct {
+        typed,
+        method,
+        stack: layout.stack(),
+    })
 }

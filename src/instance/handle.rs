@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use wasmtime::component::{ResourceAny, ResourceType, Val};
+use wasmtime::component::{ResourceAny, ResourceType, Type, Val};
 
 use super::Instance;
 use crate::error::{Error, expected};
@@ -74,6 +74,19 @@ impl Handle {
         &self.instance
     }
 
+    /// The guest's handle.
+    pub fn resource(&self) -> ResourceAny {
+        self.resource
+    }
+
+    /// Whether the handle is live, of `instance`, and of the resource `ty` borrows (the
+    /// first parameter of a method): what [`lower`] checks, without words.
+    pub(super) fn usable_in(&self, instance: &Arc<Instance>, ty: &Type) -> bool {
+        matches!(ty, Type::Borrow(r) if *r == self.resource.ty())
+            && Arc::ptr_eq(&self.instance, instance)
+            && *unpoison(self.fate.lock()) == Fate::Live
+    }
+
     /// Why the handle cannot be used, if it cannot: dropped, moved, or its instance ended.
     pub fn dead(&self) -> Option<String> {
         match &*unpoison(self.fate.lock()) {
@@ -133,7 +146,9 @@ impl Drop for Handle {
         self.uncount();
         // Dropped before the instance's next call (an instance that ended has none).
         if *unpoison(self.fate.get_mut()) == Fate::Live && self.instance.dead().is_none() {
-            unpoison(self.instance.pending.lock()).push(self.resource);
+            let mut pending = unpoison(self.instance.pending.lock());
+            pending.push(self.resource);
+            self.instance.any_pending.store(true, Ordering::Release);
         }
     }
 }

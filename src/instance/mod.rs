@@ -6,7 +6,7 @@
 
 mod handle;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use wasmtime::component::{ResourceAny, ResourceType};
@@ -17,6 +17,7 @@ use crate::function::{CallOptions, Function, Live};
 use crate::pool::{self, Completion};
 use crate::sync::unpoison;
 use crate::value::Value;
+use crate::value::direct::{LiveArgs, LuaArgs, Tape};
 
 /// Instances alive in the process at most, whatever their entries: half of the pooling
 /// allocator's 1,000 instance slots, so that calls of every pool keep the other half.
@@ -35,6 +36,9 @@ static NUMBERS: AtomicU64 = AtomicU64::new(0);
 /// ([`bury`]), never inside a finalizer.
 static UNREACHABLE: Mutex<Vec<Held>> = Mutex::new(Vec::new());
 
+/// Whether [`UNREACHABLE`] may hold instances (set and cleared under its lock).
+static UNREACHABLE_ANY: AtomicBool = AtomicBool::new(false);
+
 /// A live instance of an entry.
 pub struct Instance {
     id: String,
@@ -46,6 +50,8 @@ pub struct Instance {
     state: Mutex<State>,
     /// Own handles the collector found unreachable: dropped before the next call.
     pending: Mutex<Vec<ResourceAny>>,
+    /// Whether `pending` may hold handles (set and cleared under its lock).
+    any_pending: AtomicBool,
     /// The resource types the component exports, by name.
     names: Vec<(ResourceType, String)>,
     /// Handles numbered so far.
@@ -54,6 +60,8 @@ pub struct Instance {
     live_handles: AtomicUsize,
     /// The completion of the last call [`Instance::queue`] queued (the next waits for it).
     tail: Mutex<Option<Arc<Completion>>>,
+    /// Whether `tail` may hold a call not completed (set and cleared under its lock).
+    queueing: AtomicBool,
     /// Whether the component imports resources Lua defines (arguments read by type).
     lua_types: bool,
 }
@@ -159,10 +167,12 @@ impl Instance {
                 function,
             })),
             pending: Mutex::new(Vec::new()),
+            any_pending: AtomicBool::new(false),
             names,
             handles: AtomicU64::new(0),
             live_handles: AtomicUsize::new(0),
             tail: Mutex::new(None),
+            queueing: AtomicBool::new(false),
             lua_types,
         }))
     }
@@ -225,6 +235,62 @@ impl Instance {
             }
             e
         })
+    }
+
+    /// [`Instance::call`] on the direct path (`value::direct`), for an entry without host
+    /// functions or resources Lua defines: `this`, a method's handle; `args` makes the other
+    /// arguments from the Lua stack slots it may use (`None`: no room). `Ok(None)`: the call
+    /// is for the general path (a queued call runs, an argument or handle it does not take, a
+    /// wrong count); nothing ran, the instance is as it was.
+    ///
+    /// # Errors
+    /// As [`Instance::call`], but for what the general path words (above).
+    pub fn call_direct(
+        self: &Arc<Self>,
+        export: &[u8],
+        this: Option<&Handle>,
+        count: usize,
+        args: impl FnOnce(usize) -> Option<LuaArgs>,
+        options: &CallOptions,
+    ) -> Result<Option<Tape>, Error> {
+        let function = self.pool.0.function();
+        if function.has_hosts() || function.lua_resources().is_some() || self.queued().is_some() {
+            return Ok(None);
+        }
+        bury_any();
+        let mut state = self.enter(&|| "call".into())?;
+        let Ok(held) = self.open_in(&mut state) else {
+            return Ok(None);
+        };
+        let (live, function) = (&mut held.live, &held.function);
+        let Some(export) = live.export_bytes(function, export) else {
+            return Ok(None);
+        };
+        let Some(direct) = export.direct() else {
+            return Ok(None);
+        };
+        let this = match (this, direct.method) {
+            (None, false) => None,
+            (Some(h), true) if h.usable_in(self, &export.params()[0].1) => Some(h.resource()),
+            _ => return Ok(None),
+        };
+        if count + usize::from(direct.method) != export.params().len() {
+            return Ok(None);
+        }
+        let Some(rest) = args(direct.stack) else {
+            return Ok(None);
+        };
+        let args = LiveArgs { this, rest };
+        let result = if function.is_async() {
+            let call = live.call_direct_async(function, direct, args, options);
+            self.pool.0.block_on(async { Ok(call.await) })?
+        } else {
+            live.call_direct(function, direct, args, options)
+        };
+        if let Err(e) = &result {
+            *state = State::Ended(e.clone());
+        }
+        result
     }
 
     /// A call in `held`'s store; its error says whether it ends the instance (a failure once
@@ -343,8 +409,7 @@ impl Instance {
     /// The open store, with the drops the collector deferred done first.
     fn open_in<'s>(&self, state: &'s mut State) -> Result<&'s mut Held, Error> {
         if let State::Open(held) = state {
-            let pending = std::mem::take(&mut *unpoison(self.pending.lock()));
-            for resource in pending {
+            for resource in self.take_pending() {
                 let result = run(
                     &self.pool,
                     held.live
@@ -360,6 +425,16 @@ impl Instance {
             State::Open(held) => Ok(held),
             other => Err(self.unusable(other)),
         }
+    }
+
+    /// The own handles the collector found unreachable since the last call.
+    fn take_pending(&self) -> Vec<ResourceAny> {
+        if !self.any_pending.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut pending = unpoison(self.pending.lock());
+        self.any_pending.store(false, Ordering::Release);
+        std::mem::take(&mut *pending)
     }
 
     /// Why an instance not open cannot be used.
@@ -390,8 +465,18 @@ impl Instance {
 
     /// The completion of the last call `inst:async` queued, while it runs or waits.
     pub fn queued(&self) -> Option<Arc<Completion>> {
-        let tail = unpoison(self.tail.lock());
-        tail.as_ref().filter(|done| !done.is_complete()).cloned()
+        if !self.queueing.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut tail = unpoison(self.tail.lock());
+        match tail.as_ref() {
+            Some(done) if !done.is_complete() => Some(done.clone()),
+            _ => {
+                *tail = None;
+                self.queueing.store(false, Ordering::Release);
+                None
+            }
+        }
     }
 
     /// Queues a call of `export` on the entry's pool, to run after those queued before it
@@ -424,6 +509,7 @@ impl Instance {
             .is_some();
         if queued {
             *tail = Some(done);
+            self.queueing.store(true, Ordering::Release);
         }
         Ok(queued)
     }
@@ -450,8 +536,7 @@ impl Instance {
         // The error that ends the instance, if one does.
         let mut ended = None;
         let result = async {
-            let pending = std::mem::take(&mut *unpoison(self.pending.lock()));
-            for resource in pending {
+            for resource in self.take_pending() {
                 let dropped = held
                     .live
                     .drop_resource(&held.function, resource, &self.options)
@@ -519,7 +604,9 @@ impl Drop for Instance {
     fn drop(&mut self) {
         let state = std::mem::replace(unpoison(self.state.get_mut()), State::Closed);
         if let State::Open(held) = state {
-            unpoison(UNREACHABLE.lock()).push(held);
+            let mut unreachable = unpoison(UNREACHABLE.lock());
+            unreachable.push(held);
+            UNREACHABLE_ANY.store(true, Ordering::Release);
         }
     }
 }
@@ -532,8 +619,19 @@ static BURYING: Mutex<()> = Mutex::new(());
 /// Closes the instances the collector found unreachable (see [`UNREACHABLE`]).
 pub fn bury() {
     let _closing = unpoison(BURYING.lock());
-    let dead = std::mem::take(&mut *unpoison(UNREACHABLE.lock()));
+    let dead = {
+        let mut unreachable = unpoison(UNREACHABLE.lock());
+        UNREACHABLE_ANY.store(false, Ordering::Release);
+        std::mem::take(&mut *unreachable)
+    };
     drop(dead);
+}
+
+/// [`bury`] when the collector found instances unreachable since the last one.
+fn bury_any() {
+    if UNREACHABLE_ANY.load(Ordering::Acquire) {
+        bury();
+    }
 }
 
 /// Instances alive in the process now.

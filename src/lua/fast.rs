@@ -43,12 +43,15 @@ struct Fast {
     executor: Executor,
 }
 
-/// The state userdata: [`Fast`] and the userdata's own address, which no other userdata holds
-/// at its start (`debug.setupvalue` may put any value in its place).
+/// The state userdata of a C function: what it needs (a [`Fast`], or another type for the
+/// instances' functions), the userdata's own address, which no other userdata holds at its
+/// start (`debug.setupvalue` may put any value in its place), and the type of what it holds
+/// (a script may swap the upvalues of two of these functions).
 #[repr(C)]
-struct Cell {
-    me: *const Cell,
-    fast: Option<Rc<Fast>>,
+pub(super) struct Cell<T: 'static> {
+    me: *const Cell<T>,
+    kind: std::any::TypeId,
+    fast: Option<Rc<T>>,
 }
 
 /// The upvalues of the C function.
@@ -66,7 +69,7 @@ thread_local! {
 }
 
 /// What became of a call the C function looked at.
-enum Step {
+pub(super) enum Step {
     Done(Output),
     Failed(Error),
     /// For the general function (nothing of the call ran).
@@ -96,6 +99,20 @@ fn make(
     general: LuaFunction,
     function: ffi::lua_CFunction,
 ) -> LuaResult<LuaFunction> {
+    closure(lua, Rc::new(Fast { executor }), general, function)
+}
+
+/// A C function with the upvalues [`finish`] uses: `general` (for the calls it leaves), a
+/// function making `nil, err`, one pushing a result, and the [`Cell`] of `fast`.
+///
+/// # Errors
+/// Lua's own (out of memory).
+pub(super) fn closure<T: 'static>(
+    lua: &Lua,
+    fast: Rc<T>,
+    general: LuaFunction,
+    function: ffi::lua_CFunction,
+) -> LuaResult<LuaFunction> {
     // `nil, err` for the error in `FAILURE`.
     let fail = lua.create_function(|lua, ()| {
         let at = FAILURE.replace(std::ptr::null());
@@ -108,19 +125,19 @@ fn make(
         let e = unsafe { &*at };
         error::fail(lua, e.clone())
     })?;
-    let fast = Rc::new(Fast { executor });
     // SAFETY: the userdata is written before anything can see it and emptied once, by its
     // `__gc`; the closure takes the four values this frame pushed.
     unsafe {
         lua.exec_raw::<LuaFunction>((general, fail), |state| {
             ffi::lua_pushcfunction(state, push_output);
-            let cell = ffi::lua_newuserdata(state, size_of::<Cell>()).cast::<Cell>();
+            let cell = ffi::lua_newuserdata(state, size_of::<Cell<T>>()).cast::<Cell<T>>();
             cell.write(Cell {
                 me: cell,
+                kind: std::any::TypeId::of::<T>(),
                 fast: Some(fast),
             });
             ffi::lua_createtable(state, 0, 2);
-            ffi::lua_pushcfunction(state, drop_fast);
+            ffi::lua_pushcfunction(state, drop_fast::<T>);
             ffi::lua_setfield(state, -2, c"__gc".as_ptr());
             // Not reachable from Lua (`debug.getupvalue` gives the userdata, not this).
             ffi::lua_pushboolean(state, 0);
@@ -131,32 +148,43 @@ fn make(
     }
 }
 
-/// The [`Cell`] at `idx`, if the value there is one.
+/// The [`Cell`] at `idx`, if the value there is one holding a `T`.
 ///
 /// # Safety
 /// `state` is the running Lua thread.
-unsafe fn cell<'a>(state: *mut ffi::lua_State, idx: c_int) -> Option<&'a mut Cell> {
+unsafe fn cell<'a, T: 'static>(state: *mut ffi::lua_State, idx: c_int) -> Option<&'a mut Cell<T>> {
     unsafe {
         if ffi::lua_type(state, idx) != ffi::LUA_TUSERDATA
-            || ffi::lua_rawlen(state, idx) != size_of::<Cell>()
+            || ffi::lua_rawlen(state, idx) != size_of::<Cell<T>>()
         {
             return None;
         }
-        let cell = ffi::lua_touserdata(state, idx).cast::<Cell>();
+        let cell = ffi::lua_touserdata(state, idx).cast::<Cell<T>>();
         // A userdata of this size can be read as one; only ours holds its own address.
-        if cell.is_null() || (*cell).me != cell.cast_const() {
+        if cell.is_null()
+            || (*cell).me != cell.cast_const()
+            || (*cell).kind != std::any::TypeId::of::<T>()
+        {
             return None;
         }
         Some(&mut *cell)
     }
 }
 
-/// `__gc` of the userdata holding [`Fast`].
-unsafe extern "C-unwind" fn drop_fast(state: *mut ffi::lua_State) -> c_int {
+/// What the [`closure`] running now holds, if its state upvalue is still its own.
+///
+/// # Safety
+/// `state` is the running thread of a C function [`closure`] made.
+pub(super) unsafe fn state<T: 'static>(state: *mut ffi::lua_State) -> Option<Rc<T>> {
+    unsafe { cell::<T>(state, STATE).and_then(|cell| cell.fast.clone()) }
+}
+
+/// `__gc` of the userdata holding a `T`.
+unsafe extern "C-unwind" fn drop_fast<T: 'static>(state: *mut ffi::lua_State) -> c_int {
     // SAFETY: any value may be given (the metamethod can be reached with `debug`): only our
     // cell is emptied.
     unsafe {
-        if let Some(cell) = cell(state, 1) {
+        if let Some(cell) = cell::<T>(state, 1) {
             drop(cell.fast.take());
         }
     }
@@ -209,20 +237,36 @@ unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
 /// # Safety
 /// `state` is the running thread of one of the C functions [`make`] makes.
 unsafe fn call_at(state: *mut ffi::lua_State, base: c_int) -> c_int {
-    // SAFETY: upvalue 4 is checked to be the cell `call` made. Until a protected call below
-    // nothing raises a Lua error; after it this frame owns nothing.
+    // SAFETY: upvalue 4 is checked to be a cell of a `Fast`; `finish` ends the call.
     unsafe {
-        let step = match cell(state, STATE).and_then(|cell| cell.fast.clone()) {
-            // A panic (a bug of ours) must not unwind into Lua's C frames: it fails the call.
-            // Nothing inside raises a Lua error (a LuaJIT error here would abort).
-            Some(fast) => std::panic::catch_unwind(AssertUnwindSafe(|| fast.run(state, base)))
-                .unwrap_or_else(|_| {
-                    Step::Failed(Error::internal(
-                        "internal error in funcs.call (a bug: please report it)",
-                    ))
-                }),
+        let step = match self::state::<Fast>(state) {
+            Some(fast) => guarded(|| fast.run(state, base)),
             None => Step::General,
         };
+        finish(state, step, base)
+    }
+}
+
+/// Runs `f`, a call's work, with a panic (a bug of ours) failing the call: it must not unwind
+/// into Lua's C frames. Nothing inside may raise a Lua error (a LuaJIT error would abort).
+pub(super) fn guarded(f: impl FnOnce() -> Step) -> Step {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Step::Failed(Error::internal(
+            "internal error in a call of funcs (a bug: please report it)",
+        ))
+    })
+}
+
+/// Ends the call of a C function [`closure`] made, as `step` says: its result pushed, its
+/// error as `nil, err`, or the call made by the general function with the arguments from
+/// `base` on (below them: an executor or instance, left aside).
+///
+/// # Safety
+/// `state` is the running thread of that function; this frame owns nothing but `step`.
+pub(super) unsafe fn finish(state: *mut ffi::lua_State, step: Step, base: c_int) -> c_int {
+    // SAFETY: until a protected call below nothing raises a Lua error; after it this frame
+    // owns nothing.
+    unsafe {
         let status = match step {
             Step::Done(output) => {
                 ffi::lua_settop(state, 0);
@@ -311,9 +355,10 @@ impl Fast {
             else {
                 return Step::General;
             };
-            // Room for reading the arguments, made before wasmtime runs (in a protected call
-            // on Lua 5.1 and LuaJIT, which raise when the stack cannot grow).
-            let Some(limit) = value::direct::reserve(state, layout.stack()) else {
+            // Room for reading the arguments, made before wasmtime runs (beyond what Lua gives
+            // a C function, in a protected call on Lua 5.1 and LuaJIT, which raise when the
+            // stack cannot grow). Nothing was pushed since the entry.
+            let Some(limit) = value::direct::reserve_on_entry(state, layout.stack()) else {
                 return Step::Overflow;
             };
             match self

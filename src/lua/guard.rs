@@ -37,10 +37,13 @@ static METATABLES: LazyLock<Mutex<ByAddress>> = LazyLock::new(Mutex::default);
 
 /// Types by address. Addresses are not chosen by an attacker and are already spread: a
 /// multiplicative hash does (SipHash cost a method call some 300 instructions per lookup).
-type ByAddress = HashMap<usize, TypeId, std::hash::BuildHasherDefault<AddressHasher>>;
+type ByAddress = HashMap<usize, TypeId, Hasher>;
+
+/// The hasher of maps keyed by addresses.
+pub(super) type Hasher = std::hash::BuildHasherDefault<AddressHasher>;
 
 #[derive(Default)]
-struct AddressHasher(u64);
+pub(super) struct AddressHasher(u64);
 
 impl std::hash::Hasher for AddressHasher {
     fn finish(&self) -> u64 {

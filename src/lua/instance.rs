@@ -11,6 +11,7 @@ use std::sync::Arc;
 use mlua::prelude::*;
 
 use super::future::Future;
+use super::live::{self, ByAddress};
 use super::{error, guard, host, string_arg};
 use crate::error::Error;
 use crate::function::CallOptions;
@@ -26,6 +27,9 @@ pub(super) struct Ctx {
     pub(super) fns: Rc<host::HostFns>,
     /// Whether the metatables of instances and of handles were guarded in this state.
     guarded: Cell<(bool, bool)>,
+    /// The instances and handles alive, by address (the direct path of `call` and methods).
+    instances: Rc<ByAddress<Face>>,
+    handles: Rc<ByAddress<Bound>>,
 }
 
 impl Ctx {
@@ -49,6 +53,8 @@ impl Ctx {
             runtime,
             fns,
             guarded: Cell::new((false, false)),
+            instances: Rc::default(),
+            handles: Rc::default(),
         }
     }
 }
@@ -60,6 +66,8 @@ pub(super) struct Face {
     ctx: Rc<Ctx>,
     /// The methods of each resource's handles (and `drop`), by qualified resource name.
     methods: RefCell<HashMap<String, LuaTable>>,
+    /// The address of its userdata (0 until it is known).
+    address: Cell<usize>,
 }
 
 /// `funcs.instantiate(id [, {timeout = ms}])`.
@@ -78,9 +86,16 @@ pub(super) fn instantiate(
                 options,
                 ctx: ctx.clone(),
                 methods: RefCell::default(),
+                address: Cell::new(0),
             });
-            let ud = guard::userdata(lua, LuaInstance(face))?;
-            guard_once(lua, ctx, &ud, true)?;
+            let ud = guard::userdata(lua, LuaInstance(face.clone()))?;
+            if !ctx.guarded.get().0 {
+                guard_once(lua, ctx, &ud, true)?;
+                live::install_call(lua, &ud, ctx.instances.clone())?;
+            }
+            let address = ud.to_pointer() as usize;
+            face.address.set(address);
+            ctx.instances.insert(address, face);
             ud.into_lua_multi(lua)
         }
         Err(e) => error::fail(lua, e),
@@ -117,6 +132,16 @@ fn guard_once(lua: &Lua, ctx: &Ctx, ud: &LuaAnyUserData, instance: bool) -> LuaR
 }
 
 impl Face {
+    /// Its instance.
+    pub(super) fn instance(&self) -> &Arc<Instance> {
+        &self.instance
+    }
+
+    /// The options of its calls.
+    pub(super) fn options(&self) -> &CallOptions {
+        &self.options
+    }
+
     /// Calls `export` with `args` (handles among them, at any depth): its results, or
     /// `nil, err`.
     fn call(
@@ -210,13 +235,15 @@ impl Face {
     /// The userdata of a new handle.
     fn handle(self: &Rc<Self>, lua: &Lua, h: &Arc<Handle>) -> LuaResult<LuaValue> {
         let methods = self.methods(lua, h.qualified())?;
-        let ud = guard::userdata(
-            lua,
-            LuaHandle {
-                handle: h.clone(),
-                face: self.clone(),
-            },
-        )?;
+        let bound = Rc::new(Bound {
+            handle: h.clone(),
+            face: self.clone(),
+            address: Cell::new(0),
+        });
+        let ud = guard::userdata(lua, LuaHandle(bound.clone()))?;
+        let address = ud.to_pointer() as usize;
+        bound.address.set(address);
+        self.ctx.handles.insert(address, bound);
         super::methods::set(lua, &ud, methods)?;
         if !self.ctx.guarded.get().1 {
             guard_once(lua, &self.ctx, &ud, false)?;
@@ -231,18 +258,20 @@ impl Face {
             return Ok(t.clone());
         }
         let t = lua.create_table()?;
+        t.raw_set("drop", lua.create_function(drop_handle)?)?;
+        guard::entered_fields(lua, &t)?;
         // A resource the component imports has no methods here, only `drop`; one whose class
         // could not be read now (asked from inside the instance's own call) is asked again.
+        // (On the direct path, `live`: not wrapped on Lua 5.1, as `funcs.call` is not.)
         let class = self.instance.class(qualified);
         if let Ok(class) = &class {
             for (name, export) in &class.methods {
-                let f = method(lua, export.clone())?;
+                let general = method(lua, export.clone())?;
+                let f = live::method(lua, self.ctx.handles.clone(), export.clone(), general)?;
                 t.raw_set(name.as_str(), f.clone())?;
                 t.raw_set(name.replace('-', "_"), f)?;
             }
         }
-        t.raw_set("drop", lua.create_function(drop_handle)?)?;
-        guard::entered_fields(lua, &t)?;
         if class.is_ok() || !qualified.contains('#') {
             self.methods
                 .borrow_mut()
@@ -335,6 +364,13 @@ fn handle_value(ud: &LuaAnyUserData) -> Option<Value> {
 /// An instance userdata.
 pub(super) struct LuaInstance(Rc<Face>);
 
+impl Drop for LuaInstance {
+    fn drop(&mut self) {
+        // (its finalizer runs: the address may be reused)
+        self.0.ctx.instances.remove(self.0.address.get());
+    }
+}
+
 impl LuaUserData for LuaInstance {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
         methods.add_method(
@@ -422,9 +458,30 @@ impl Face {
 
 /// A resource handle userdata. Its user value is the methods table of its resource
 /// ([`Face::methods`]), which its `__index` reads (`methods`).
-pub(super) struct LuaHandle {
-    handle: Arc<Handle>,
-    face: Rc<Face>,
+pub(super) struct LuaHandle(Rc<Bound>);
+
+/// A handle as its userdata holds it, and as its methods' direct path finds it by the
+/// userdata's address (`live::Handles`).
+pub(super) struct Bound {
+    pub(super) handle: Arc<Handle>,
+    pub(super) face: Rc<Face>,
+    /// The userdata's address (0 until it is known).
+    address: Cell<usize>,
+}
+
+impl std::ops::Deref for LuaHandle {
+    type Target = Bound;
+
+    fn deref(&self) -> &Bound {
+        &self.0
+    }
+}
+
+impl Drop for LuaHandle {
+    fn drop(&mut self) {
+        // (its finalizer runs: the address may be reused)
+        self.face.ctx.handles.remove(self.address.get());
+    }
 }
 
 impl LuaUserData for LuaHandle {

@@ -11,6 +11,7 @@ mod future;
 mod guard;
 mod host;
 mod instance;
+mod live;
 mod methods;
 
 use std::path::Path;

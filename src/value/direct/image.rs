@@ -370,14 +370,13 @@ unsafe impl Lower for ImageArgs<'_> {
             words: &self.0.words,
             bytes: &self.0.bytes,
         };
-        let mut out = Flat::new();
+        let mut out = Flat::new(dst);
         for ty in types[params].types.iter() {
             image.flat(cx, *ty, &mut out)?;
         }
         if !image.words.is_empty() || !image.bytes.is_empty() {
             bail!("the arguments' image is longer than their types");
         }
-        dst.write(out.values);
         Ok(())
     }
 
@@ -426,7 +425,7 @@ impl<'a> Words<'a> {
         &mut self,
         cx: &mut LowerContext<'_, T>,
         ty: InterfaceType,
-        out: &mut Flat,
+        out: &mut Flat<'_>,
     ) -> Result<()> {
         let types: &ComponentTypes = cx.types;
         match ty {

@@ -16,6 +16,9 @@ use crate::value::Value;
 /// values; strings are in one buffer.
 #[derive(Debug, Default, Clone)]
 pub struct Tape {
+    /// A result that is one boolean or number, kept here rather than in `items` (so that it
+    /// takes no room from this thread's spare tape).
+    one: Option<Item>,
     items: Vec<Item>,
     bytes: Vec<u8>,
     /// Distinct field, case and flag names, by the address of the name in the component's
@@ -57,14 +60,27 @@ impl Tape {
     /// Whether pushing it allocates nothing in Lua (no result, or one boolean or number), so
     /// that it cannot raise a Lua error.
     pub fn is_scalar(&self) -> bool {
-        matches!(
-            self.items.as_slice(),
-            [] | [Item::Nil | Item::Bool(_) | Item::Int(_) | Item::Float(_)]
-        )
+        self.one.is_some()
+            || matches!(
+                self.items.as_slice(),
+                [] | [Item::Nil | Item::Bool(_) | Item::Int(_) | Item::Float(_)]
+            )
+    }
+
+    /// A tape of one boolean or number.
+    fn one(item: Item) -> Tape {
+        Tape {
+            one: Some(item),
+            ..Tape::default()
+        }
     }
 
     /// Keeps this tape's room for the next result on this thread.
     pub fn recycle(mut self) {
+        if self.items.capacity() == 0 && self.bytes.capacity() == 0 {
+            // (nothing to keep: one scalar, or no result)
+            return;
+        }
         if self.items.capacity() <= KEEP && self.bytes.capacity() <= 16 * KEEP {
             self.items.clear();
             self.bytes.clear();
@@ -76,6 +92,13 @@ impl Tape {
     /// The value on the tape as a [`Value`] (nil for an empty tape), for callers that are
     /// not Lua.
     pub fn to_value(&self) -> Value {
+        if let Some(item) = self.one {
+            return Tape {
+                items: vec![item],
+                ..Tape::default()
+            }
+            .value_at(&mut 0);
+        }
         if self.items.is_empty() {
             return Value::Nil;
         }
@@ -202,7 +225,6 @@ unsafe impl Lift for FlatResult {
         src: &Self::Lower,
     ) -> Result<Self> {
         let ty = only_result(&ty, cx.types)?;
-        let mut tape = Tape::new();
         let item = match ty {
             InterfaceType::Bool => Item::Bool(bool::linear_lift_from_flat(cx, ty, src)?),
             InterfaceType::S8 => Item::Int(i8::linear_lift_from_flat(cx, ty, src)?.into()),
@@ -217,6 +239,7 @@ unsafe impl Lift for FlatResult {
             InterfaceType::Float64 => Item::Float(f64::linear_lift_from_flat(cx, ty, src)?),
             InterfaceType::Char => {
                 let c = char::linear_lift_from_flat(cx, ty, src)?;
+                let mut tape = Tape::new();
                 tape.str(c.encode_utf8(&mut [0; 4]).as_bytes());
                 return Ok(FlatResult(tape));
             }
@@ -226,18 +249,19 @@ unsafe impl Lift for FlatResult {
                 if case as usize >= names.len() {
                     return Err(out_of_range(case, names.len()));
                 }
+                let mut tape = Tape::new();
                 tape.key(&names[case as usize]);
                 return Ok(FlatResult(tape));
             }
             InterfaceType::Flags(i) => {
                 let names = &cx.types[i].names;
+                let mut tape = Tape::new();
                 tape.flags(names.iter(), src.get_u32().into());
                 return Ok(FlatResult(tape));
             }
             _ => bail!("the direct path lifts only scalars from one core value"),
         };
-        tape.items.push(item);
-        Ok(FlatResult(tape))
+        Ok(FlatResult(Tape::one(item)))
     }
 
     fn linear_lift_from_memory(
@@ -531,6 +555,11 @@ const KEY_SLOTS: usize = 256;
 /// a `catch_unwind` (LuaJIT's errors are foreign exceptions, which abort there).
 pub unsafe fn push(state: *mut ffi::lua_State, tape: &Tape) {
     unsafe {
+        if let Some(item) = tape.one {
+            ffi::luaL_checkstack(state, 1, std::ptr::null());
+            push_scalar(state, item);
+            return;
+        }
         if tape.items.is_empty() {
             ffi::luaL_checkstack(state, 1, std::ptr::null());
             ffi::lua_pushnil(state);
@@ -556,6 +585,19 @@ pub unsafe fn push(state: *mut ffi::lua_State, tape: &Tape) {
     }
 }
 
+/// Pushes a nil, boolean or number item (nothing for others).
+unsafe fn push_scalar(state: *mut ffi::lua_State, item: Item) {
+    unsafe {
+        match item {
+            Item::Nil => ffi::lua_pushnil(state),
+            Item::Bool(b) => ffi::lua_pushboolean(state, b.into()),
+            Item::Int(i) => ffi::lua_pushinteger(state, i as ffi::lua_Integer),
+            Item::Float(f) => ffi::lua_pushnumber(state, f),
+            _ => {}
+        }
+    }
+}
+
 /// Pushes the item at `next` and what it holds; `keys`: where the keys are on the stack (0:
 /// not there, each is pushed as a string).
 unsafe fn push_item(state: *mut ffi::lua_State, tape: &Tape, keys: c_int, next: &mut usize) {
@@ -563,10 +605,7 @@ unsafe fn push_item(state: *mut ffi::lua_State, tape: &Tape, keys: c_int, next: 
     *next += 1;
     unsafe {
         match item {
-            Item::Nil => ffi::lua_pushnil(state),
-            Item::Bool(b) => ffi::lua_pushboolean(state, b.into()),
-            Item::Int(i) => ffi::lua_pushinteger(state, i as ffi::lua_Integer),
-            Item::Float(f) => ffi::lua_pushnumber(state, f),
+            Item::Nil | Item::Bool(_) | Item::Int(_) | Item::Float(_) => push_scalar(state, item),
             Item::Str(start, len) => {
                 let s = tape.slice(start, len);
                 ffi::lua_pushlstring(state, s.as_ptr().cast(), s.len());

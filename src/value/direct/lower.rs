@@ -7,7 +7,7 @@ use mlua::ffi;
 use wasmtime::component::__internal::{
     CanonicalAbiInfo, ComponentTypes, InstanceType, InterfaceType, LowerContext,
 };
-use wasmtime::component::{ComponentNamedList, ComponentType, Lower};
+use wasmtime::component::{ComponentNamedList, ComponentType, Lower, ResourceAny};
 use wasmtime::{Result, ValRaw, bail};
 
 use super::stack::{Number, Stack, absent};
@@ -96,11 +96,10 @@ unsafe impl Lower for LuaArgs {
         };
         let types: &ComponentTypes = cx.types;
         let lua = Stack::new(self.state, self.limit);
-        let mut out = Flat::new();
+        let mut out = Flat::new(dst);
         for (i, ty) in types[params].types.iter().enumerate() {
             lower_flat(cx, *ty, lua, Some(self.first + i as c_int), &mut out)?;
         }
-        dst.write(out.values);
         Ok(())
     }
 
@@ -114,16 +113,80 @@ unsafe impl Lower for LuaArgs {
     }
 }
 
-/// Core values of the parameters, in order.
-pub(super) struct Flat {
-    pub(super) values: [ValRaw; MAX_FLAT],
+/// The arguments of a call on a live instance (`inst:call`, a handle's method): for a method,
+/// the handle it borrows first (given, not read from Lua), then values of a Lua stack as
+/// [`LuaArgs`] reads them.
+pub struct LiveArgs {
+    pub this: Option<ResourceAny>,
+    pub rest: LuaArgs,
+}
+
+// SAFETY: as `LuaArgs` (the handle is plain data).
+unsafe impl ComponentType for LiveArgs {
+    type Lower = [ValRaw; MAX_FLAT];
+
+    const ABI: CanonicalAbiInfo = PARAMS_ABI;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> Result<()> {
+        typecheck_params(ty, types)
+    }
+}
+
+// SAFETY: a parameter list, as wasmtime's tuples are.
+unsafe impl ComponentNamedList for LiveArgs {}
+
+// SAFETY: as `LuaArgs`; the handle is lowered by wasmtime's own `Lower` of `ResourceAny`,
+// which checks it against the parameter's type.
+unsafe impl Lower for LiveArgs {
+    fn linear_lower_to_flat<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        dst: &mut MaybeUninit<Self::Lower>,
+    ) -> Result<()> {
+        let InterfaceType::Tuple(params) = ty else {
+            bail!("expected a parameter list");
+        };
+        let types: &ComponentTypes = cx.types;
+        let mut params = types[params].types.iter();
+        let mut out = Flat::new(dst);
+        if let Some(this) = &self.this {
+            let Some(ty) = params.next() else {
+                return mismatch();
+            };
+            let mut slot = MaybeUninit::<ValRaw>::uninit();
+            this.linear_lower_to_flat(cx, *ty, &mut slot)?;
+            // SAFETY: `linear_lower_to_flat` initialises it when it succeeds.
+            out.push(unsafe { slot.assume_init() });
+        }
+        let lua = Stack::new(self.rest.state, self.rest.limit);
+        for (i, ty) in params.enumerate() {
+            lower_flat(cx, *ty, lua, Some(self.rest.first + i as c_int), &mut out)?;
+        }
+        Ok(())
+    }
+
+    fn linear_lower_to_memory<T>(
+        &self,
+        _cx: &mut LowerContext<'_, T>,
+        _ty: InterfaceType,
+        _offset: usize,
+    ) -> Result<()> {
+        bail!("the direct path passes parameters flat")
+    }
+}
+
+/// Core values of the parameters, in order, written where wasmtime reads them (every value
+/// initialised first).
+pub(super) struct Flat<'a> {
+    values: &'a mut [ValRaw; MAX_FLAT],
     len: usize,
 }
 
-impl Flat {
-    pub(super) fn new() -> Flat {
+impl Flat<'_> {
+    pub(super) fn new(dst: &mut MaybeUninit<[ValRaw; MAX_FLAT]>) -> Flat<'_> {
         Flat {
-            values: [ValRaw::i64(0); MAX_FLAT],
+            values: dst.write([ValRaw::i64(0); MAX_FLAT]),
             len: 0,
         }
     }
@@ -140,7 +203,7 @@ fn lower_flat<T>(
     ty: InterfaceType,
     lua: Stack,
     src: Option<c_int>,
-    out: &mut Flat,
+    out: &mut Flat<'_>,
 ) -> Result<()> {
     let types: &ComponentTypes = cx.types;
     if let InterfaceType::Option(i) = ty {
