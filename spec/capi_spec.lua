@@ -184,6 +184,70 @@ describe("funcs.call's upvalues in the hands of the debug library", function()
     assert.truthy(out:find("after\tHello, again!", 1, true), out)
   end)
 
+  it("are checked in inst.call and handle methods too, swapped between them included", function()
+    local out = survives([[
+      local funcs = require("funcs")
+      assert(funcs.load("build/guests/c-res"))
+      local inst = assert(funcs.instantiate("cres:counters"))
+      local c = assert(inst:resource("counter").new(4))
+      local icall, get = debug.getmetatable(inst).__index.call, c.get
+      local function upvalues(f)
+        local t = {}
+        while debug.getupvalue(f, #t + 1) do t[#t + 1] = select(2, debug.getupvalue(f, #t + 1)) end
+        return t
+      end
+      local mine = { [icall] = upvalues(icall), [get] = upvalues(get), [funcs.call] = upvalues(funcs.call) }
+      local strangers = { io.stdout, 1, "x", {}, print, inst, c }
+      for _, ups in pairs(mine) do
+        for _, v in ipairs(ups) do strangers[#strangers + 1] = v end
+      end
+      local tried = 0
+      for _, f in ipairs({ icall, get }) do
+        for k = 1, #mine[f] do
+          for _, v in ipairs(strangers) do
+            debug.setupvalue(f, k, v)
+            pcall(icall, inst, "get-total")
+            pcall(get, c)
+            pcall(get, inst)
+            pcall(icall, c, "get-total")
+            tried = tried + 1
+          end
+          debug.setupvalue(f, k, mine[f][k])
+        end
+      end
+      print("upvalues", #mine[icall], #mine[get], tried)
+      print("after", inst:call("get-total"), c:get())
+    ]])
+    local a, b = out:match("upvalues\t(%d+)\t(%d+)")
+    assert.is_true((a == "4" and b == "4") or (a == "0" and _VERSION == "Lua 5.1" and not jit), out)
+    assert.truthy(out:find("after\t0\t4", 1, true), out)
+  end)
+
+  it("keep inst.call on the direct path for the instances of a module loaded twice", function()
+    local out = survives([[
+      local funcs = require("funcs")
+      assert(funcs.load("build/guests/c-res"))
+      local a = assert(funcs.instantiate("cres:counters"))
+      package.loaded.funcs = nil
+      local again = require("funcs")
+      assert(again ~= funcs)
+      assert(again.load("build/guests/c-res"))
+      local b = assert(again.instantiate("cres:counters"))
+      local c = b:resource("counter").new(2)
+      c:increment(3)
+      local call = debug.getmetatable(b).__index.call
+      local n = 0
+      while debug.getupvalue(call, n + 1) do n = n + 1 end
+      print("calls", a:call("get-total"), b:call("get-total"), c:get(), a.call(b, "get-total"), n)
+      -- the general path, from either load
+      print("general", select(2, b:call("nope")):kind(), select(2, a:call("nope")):kind())
+    ]])
+    assert.truthy(out:find("general\tINVALID\tINVALID", 1, true), out)
+    assert.truthy(out:find("calls\t0\t3\t5\t3\t", 1, true), out)
+    local n = tonumber(out:match("calls\t0\t3\t5\t3\t(%d+)"))
+    assert.is_true(n == 4 or (n == 0 and _VERSION == "Lua 5.1" and not jit), out)
+  end)
+
   it("is safe to the value the issue named: io.stdout for the state", function()
     local out = survives([[
       local funcs = require("funcs")

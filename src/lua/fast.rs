@@ -259,11 +259,27 @@ pub(super) fn guarded(f: impl FnOnce() -> Step) -> Step {
 
 /// Ends the call of a C function [`closure`] made, as `step` says: its result pushed, its
 /// error as `nil, err`, or the call made by the general function with the arguments from
-/// `base` on (below them: an executor or instance, left aside).
+/// `base` on (below them: an executor or instance, left aside), through
+/// `guard::call_entered`.
 ///
 /// # Safety
 /// `state` is the running thread of that function; this frame owns nothing but `step`.
 pub(super) unsafe fn finish(state: *mut ffi::lua_State, step: Step, base: c_int) -> c_int {
+    // SAFETY: as said.
+    unsafe { finish_with(state, step, base, false) }
+}
+
+/// [`finish`] for a general function that enters funcs itself (one `guard` wrapped, which
+/// checks its arguments): called as it is.
+///
+/// # Safety
+/// As [`finish`].
+pub(super) unsafe fn finish_with(
+    state: *mut ffi::lua_State,
+    step: Step,
+    base: c_int,
+    general_enters: bool,
+) -> c_int {
     // SAFETY: until a protected call below nothing raises a Lua error; after it this frame
     // owns nothing.
     unsafe {
@@ -312,6 +328,10 @@ pub(super) unsafe fn finish(state: *mut ffi::lua_State, step: Step, base: c_int)
                 let n = ffi::lua_gettop(state);
                 ffi::lua_pushvalue(state, GENERAL);
                 ffi::lua_insert(state, 1);
+                if general_enters {
+                    ffi::lua_call(state, n, ffi::LUA_MULTRET);
+                    return ffi::lua_gettop(state);
+                }
                 return guard::call_entered(state, n);
             }
             Step::Overflow => {

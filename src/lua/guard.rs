@@ -134,9 +134,13 @@ unsafe fn wrap_fields(state: *mut ffi::lua_State, t: c_int, mt: c_int) {
             ffi::lua_pushlstring(state, key.as_ptr().cast(), key.len());
             ffi::lua_pushvalue(state, -1);
             ffi::lua_rawget(state, t);
-            // Wrapped already (the module loaded again in this state shares mlua's metatables).
+            // Wrapped already (the module loaded again in this state shares mlua's metatables),
+            // or the instances' `call`, which checks its receiver itself (`live`).
             let f = ffi::lua_tocfunction(state, -1).map(|f| f as *const () as usize);
-            if f == Some(checked as *const () as usize) || f == Some(finalize as *const () as usize)
+            let call = ffi::lua_tocfunction(state, -1).is_some_and(super::live::is_call);
+            if f == Some(checked as *const () as usize)
+                || f == Some(finalize as *const () as usize)
+                || call
             {
                 ffi::lua_pop(state, 2);
                 continue;

@@ -27,7 +27,8 @@ pub(super) struct Ctx {
     pub(super) fns: Rc<host::HostFns>,
     /// Whether the metatables of instances and of handles were guarded in this state.
     guarded: Cell<(bool, bool)>,
-    /// The instances and handles alive, by address (the direct path of `call` and methods).
+    /// The instances and handles alive, by address (the direct path of `call` and methods):
+    /// the instances of every load of the module in this Lua state, whose `call` all share.
     instances: Rc<ByAddress<Face>>,
     handles: Rc<ByAddress<Bound>>,
 }
@@ -48,12 +49,12 @@ impl Ctx {
         result
     }
 
-    pub(super) fn new(runtime: Arc<Runtime>, fns: Rc<host::HostFns>) -> Ctx {
+    pub(super) fn new(lua: &Lua, runtime: Arc<Runtime>, fns: Rc<host::HostFns>) -> Ctx {
         Ctx {
             runtime,
             fns,
             guarded: Cell::new((false, false)),
-            instances: Rc::default(),
+            instances: live::instances(lua),
             handles: Rc::default(),
         }
     }

@@ -51,9 +51,26 @@ impl<T> ByAddress<T> {
     }
 }
 
+/// The instances of this Lua state by address, which every load of the module in it shares
+/// (as it shares the metatable of instances, whose `call` reads them).
+pub(super) fn instances(lua: &Lua) -> Rc<ByAddress<Face>> {
+    if let Some(instances) = lua.app_data_ref::<Rc<ByAddress<Face>>>() {
+        return instances.clone();
+    }
+    let instances = Rc::<ByAddress<Face>>::default();
+    lua.set_app_data(instances.clone());
+    instances
+}
+
+/// Whether `f` is the instances' `call` (`guard` leaves it unwrapped: it checks its
+/// receiver itself).
+pub(super) fn is_call(f: ffi::lua_CFunction) -> bool {
+    f as *const () as usize == call_fast as *const () as usize
+}
+
 /// Makes `call` of instances (in their metatable's `__index`, which `ud` has) the direct
 /// path's, with the one there as its general function; once per Lua state (a module loaded
-/// again in the state finds it made: its instances take the general function).
+/// again in the state finds it made, and shares its instances: [`instances`]).
 ///
 /// # Errors
 /// Lua's own (out of memory).
@@ -82,12 +99,9 @@ pub(super) fn install_call(
     // SAFETY: as above.
     let made = unsafe {
         lua.exec_raw::<bool>(&general, |state| {
-            let f = ffi::lua_tocfunction(state, 1).map(|f| f as *const () as usize);
+            let made = ffi::lua_tocfunction(state, 1).is_some_and(is_call);
             ffi::lua_settop(state, 0);
-            ffi::lua_pushboolean(
-                state,
-                c_int::from(f == Some(call_fast as *const () as usize)),
-            );
+            ffi::lua_pushboolean(state, c_int::from(made));
         })?
     };
     if !made {
@@ -143,7 +157,8 @@ unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
             }),
             None => Step::General,
         };
-        fast::finish(state, step, 1)
+        // (the general function is the instances' `call`, which `guard` wrapped)
+        fast::finish_with(state, step, 1, true)
     }
 }
 

@@ -101,7 +101,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(move |lua, ()| executor::userdata(lua, executor.clone()))?,
     )?;
 
-    let ctx = Rc::new(instance::Ctx::new(runtime.clone(), fns.clone()));
+    let ctx = Rc::new(instance::Ctx::new(lua, runtime.clone(), fns.clone()));
     funcs.set(
         "instantiate",
         lua.create_function(move |lua, (id, options): (LuaValue, Option<LuaValue>)| {

@@ -92,22 +92,21 @@ impl Tape {
     /// The value on the tape as a [`Value`] (nil for an empty tape), for callers that are
     /// not Lua.
     pub fn to_value(&self) -> Value {
-        if let Some(item) = self.one {
-            return Tape {
-                items: vec![item],
-                ..Tape::default()
-            }
-            .value_at(&mut 0);
+        match (self.one, self.items.first()) {
+            (Some(item), _) => self.value_of(item, &mut 0),
+            (None, Some(_)) => self.value_at(&mut 0),
+            (None, None) => Value::Nil,
         }
-        if self.items.is_empty() {
-            return Value::Nil;
-        }
-        self.value_at(&mut 0)
     }
 
     fn value_at(&self, next: &mut usize) -> Value {
         let item = self.items[*next];
         *next += 1;
+        self.value_of(item, next)
+    }
+
+    /// `item` as a value, what it holds read from `next` on.
+    fn value_of(&self, item: Item, next: &mut usize) -> Value {
         let bytes = |start: u32, len: u32| self.bytes[start as usize..][..len as usize].to_vec();
         match item {
             Item::Nil => Value::Nil,
