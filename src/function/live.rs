@@ -64,6 +64,21 @@ enum Typed {
     Unit(TypedFunc<LiveArgs, ()>),
     Flat(TypedFunc<LiveArgs, FlatResult>),
     Memory(TypedFunc<LiveArgs, MemoryResult>),
+    /// A constructor's, or any export's whose one result is an `own` handle.
+    Own(TypedFunc<LiveArgs, (ResourceAny,)>),
+}
+
+/// The result of a direct call: on a tape, or an `own` handle.
+pub enum Lifted {
+    Tape(Tape),
+    Own(ResourceAny),
+}
+
+impl Direct {
+    /// Whether the result is an `own` handle.
+    pub fn owns(&self) -> bool {
+        matches!(self.typed, Typed::Own(_))
+    }
 }
 
 impl Export {
@@ -288,13 +303,14 @@ impl Live {
         direct: Direct,
         args: LiveArgs,
         options: &CallOptions,
-    ) -> Result<Option<Tape>, Error> {
+    ) -> Result<Option<Lifted>, Error> {
         self.arm(f, options.timeout(&f.limits), options);
         let store = &mut self.store;
         let result = match direct.typed {
-            Typed::Unit(t) => t.call(store, args).map(|()| Tape::default()),
-            Typed::Flat(t) => t.call(store, args).map(|r| r.0),
-            Typed::Memory(t) => t.call(store, args).map(|r| r.0),
+            Typed::Unit(t) => t.call(store, args).map(|()| Lifted::Tape(Tape::default())),
+            Typed::Flat(t) => t.call(store, args).map(|r| Lifted::Tape(r.0)),
+            Typed::Memory(t) => t.call(store, args).map(|r| Lifted::Tape(r.0)),
+            Typed::Own(t) => t.call(store, args).map(|(r,)| Lifted::Own(r)),
         };
         self.direct_result(f, result)
     }
@@ -310,15 +326,19 @@ impl Live {
         direct: Direct,
         args: LiveArgs,
         options: &CallOptions,
-    ) -> Result<Option<Tape>, Error> {
+    ) -> Result<Option<Lifted>, Error> {
         let timeout = options.timeout(&f.limits);
         self.arm(f, timeout, options);
         let store = &mut self.store;
         let call = async {
             match direct.typed {
-                Typed::Unit(t) => t.call_async(store, args).await.map(|()| Tape::default()),
-                Typed::Flat(t) => t.call_async(store, args).await.map(|r| r.0),
-                Typed::Memory(t) => t.call_async(store, args).await.map(|r| r.0),
+                Typed::Unit(t) => t
+                    .call_async(store, args)
+                    .await
+                    .map(|()| Lifted::Tape(Tape::default())),
+                Typed::Flat(t) => t.call_async(store, args).await.map(|r| Lifted::Tape(r.0)),
+                Typed::Memory(t) => t.call_async(store, args).await.map(|r| Lifted::Tape(r.0)),
+                Typed::Own(t) => t.call_async(store, args).await.map(|(r,)| Lifted::Own(r)),
             }
         };
         let result = f
@@ -333,11 +353,11 @@ impl Live {
     fn direct_result(
         &mut self,
         f: &Function,
-        result: wasmtime::Result<Tape>,
-    ) -> Result<Option<Tape>, Error> {
+        result: wasmtime::Result<Lifted>,
+    ) -> Result<Option<Lifted>, Error> {
         self.store.data_mut().outgoing.finish();
         match result {
-            Ok(tape) => Ok(Some(tape)),
+            Ok(lifted) => Ok(Some(lifted)),
             Err(e) if e.is::<Mismatch>() => Ok(None),
             Err(e) => Err(match e.downcast::<Stopped>() {
                 Ok(Stopped(e)) => e,
@@ -356,24 +376,41 @@ impl Live {
         resource: ResourceAny,
         options: &CallOptions,
     ) -> Result<(), Error> {
+        if !f.asynchronous {
+            return self.drop_resource_now(f, resource, options);
+        }
         let timeout = options.timeout(&f.limits);
         self.arm(f, timeout, options);
-        let result = if f.asynchronous {
-            let store = &mut self.store;
-            f.bounded(
+        let store = &mut self.store;
+        let result = f
+            .bounded(
                 async { resource.resource_drop_async(&mut *store).await },
                 timeout,
                 options.control.as_ref(),
                 |e| Err(wasmtime::Error::new(Stopped(e))),
             )
-            .await
-        } else {
-            resource.resource_drop(&mut self.store)
-        };
+            .await;
         result.map_err(|e| match e.downcast::<Stopped>() {
             Ok(Stopped(e)) => e,
             Err(e) => f.trap(e, &self.store),
         })
+    }
+
+    /// [`Live::drop_resource`] for an entry that is not async, on this thread.
+    ///
+    /// # Errors
+    /// As [`Live::drop_resource`].
+    pub fn drop_resource_now(
+        &mut self,
+        f: &Function,
+        resource: ResourceAny,
+        options: &CallOptions,
+    ) -> Result<(), Error> {
+        assert!(!f.asynchronous, "async entries drop on their runtime");
+        self.arm(f, options.timeout(&f.limits), options);
+        resource
+            .resource_drop(&mut self.store)
+            .map_err(|e| f.trap(e, &self.store))
     }
 
     /// Arms the store's limits for one call.
@@ -717,13 +754,23 @@ fn direct_of(
     results: &[Type],
 ) -> Option<Direct> {
     let types: Vec<Type> = params.iter().map(|(_, ty)| ty.clone()).collect();
-    let (shape, method) = value::direct::plan_live(&types, results)?;
-    let layout = value::direct::Layout::new(&types[usize::from(method)..])?;
-    let typed = match shape {
-        Shape::Unit => Typed::Unit(func.typed(store).ok()?),
-        Shape::Flat => Typed::Flat(func.typed(store).ok()?),
-        Shape::Memory => Typed::Memory(func.typed(store).ok()?),
+    let (typed, method) = match results {
+        // (a handle to make of the result: the parameters are planned as for no result)
+        [Type::Own(_)] => {
+            let (_, method) = value::direct::plan_live(&types, &[])?;
+            (Typed::Own(func.typed(store).ok()?), method)
+        }
+        _ => {
+            let (shape, method) = value::direct::plan_live(&types, results)?;
+            let typed = match shape {
+                Shape::Unit => Typed::Unit(func.typed(store).ok()?),
+                Shape::Flat => Typed::Flat(func.typed(store).ok()?),
+                Shape::Memory => Typed::Memory(func.typed(store).ok()?),
+            };
+            (typed, method)
+        }
     };
+    let layout = value::direct::Layout::new(&types[usize::from(method)..])?;
     Some(Direct {
         typed,
         method,

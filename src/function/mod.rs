@@ -31,7 +31,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 pub use self::call::now;
 pub use self::handler::IncomingBody;
 use self::link::{component_target, core_target};
-pub use self::live::{Class, Direct, Export, Live, Lowered, Results};
+pub use self::live::{Class, Direct, Export, Lifted, Live, Lowered, Results};
 pub use self::store::CallCtx;
 use crate::compile::{self, Artefact};
 use crate::describe;

@@ -20,8 +20,8 @@ pub struct Handle {
     resource: ResourceAny,
     /// Where it is exported (`ns:pkg/iface@1.0.0#counter`), or `resource` for a type the
     /// component imports.
-    qualified: String,
-    name: String,
+    qualified: Arc<str>,
+    name: Arc<str>,
     number: u64,
     fate: Mutex<Fate>,
     /// Whether it is counted among its entry's live handles (until dropped, moved or freed).
@@ -154,7 +154,7 @@ impl Drop for Handle {
 }
 
 /// `iface#counter` as `counter`.
-fn short(qualified: &str) -> &str {
+pub(super) fn short(qualified: &str) -> &str {
     qualified.rsplit('#').next().unwrap_or(qualified)
 }
 
@@ -268,11 +268,14 @@ pub fn lift(resource: ResourceAny) -> Result<Value, ConvError> {
                 "resources cannot be returned to Lua outside an instance (funcs.instantiate)",
             ));
         };
-        let qualified = instance
-            .name_of(&resource.ty())
-            .unwrap_or("resource")
-            .to_string();
-        let name = short(&qualified).to_string();
+        Ok(Value::Handle(new(instance, resource)))
+    })
+}
+
+/// A new handle of `instance` for `resource`, an `own` one its call gave.
+pub(super) fn new(instance: &Arc<Instance>, resource: ResourceAny) -> Arc<Handle> {
+    {
+        let (qualified, name) = instance.names_of(&resource.ty());
         let number = instance.handles.fetch_add(1, Ordering::Relaxed) + 1;
         instance.live_handles.fetch_add(1, Ordering::Relaxed);
         instance
@@ -281,7 +284,7 @@ pub fn lift(resource: ResourceAny) -> Result<Value, ConvError> {
             .function()
             .handles()
             .fetch_add(1, Ordering::Relaxed);
-        Ok(Value::Handle(Arc::new(Handle {
+        Arc::new(Handle {
             instance: instance.clone(),
             resource,
             qualified,
@@ -289,8 +292,8 @@ pub fn lift(resource: ResourceAny) -> Result<Value, ConvError> {
             number,
             fate: Mutex::new(Fate::Live),
             counted: std::sync::atomic::AtomicBool::new(true),
-        })))
-    })
+        })
+    }
 }
 
 /// Refuses a call that passes one handle twice when either use moves it.

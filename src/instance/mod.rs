@@ -13,7 +13,7 @@ use wasmtime::component::{ResourceAny, ResourceType};
 
 pub use self::handle::{Handle, lift, lifting, lower, lowering};
 use crate::error::{Error, Kind};
-use crate::function::{CallOptions, Function, Live};
+use crate::function::{CallOptions, Function, Lifted, Live};
 use crate::pool::{self, Completion};
 use crate::sync::unpoison;
 use crate::value::Value;
@@ -36,6 +36,13 @@ static NUMBERS: AtomicU64 = AtomicU64::new(0);
 /// ([`bury`]), never inside a finalizer.
 static UNREACHABLE: Mutex<Vec<Held>> = Mutex::new(Vec::new());
 
+/// The result of [`Instance::call_direct`].
+pub enum Returned {
+    Tape(Tape),
+    /// A new handle, `own`.
+    Handle(Arc<Handle>),
+}
+
 /// Whether [`UNREACHABLE`] may hold instances (set and cleared under its lock).
 static UNREACHABLE_ANY: AtomicBool = AtomicBool::new(false);
 
@@ -53,7 +60,7 @@ pub struct Instance {
     /// Whether `pending` may hold handles (set and cleared under its lock).
     any_pending: AtomicBool,
     /// The resource types the component exports, by name.
-    names: Vec<(ResourceType, String)>,
+    names: Vec<(ResourceType, Arc<str>, Arc<str>)>,
     /// Handles numbered so far.
     handles: AtomicU64,
     /// Handles alive now.
@@ -154,7 +161,14 @@ impl Instance {
                     .with(|d| d.entry = Some(id.clone())));
             }
         };
-        let names = live.resource_names(&function);
+        let names = live
+            .resource_names(&function)
+            .into_iter()
+            .map(|(ty, qualified)| {
+                let short = Arc::from(handle::short(&qualified));
+                (ty, Arc::from(qualified), short)
+            })
+            .collect();
         let lua_types = function.lua_resources().is_some();
         std::mem::forget(reserved);
         Ok(Arc::new(Instance {
@@ -251,8 +265,9 @@ impl Instance {
         this: Option<&Handle>,
         count: usize,
         args: impl FnOnce(usize) -> Option<LuaArgs>,
+        handles: bool,
         options: &CallOptions,
-    ) -> Result<Option<Tape>, Error> {
+    ) -> Result<Option<Returned>, Error> {
         let function = self.pool.0.function();
         if function.has_hosts() || function.lua_resources().is_some() || self.queued().is_some() {
             return Ok(None);
@@ -266,7 +281,7 @@ impl Instance {
         let Some(export) = live.export_bytes(function, export) else {
             return Ok(None);
         };
-        let Some(direct) = export.direct() else {
+        let Some(direct) = export.direct().filter(|d| handles || !d.owns()) else {
             return Ok(None);
         };
         let this = match (this, direct.method) {
@@ -287,10 +302,17 @@ impl Instance {
         } else {
             live.call_direct(function, direct, args, options)
         };
-        if let Err(e) = &result {
-            *state = State::Ended(e.clone());
+        match result {
+            Ok(Some(Lifted::Tape(tape))) => Ok(Some(Returned::Tape(tape))),
+            Ok(Some(Lifted::Own(resource))) => {
+                Ok(Some(Returned::Handle(handle::new(self, resource))))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                *state = State::Ended(e.clone());
+                Err(e)
+            }
         }
-        result
     }
 
     /// A call in `held`'s store; its error says whether it ends the instance (a failure once
@@ -357,11 +379,16 @@ impl Instance {
             // Its instance ended: the handle ended with it.
             return Ok(());
         };
-        let result = run(
-            &self.pool,
+        let result = if held.function.is_async() {
+            run(
+                &self.pool,
+                held.live
+                    .drop_resource(&held.function, resource, &self.options),
+            )
+        } else {
             held.live
-                .drop_resource(&held.function, resource, &self.options),
-        );
+                .drop_resource_now(&held.function, resource, &self.options)
+        };
         if let Err(e) = &result {
             *state = State::Ended(e.clone());
         }
@@ -591,12 +618,27 @@ impl Instance {
         }
     }
 
+    /// The name of an exported resource type, as its handles give it
+    /// ([`Handle::qualified`]): `resource` for one it does not export.
+    pub fn resource_name(&self, ty: &ResourceType) -> &str {
+        self.name_of(ty).unwrap_or("resource")
+    }
+
     /// The name of an exported resource type.
     fn name_of(&self, ty: &ResourceType) -> Option<&str> {
         self.names
             .iter()
-            .find(|(t, _)| t == ty)
-            .map(|(_, n)| n.as_str())
+            .find(|(t, ..)| t == ty)
+            .map(|(_, n, _)| &**n)
+    }
+
+    /// The name of a resource type and its short name, as its handles give them: `resource`
+    /// for one it does not export.
+    fn names_of(&self, ty: &ResourceType) -> (Arc<str>, Arc<str>) {
+        match self.names.iter().find(|(t, ..)| t == ty) {
+            Some((_, qualified, short)) => (qualified.clone(), short.clone()),
+            None => (Arc::from("resource"), Arc::from("resource")),
+        }
     }
 }
 

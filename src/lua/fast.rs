@@ -57,7 +57,7 @@ pub(super) struct Cell<T: 'static> {
 /// The upvalues of the C function.
 const GENERAL: c_int = ffi::lua_upvalueindex(1);
 const FAIL: c_int = ffi::lua_upvalueindex(2);
-const PUSH: c_int = ffi::lua_upvalueindex(3);
+pub(super) const PUSH: c_int = ffi::lua_upvalueindex(3);
 const STATE: c_int = ffi::lua_upvalueindex(4);
 
 thread_local! {
@@ -113,6 +113,21 @@ pub(super) fn closure<T: 'static>(
     general: LuaFunction,
     function: ffi::lua_CFunction,
 ) -> LuaResult<LuaFunction> {
+    closure_pushing(lua, fast, general, None, function)
+}
+
+/// [`closure`] whose results are pushed by `push` (a function that takes the output with
+/// [`output`]) instead of the one that pushes tapes and values.
+///
+/// # Errors
+/// Lua's own (out of memory).
+pub(super) fn closure_pushing<T: 'static>(
+    lua: &Lua,
+    fast: Rc<T>,
+    general: LuaFunction,
+    push: Option<LuaFunction>,
+    function: ffi::lua_CFunction,
+) -> LuaResult<LuaFunction> {
     // `nil, err` for the error in `FAILURE`.
     let fail = lua.create_function(|lua, ()| {
         let at = FAILURE.replace(std::ptr::null());
@@ -128,24 +143,57 @@ pub(super) fn closure<T: 'static>(
     // SAFETY: the userdata is written before anything can see it and emptied once, by its
     // `__gc`; the closure takes the four values this frame pushed.
     unsafe {
-        lua.exec_raw::<LuaFunction>((general, fail), |state| {
-            ffi::lua_pushcfunction(state, push_output);
-            let cell = ffi::lua_newuserdata(state, size_of::<Cell<T>>()).cast::<Cell<T>>();
-            cell.write(Cell {
-                me: cell,
-                kind: std::any::TypeId::of::<T>(),
-                fast: Some(fast),
-            });
-            ffi::lua_createtable(state, 0, 2);
-            ffi::lua_pushcfunction(state, drop_fast::<T>);
-            ffi::lua_setfield(state, -2, c"__gc".as_ptr());
-            // Not reachable from Lua (`debug.getupvalue` gives the userdata, not this).
-            ffi::lua_pushboolean(state, 0);
-            ffi::lua_setfield(state, -2, c"__metatable".as_ptr());
-            ffi::lua_setmetatable(state, -2);
+        lua.exec_raw::<LuaFunction>((general, fail, push), |state| {
+            if ffi::lua_type(state, 3) == ffi::LUA_TNIL {
+                ffi::lua_pushcfunction(state, push_output);
+                ffi::lua_replace(state, 3);
+            }
+            new_cell(state, fast);
             ffi::lua_pushcclosure(state, function, 4);
         })
     }
+}
+
+/// Pushes a new [`Cell`] of `fast`.
+///
+/// # Safety
+/// `state` is the running thread, in protected mode (this allocates), with room for three
+/// values.
+pub(super) unsafe fn new_cell<T: 'static>(state: *mut ffi::lua_State, fast: Rc<T>) {
+    // SAFETY: the userdata is written before anything can see it and emptied once, by its
+    // `__gc`.
+    unsafe {
+        let cell = ffi::lua_newuserdata(state, size_of::<Cell<T>>()).cast::<Cell<T>>();
+        cell.write(Cell {
+            me: cell,
+            kind: std::any::TypeId::of::<T>(),
+            fast: Some(fast),
+        });
+        ffi::lua_createtable(state, 0, 2);
+        ffi::lua_pushcfunction(state, drop_fast::<T>);
+        ffi::lua_setfield(state, -2, c"__gc".as_ptr());
+        // Not reachable from Lua (`debug.getupvalue` gives the userdata, not this).
+        ffi::lua_pushboolean(state, 0);
+        ffi::lua_setfield(state, -2, c"__metatable".as_ptr());
+        ffi::lua_setmetatable(state, -2);
+    }
+}
+
+/// What the [`Cell`] at `idx` holds, if the value there is one holding a `T`.
+///
+/// # Safety
+/// `state` is the running Lua thread.
+pub(super) unsafe fn cell_value<T: 'static>(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+) -> Option<Rc<T>> {
+    unsafe { cell::<T>(state, idx).and_then(|cell| cell.fast.clone()) }
+}
+
+/// The output a call of a [`closure_pushing`] function set for its `push` to push (null
+/// outside that protected call).
+pub(super) fn output() -> *const Output {
+    OUTPUT.replace(std::ptr::null())
 }
 
 /// The [`Cell`] at `idx`, if the value there is one holding a `T`.
@@ -176,7 +224,7 @@ unsafe fn cell<'a, T: 'static>(state: *mut ffi::lua_State, idx: c_int) -> Option
 /// # Safety
 /// `state` is the running thread of a C function [`closure`] made.
 pub(super) unsafe fn state<T: 'static>(state: *mut ffi::lua_State) -> Option<Rc<T>> {
-    unsafe { cell::<T>(state, STATE).and_then(|cell| cell.fast.clone()) }
+    unsafe { cell_value::<T>(state, STATE) }
 }
 
 /// `__gc` of the userdata holding a `T`.
@@ -194,7 +242,7 @@ unsafe extern "C-unwind" fn drop_fast<T: 'static>(state: *mut ffi::lua_State) ->
 /// Pushes the [`Output`] a call put in `OUTPUT` (in a protected call: pushing may raise a Lua
 /// error, which this frame lets through, owning nothing).
 unsafe extern "C-unwind" fn push_output(state: *mut ffi::lua_State) -> c_int {
-    let at = OUTPUT.replace(std::ptr::null());
+    let at = output();
     // SAFETY: `call_fast` set it to an output it owns until its protected call returns.
     unsafe {
         ffi::lua_settop(state, 0);

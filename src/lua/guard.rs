@@ -74,12 +74,6 @@ pub(super) fn userdata<T: LuaUserData + 'static>(lua: &Lua, value: T) -> LuaResu
     Ok(ud)
 }
 
-/// Whether `ud` is a userdata of ours (made by [`userdata`] and alive): check before
-/// reading it as one of our types outside a guarded method.
-pub(super) fn ours<T: 'static>(ud: &LuaAnyUserData) -> bool {
-    unpoison(LIVE.lock()).get(&(ud.to_pointer() as usize)) == Some(&TypeId::of::<T>())
-}
-
 /// The functions of table `t` (the resource classes and handle methods of instances, made
 /// after the `funcs` table) wrapped as [`reentry`] wraps those of `funcs` (Lua 5.1 only).
 ///

@@ -25,11 +25,13 @@ use crate::value::{self, Output, Value};
 pub(super) struct Ctx {
     pub(super) runtime: Arc<Runtime>,
     pub(super) fns: Rc<host::HostFns>,
-    /// Whether the metatables of instances and of handles were guarded in this state.
-    guarded: Cell<(bool, bool)>,
+    /// Whether the metatable of instances was guarded in this state.
+    guarded: Cell<bool>,
+    /// What the metatable of every handle has (made on first need).
+    handle_prototype: RefCell<Option<LuaTable>>,
     /// The instances and handles alive, by address (the direct path of `call` and methods):
     /// the instances of every load of the module in this Lua state, whose `call` all share.
-    instances: Rc<ByAddress<Face>>,
+    instances: Rc<ByAddress<Rc<Face>>>,
     handles: Rc<ByAddress<Bound>>,
 }
 
@@ -53,7 +55,8 @@ impl Ctx {
         Ctx {
             runtime,
             fns,
-            guarded: Cell::new((false, false)),
+            guarded: Cell::new(false),
+            handle_prototype: RefCell::new(None),
             instances: live::instances(lua),
             handles: Rc::default(),
         }
@@ -65,8 +68,8 @@ pub(super) struct Face {
     instance: Arc<Instance>,
     options: CallOptions,
     ctx: Rc<Ctx>,
-    /// The methods of each resource's handles (and `drop`), by qualified resource name.
-    methods: RefCell<HashMap<String, LuaTable>>,
+    /// The metatable of each resource's handles, by qualified resource name.
+    metatables: RefCell<HashMap<String, LuaTable>>,
     /// The address of its userdata (0 until it is known).
     address: Cell<usize>,
 }
@@ -86,12 +89,13 @@ pub(super) fn instantiate(
                 instance,
                 options,
                 ctx: ctx.clone(),
-                methods: RefCell::default(),
+                metatables: RefCell::default(),
                 address: Cell::new(0),
             });
             let ud = guard::userdata(lua, LuaInstance(face.clone()))?;
-            if !ctx.guarded.get().0 {
-                guard_once(lua, ctx, &ud, true)?;
+            if !ctx.guarded.get() {
+                guard::guard(lua, &ud)?;
+                ctx.guarded.set(true);
                 live::install_call(lua, &ud, ctx.instances.clone())?;
             }
             let address = ud.to_pointer() as usize;
@@ -118,18 +122,6 @@ fn call_options(options: Option<LuaValue>) -> LuaResult<CallOptions> {
     };
     super::executor::read_options(&t, "instantiate", &mut out)?;
     Ok(out)
-}
-
-/// Guards the metatable of instances (`instance`) or handles on the first of them made in
-/// this state (see `guard`).
-fn guard_once(lua: &Lua, ctx: &Ctx, ud: &LuaAnyUserData, instance: bool) -> LuaResult<()> {
-    let (i, h) = ctx.guarded.get();
-    if (instance && !i) || (!instance && !h) {
-        guard::guard(lua, ud)?;
-        ctx.guarded
-            .set(if instance { (true, h) } else { (i, true) });
-    }
-    Ok(())
 }
 
 impl Face {
@@ -207,6 +199,10 @@ impl Face {
             true => self.instance.lua_params(export),
             false => None,
         };
+        let handle_value = |ud: &LuaAnyUserData| {
+            let b = self.ctx.handles.get(ud.to_pointer() as usize)?;
+            Some(Value::Handle(b.handle.clone()))
+        };
         let skip = usize::from(this.is_some());
         let mut values = Vec::with_capacity(skip + args.size_hint().0);
         values.extend(this);
@@ -235,50 +231,65 @@ impl Face {
 
     /// The userdata of a new handle.
     fn handle(self: &Rc<Self>, lua: &Lua, h: &Arc<Handle>) -> LuaResult<LuaValue> {
-        let methods = self.methods(lua, h.qualified())?;
-        let bound = Rc::new(Bound {
-            handle: h.clone(),
-            face: self.clone(),
-            address: Cell::new(0),
-        });
-        let ud = guard::userdata(lua, LuaHandle(bound.clone()))?;
-        let address = ud.to_pointer() as usize;
-        bound.address.set(address);
-        self.ctx.handles.insert(address, bound);
-        super::methods::set(lua, &ud, methods)?;
-        if !self.ctx.guarded.get().1 {
-            guard_once(lua, &self.ctx, &ud, false)?;
-            super::methods::install(lua, &ud, false)?;
-        }
+        let metatable = self.metatable(lua, h.qualified())?;
+        // SAFETY: the closure works on the stack `exec_raw` gives it, in protected mode.
+        let ud: LuaAnyUserData = unsafe {
+            lua.exec_raw(metatable, |state| {
+                live::new_handle(state, 1);
+                mlua::ffi::lua_replace(state, 1);
+                mlua::ffi::lua_settop(state, 1);
+            })?
+        };
+        self.ctx.handles.insert(
+            ud.to_pointer() as usize,
+            Bound::new(h.clone(), self.clone()),
+        );
         Ok(LuaValue::UserData(ud))
     }
 
-    /// The methods of the handles of resource `qualified` (made on first need).
-    fn methods(&self, lua: &Lua, qualified: &str) -> LuaResult<LuaTable> {
-        if let Some(t) = self.methods.borrow().get(qualified) {
+    /// The metatable of the handles of resource `qualified` (made on first need): their
+    /// methods (and `drop`) as `__index`, with what every handle's has
+    /// ([`Ctx::handle_prototype`]).
+    fn metatable(&self, lua: &Lua, qualified: &str) -> LuaResult<LuaTable> {
+        if let Some(t) = self.metatables.borrow().get(qualified) {
             return Ok(t.clone());
         }
         let t = lua.create_table()?;
-        t.raw_set("drop", lua.create_function(drop_handle)?)?;
-        guard::entered_fields(lua, &t)?;
+        let handles = self.ctx.handles.clone();
+        let general =
+            lua.create_function(move |lua, this: LuaValue| drop_handle(lua, &handles, this))?;
+        t.raw_set(
+            "drop",
+            live::dropper(lua, self.ctx.handles.clone(), general)?,
+        )?;
         // A resource the component imports has no methods here, only `drop`; one whose class
         // could not be read now (asked from inside the instance's own call) is asked again.
         // (On the direct path, `live`: not wrapped on Lua 5.1, as `funcs.call` is not.)
         let class = self.instance.class(qualified);
         if let Ok(class) = &class {
             for (name, export) in &class.methods {
-                let general = method(lua, export.clone())?;
+                let general = method(lua, export.clone(), self.ctx.handles.clone())?;
                 let f = live::method(lua, self.ctx.handles.clone(), export.clone(), general)?;
                 t.raw_set(name.as_str(), f.clone())?;
                 t.raw_set(name.replace('-', "_"), f)?;
             }
         }
-        if class.is_ok() || !qualified.contains('#') {
-            self.methods
-                .borrow_mut()
-                .insert(qualified.to_string(), t.clone());
+        let metatable = lua.create_table()?;
+        for pair in self
+            .ctx
+            .handle_prototype(lua)?
+            .pairs::<LuaValue, LuaValue>()
+        {
+            let (k, v) = pair?;
+            metatable.raw_set(k, v)?;
         }
-        Ok(t)
+        metatable.raw_set("__index", t)?;
+        if class.is_ok() || !qualified.contains('#') {
+            self.metatables
+                .borrow_mut()
+                .insert(qualified.to_string(), metatable.clone());
+        }
+        Ok(metatable)
     }
 
     /// `inst:resource(name)`: a table of the constructor (`new`) and the statics (WIT and
@@ -292,33 +303,40 @@ impl Face {
             Err(e) => return error::fail(lua, e),
         };
         let t = lua.create_table()?;
-        let mut functions: Vec<(String, String)> = class.statics.clone();
-        if let Some(export) = &class.constructor {
-            functions.push(("new".to_string(), export.clone()));
-        }
-        for (name, export) in functions {
+        let general = |export: String| {
             let face = self.clone();
-            let f = lua.create_function(move |lua, args: LuaMultiValue| {
+            lua.create_function(move |lua, args: LuaMultiValue| {
                 face.call(lua, &export, None, args.into_iter())
-            })?;
+            })
+        };
+        for (name, export) in &class.statics {
+            let f = general(export.clone())?;
             t.raw_set(name.as_str(), f.clone())?;
             t.raw_set(name.replace('-', "_"), f)?;
         }
         guard::entered_fields(lua, &t)?;
+        // (on the direct path, `live`: not wrapped on Lua 5.1, as `funcs.call` is not)
+        if let Some(export) = &class.constructor {
+            let metatable = self.metatable(lua, self.instance.resource_name(&class.ty))?;
+            let f = live::constructor(
+                lua,
+                self.clone(),
+                export.clone(),
+                self.ctx.handles.clone(),
+                general(export.clone())?,
+                metatable,
+            )?;
+            t.raw_set("new", f)?;
+        }
         t.into_lua_multi(lua)
     }
 }
 
 /// The function of a handle method: `h:name(...)` calls `export` with `h` borrowed first.
-fn method(lua: &Lua, export: String) -> LuaResult<LuaFunction> {
+fn method(lua: &Lua, export: String, handles: Rc<ByAddress<Bound>>) -> LuaResult<LuaFunction> {
     lua.create_function(move |lua, (this, args): (LuaValue, LuaMultiValue)| {
-        let this = match &this {
-            LuaValue::UserData(ud) if guard::ours::<LuaHandle>(ud) => ud
-                .borrow::<LuaHandle>()
-                .ok()
-                .map(|h| (h.face.clone(), Value::Handle(h.handle.clone()))),
-            _ => None,
-        };
+        let this =
+            bound(&handles, &this).map(|b| (b.face.clone(), Value::Handle(b.handle.clone())));
         let Some((face, this)) = this else {
             let short = export.rsplit(']').next().unwrap_or(&export);
             return Err(LuaError::runtime(format!(
@@ -330,14 +348,8 @@ fn method(lua: &Lua, export: String) -> LuaResult<LuaFunction> {
 }
 
 /// `h:drop()`: `true`, or `nil, err`.
-fn drop_handle(lua: &Lua, this: LuaValue) -> LuaResult<LuaMultiValue> {
-    let handle = match &this {
-        LuaValue::UserData(ud) if guard::ours::<LuaHandle>(ud) => ud
-            .borrow::<LuaHandle>()
-            .ok()
-            .map(|h| (h.handle.clone(), h.face.clone())),
-        _ => None,
-    };
+fn drop_handle(lua: &Lua, handles: &ByAddress<Bound>, this: LuaValue) -> LuaResult<LuaMultiValue> {
+    let handle = bound(handles, &this).map(|b| (b.handle.clone(), b.face.clone()));
     let Some((handle, face)) = handle else {
         return Err(LuaError::runtime(
             "bad argument #1 to 'drop' (a resource handle expected: call it as h:drop())",
@@ -352,14 +364,12 @@ fn drop_handle(lua: &Lua, this: LuaValue) -> LuaResult<LuaMultiValue> {
     }
 }
 
-/// A handle argument as a value (any other userdata is not one).
-fn handle_value(ud: &LuaAnyUserData) -> Option<Value> {
-    if !guard::ours::<LuaHandle>(ud) {
-        return None;
+/// The handle `value` is, if it is one (of this load of the module).
+fn bound(handles: &ByAddress<Bound>, value: &LuaValue) -> Option<Bound> {
+    match value {
+        LuaValue::UserData(ud) => handles.get(ud.to_pointer() as usize),
+        _ => None,
     }
-    ud.borrow::<LuaHandle>()
-        .ok()
-        .map(|h| Value::Handle(h.handle.clone()))
 }
 
 /// An instance userdata.
@@ -457,48 +467,60 @@ impl Face {
     }
 }
 
-/// A resource handle userdata. Its user value is the methods table of its resource
-/// ([`Face::methods`]), which its `__index` reads (`methods`).
-pub(super) struct LuaHandle(Rc<Bound>);
-
-/// A handle as its userdata holds it, and as its methods' direct path finds it by the
-/// userdata's address (`live::Handles`).
+/// A resource handle as its userdata stands for it: found by the userdata's address
+/// (`live::ByAddress`). The userdata (`live::new_handle`) holds nothing; its metatable is
+/// its resource's ([`Face::metatable`]), whose `__index` is the resource's methods.
+#[derive(Clone)]
 pub(super) struct Bound {
     pub(super) handle: Arc<Handle>,
     pub(super) face: Rc<Face>,
-    /// The userdata's address (0 until it is known).
-    address: Cell<usize>,
 }
 
-impl std::ops::Deref for LuaHandle {
-    type Target = Bound;
-
-    fn deref(&self) -> &Bound {
-        &self.0
+impl Bound {
+    pub(super) fn new(handle: Arc<Handle>, face: Rc<Face>) -> Bound {
+        Bound { handle, face }
     }
 }
 
-impl Drop for LuaHandle {
-    fn drop(&mut self) {
-        // (its finalizer runs: the address may be reused)
-        self.face.ctx.handles.remove(self.address.get());
-    }
-}
-
-impl LuaUserData for LuaHandle {
-    fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_method(LuaMetaMethod::ToString, |_, this, ()| {
-            let h = &this.handle;
+impl Ctx {
+    /// What the metatable of every handle has ([`Face::metatable`] adds its methods):
+    /// `__gc` (forgets the handle), `__tostring` and, on Lua 5.4 and 5.5, `__close` (drops
+    /// it); made on first need.
+    fn handle_prototype(&self, lua: &Lua) -> LuaResult<LuaTable> {
+        if let Some(t) = self.handle_prototype.borrow().as_ref() {
+            return Ok(t.clone());
+        }
+        let t = lua.create_table()?;
+        let handles = self.handles.clone();
+        let tostring = lua.create_function(move |_, this: LuaValue| {
+            let b = bound(&handles, &this).ok_or_else(|| {
+                LuaError::runtime("bad argument #1 to '__tostring' (a resource handle expected)")
+            })?;
+            let h = &b.handle;
             Ok(match h.dead() {
                 None => format!("funcs.resource: {}", h.describe()),
                 Some(_) => format!("funcs.resource: {} (dead)", h.describe()),
             })
-        });
+        })?;
+        t.raw_set("__tostring", tostring)?;
         #[cfg(any(feature = "lua54", feature = "lua55"))]
-        methods.add_meta_method(LuaMetaMethod::Close, |lua, this, _: LuaMultiValue| {
-            // A failed destructor ends the instance, which says so at its next call.
-            let _ = this.face.ctx.served(lua, || this.handle.drop_now());
-            Ok(())
-        });
+        {
+            let handles = self.handles.clone();
+            let close = lua.create_function(move |lua, (this, _): (LuaValue, LuaMultiValue)| {
+                // A failed destructor ends the instance, which says so at its next call.
+                if let Some(b) = bound(&handles, &this) {
+                    let _ = b.face.ctx.served(lua, || b.handle.drop_now());
+                }
+                Ok(())
+            })?;
+            t.raw_set("__close", close)?;
+        }
+        // (Lua 5.1: wrapped as funcs' own functions are; not `__gc`)
+        guard::entered_fields(lua, &t)?;
+        t.raw_set("__gc", live::finalizer(lua, self.handles.clone())?)?;
+        t.raw_set("__metatable", false)?;
+        t.raw_set("__name", "funcs.resource")?;
+        *self.handle_prototype.borrow_mut() = Some(t.clone());
+        Ok(t)
     }
 }

@@ -1,5 +1,5 @@
-//! Userdata whose methods are a table in their user value: a resource handle's (its
-//! resource's methods) and an executor's (its own `call`). Their metatable's `__index` is
+//! Userdata whose methods are a table in their user value: an executor's (its own `call`).
+//! (A resource handle's metatable is its resource's own, `lua/instance.rs`.) Its `__index` is
 //! [`index`], a plain C function: a method lookup costs no mlua callback nor guard check. It
 //! reads no Rust memory, so any value given to it (`debug` reaches it, and can give any
 //! userdata that metatable or user value) gets a Lua value or nil.

@@ -432,20 +432,23 @@ pub unsafe fn reserve(state: *mut ffi::lua_State, n: usize) -> Option<c_int> {
     }
 }
 
-/// [`reserve`] at the entry of a C function, before it pushes anything: Lua gives a C
-/// function `LUA_MINSTACK` free slots, so `n` up to that many need no growing (on Lua 5.1 and
-/// LuaJIT, no protected call).
+/// [`reserve`] near the entry of a C function: Lua gives a C function `LUA_MINSTACK` free
+/// slots, so `n` up to that many less [`ON_ENTRY`] need no growing (on Lua 5.1 and LuaJIT,
+/// no protected call).
 ///
 /// # Safety
-/// As [`reserve`]; nothing was pushed since the C function was entered.
+/// As [`reserve`]; at most [`ON_ENTRY`] values were pushed since the C function was entered.
 pub unsafe fn reserve_on_entry(state: *mut ffi::lua_State, n: usize) -> Option<c_int> {
     unsafe {
         match c_int::try_from(n) {
-            Ok(n) if n <= ffi::LUA_MINSTACK => Some(ffi::lua_gettop(state) + n),
+            Ok(n) if n <= ffi::LUA_MINSTACK - ON_ENTRY => Some(ffi::lua_gettop(state) + n),
             _ => reserve(state, n),
         }
     }
 }
+
+/// The values a C function may push before [`reserve_on_entry`].
+pub const ON_ENTRY: c_int = 4;
 
 /// The registry key of [`grow_stack`] (its address).
 #[cfg(any(feature = "lua51", feature = "luajit"))]
