@@ -91,16 +91,7 @@ unsafe impl Lower for LuaArgs {
         ty: InterfaceType,
         dst: &mut MaybeUninit<Self::Lower>,
     ) -> Result<()> {
-        let InterfaceType::Tuple(params) = ty else {
-            bail!("expected a parameter list");
-        };
-        let types: &ComponentTypes = cx.types;
-        let lua = Stack::new(self.state, self.limit);
-        let mut out = Flat::new(dst);
-        for (i, ty) in types[params].types.iter().enumerate() {
-            lower_flat(cx, *ty, lua, Some(self.first + i as c_int), &mut out)?;
-        }
-        Ok(())
+        lower_params(cx, ty, None, self, dst)
     }
 
     fn linear_lower_to_memory<T>(
@@ -144,26 +135,7 @@ unsafe impl Lower for LiveArgs {
         ty: InterfaceType,
         dst: &mut MaybeUninit<Self::Lower>,
     ) -> Result<()> {
-        let InterfaceType::Tuple(params) = ty else {
-            bail!("expected a parameter list");
-        };
-        let types: &ComponentTypes = cx.types;
-        let mut params = types[params].types.iter();
-        let mut out = Flat::new(dst);
-        if let Some(this) = &self.this {
-            let Some(ty) = params.next() else {
-                return mismatch();
-            };
-            let mut slot = MaybeUninit::<ValRaw>::uninit();
-            this.linear_lower_to_flat(cx, *ty, &mut slot)?;
-            // SAFETY: `linear_lower_to_flat` initialises it when it succeeds.
-            out.push(unsafe { slot.assume_init() });
-        }
-        let lua = Stack::new(self.rest.state, self.rest.limit);
-        for (i, ty) in params.enumerate() {
-            lower_flat(cx, *ty, lua, Some(self.rest.first + i as c_int), &mut out)?;
-        }
-        Ok(())
+        lower_params(cx, ty, self.this.as_ref(), &self.rest, dst)
     }
 
     fn linear_lower_to_memory<T>(
@@ -174,6 +146,38 @@ unsafe impl Lower for LiveArgs {
     ) -> Result<()> {
         bail!("the direct path passes parameters flat")
     }
+}
+
+/// Lowers the parameter list `ty`: `this` first (a method's handle, by wasmtime's own
+/// `Lower` of `ResourceAny`), then the values of `args`.
+#[inline]
+fn lower_params<T>(
+    cx: &mut LowerContext<'_, T>,
+    ty: InterfaceType,
+    this: Option<&ResourceAny>,
+    args: &LuaArgs,
+    dst: &mut MaybeUninit<[ValRaw; MAX_FLAT]>,
+) -> Result<()> {
+    let InterfaceType::Tuple(params) = ty else {
+        bail!("expected a parameter list");
+    };
+    let types: &ComponentTypes = cx.types;
+    let mut params = types[params].types.iter();
+    let mut out = Flat::new(dst);
+    if let Some(this) = this {
+        let Some(ty) = params.next() else {
+            return mismatch();
+        };
+        let mut slot = MaybeUninit::<ValRaw>::uninit();
+        this.linear_lower_to_flat(cx, *ty, &mut slot)?;
+        // SAFETY: `linear_lower_to_flat` initialises it when it succeeds.
+        out.push(unsafe { slot.assume_init() });
+    }
+    let lua = Stack::new(args.state, args.limit);
+    for (i, ty) in params.enumerate() {
+        lower_flat(cx, *ty, lua, Some(args.first + i as c_int), &mut out)?;
+    }
+    Ok(())
 }
 
 /// Core values of the parameters, in order, written where wasmtime reads them (every value
