@@ -1,15 +1,16 @@
-//! The direct path of instances (SPEC section 15): `inst:call(export, ...)` and a handle's
-//! methods as plain Lua C functions, made as `funcs.call` is (`fast`): the arguments are read
-//! where Lua left them and lowered straight into the guest (`value::direct`), the result
-//! pushed from a tape, with none of mlua's per-call work. Everything the direct path does not
-//! take (an entry with host functions or resources Lua defines, handles among the arguments,
-//! a resource in the result, calls `inst:async` queued, a receiver that is not an instance or
-//! handle of this Lua state) goes to the general function, the mlua one, with the same
-//! arguments.
+//! The direct path of instances (SPEC section 15): `inst:call(export, ...)`, a handle's
+//! methods, constructors and `h:drop()` as plain Lua C functions, made as `funcs.call` is
+//! (`fast`): the arguments are read where Lua left them and lowered straight into the guest
+//! (`value::direct`), the result pushed from a tape (or the new handle's userdata), with none
+//! of mlua's per-call work. Everything the direct path does not take (an entry with host
+//! functions or resources Lua defines, handles among the other arguments, a resource in
+//! another result, calls `inst:async` queued, a receiver that is not an instance or handle
+//! funcs knows) goes to the general function, the mlua one, with the same arguments.
 //!
-//! They find their instance or handle by the address of its userdata in a [`ByAddress`],
-//! which holds those of one `require("funcs")` while their userdata live: the userdata's
-//! memory is never read, so a value `debug` dressed as one is only an unknown address.
+//! They find their instance or handle by the address of its userdata in a [`ByAddress`]
+//! (the instances of the Lua state; the handles of one `require("funcs")`), which holds it
+//! while its userdata lives: the userdata's memory is never read, so a value `debug` dressed
+//! as one is only an unknown address. A handle's userdata holds nothing ([`new_handle`]).
 
 use std::collections::HashMap;
 use std::ffi::c_int;
@@ -136,7 +137,8 @@ pub(super) fn method(
 
 /// `inst:call(export, ...)`.
 unsafe extern "C-unwind" fn call_fast(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: the state upvalue is checked to be a cell of a `Call`; `finish` ends the call.
+    // SAFETY: the state upvalue is checked to be a cell of the instances; `finish` ends the
+    // call.
     unsafe {
         let step = match fast::state::<ByAddress<Rc<Face>>>(state) {
             Some(instances) => fast::guarded(|| {
@@ -311,8 +313,10 @@ unsafe extern "C-unwind" fn constructor_fast(state: *mut ffi::lua_State) -> c_in
     }
 }
 
-/// Pushes the handle a constructor's call made (in a protected call, as `fast` pushes its
-/// results): a new userdata with the upvalue's metatable, recorded in the cell's handles.
+/// A constructor's push function, which holds the handles' metatable for
+/// `constructor_fast` (upvalue 1). Called (in a protected call, as `fast` pushes results)
+/// only for a handle the constructor did not make first: a new userdata with that metatable,
+/// recorded in the cell's handles.
 unsafe extern "C-unwind" fn push_handle(state: *mut ffi::lua_State) -> c_int {
     let at = fast::output();
     // SAFETY: `finish` set it to an output it owns until its protected call returns; Lua
