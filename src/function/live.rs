@@ -12,7 +12,7 @@ use super::{CallCtx, CallOptions, Function, Target};
 use crate::engine::engine;
 use crate::error::{Error, expected_args};
 use crate::host::resource;
-use crate::value::direct::{FlatResult, LiveArgs, MemoryResult, Mismatch, Shape, Tape};
+use crate::value::direct::{FlatResult, LuaArgs, MemoryResult, Mismatch, Shape, Tape};
 use crate::value::{self, ConvError, CoreType, Value};
 
 /// A store and the instance in it.
@@ -61,11 +61,11 @@ pub struct Direct {
 /// The typed function of a direct export, by the shape of its result (typechecked once).
 #[derive(Clone, Copy)]
 enum Typed {
-    Unit(TypedFunc<LiveArgs, ()>),
-    Flat(TypedFunc<LiveArgs, FlatResult>),
-    Memory(TypedFunc<LiveArgs, MemoryResult>),
+    Unit(TypedFunc<LuaArgs, ()>),
+    Flat(TypedFunc<LuaArgs, FlatResult>),
+    Memory(TypedFunc<LuaArgs, MemoryResult>),
     /// A constructor's, or any export's whose one result is an `own` handle.
-    Own(TypedFunc<LiveArgs, (ResourceAny,)>),
+    Own(TypedFunc<LuaArgs, (ResourceAny,)>),
 }
 
 /// The result of a direct call: on a tape, or an `own` handle.
@@ -301,7 +301,7 @@ impl Live {
         &mut self,
         f: &Function,
         direct: Direct,
-        args: LiveArgs,
+        args: LuaArgs,
         options: &CallOptions,
     ) -> Result<Option<Lifted>, Error> {
         self.arm(f, options.timeout(&f.limits), options);
@@ -324,7 +324,7 @@ impl Live {
         &mut self,
         f: &Function,
         direct: Direct,
-        args: LiveArgs,
+        args: LuaArgs,
         options: &CallOptions,
     ) -> Result<Option<Lifted>, Error> {
         let timeout = options.timeout(&f.limits);

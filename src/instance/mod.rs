@@ -17,7 +17,7 @@ use crate::function::{CallOptions, Function, Lifted, Live};
 use crate::pool::{self, Completion};
 use crate::sync::unpoison;
 use crate::value::Value;
-use crate::value::direct::{LiveArgs, LuaArgs, Tape};
+use crate::value::direct::{LuaArgs, Tape};
 
 /// Instances alive in the process at most, whatever their entries: half of the pooling
 /// allocator's 1,000 instance slots, so that calls of every pool keep the other half.
@@ -295,7 +295,7 @@ impl Instance {
         let Some(rest) = args(direct.stack) else {
             return Ok(None);
         };
-        let args = LiveArgs { this, rest };
+        let args = rest.after(this);
         let result = if function.is_async() {
             let call = live.call_direct_async(function, direct, args, options);
             self.pool.0.block_on(async { Ok(call.await) })?

@@ -13,8 +13,11 @@ use wasmtime::{Result, ValRaw, bail};
 use super::stack::{Number, Stack, absent};
 use super::{MAX_FLAT, mismatch};
 
-/// The arguments of a call: values `first..first + n` of a Lua stack.
+/// The arguments of a call: values `first..first + n` of a Lua stack, after `this` for a
+/// method of a live instance (`inst:call`, a handle's method: the handle it borrows, given,
+/// not read from Lua).
 pub struct LuaArgs {
+    this: Option<ResourceAny>,
     state: *mut ffi::lua_State,
     first: c_int,
     /// The top of the room [`reserve`](super::reserve) made: nothing is pushed above it.
@@ -27,10 +30,16 @@ impl LuaArgs {
     /// long as the call lasts, and the call is synchronous on this thread.
     pub unsafe fn new(state: *mut ffi::lua_State, first: c_int, limit: c_int) -> LuaArgs {
         LuaArgs {
+            this: None,
             state,
             first,
             limit,
         }
+    }
+
+    /// These arguments after `this`, the handle a method borrows.
+    pub fn after(self, this: Option<ResourceAny>) -> LuaArgs {
+        LuaArgs { this, ..self }
     }
 }
 
@@ -83,7 +92,9 @@ pub(super) fn typecheck_params(ty: &InterfaceType, types: &InstanceType<'_>) -> 
 // SAFETY: a parameter list, as wasmtime's tuples are.
 unsafe impl ComponentNamedList for LuaArgs {}
 
-// SAFETY: writes every `ValRaw` of `dst`, and guest memory only through `LowerContext`.
+// SAFETY: writes every `ValRaw` of `dst`, and guest memory only through `LowerContext`; the
+// handle is lowered by wasmtime's own `Lower` of `ResourceAny`, which checks it against the
+// parameter's type.
 unsafe impl Lower for LuaArgs {
     fn linear_lower_to_flat<T>(
         &self,
@@ -91,51 +102,7 @@ unsafe impl Lower for LuaArgs {
         ty: InterfaceType,
         dst: &mut MaybeUninit<Self::Lower>,
     ) -> Result<()> {
-        lower_params(cx, ty, None, self, dst)
-    }
-
-    fn linear_lower_to_memory<T>(
-        &self,
-        _cx: &mut LowerContext<'_, T>,
-        _ty: InterfaceType,
-        _offset: usize,
-    ) -> Result<()> {
-        bail!("the direct path passes parameters flat")
-    }
-}
-
-/// The arguments of a call on a live instance (`inst:call`, a handle's method): for a method,
-/// the handle it borrows first (given, not read from Lua), then values of a Lua stack as
-/// [`LuaArgs`] reads them.
-pub struct LiveArgs {
-    pub this: Option<ResourceAny>,
-    pub rest: LuaArgs,
-}
-
-// SAFETY: as `LuaArgs` (the handle is plain data).
-unsafe impl ComponentType for LiveArgs {
-    type Lower = [ValRaw; MAX_FLAT];
-
-    const ABI: CanonicalAbiInfo = PARAMS_ABI;
-
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> Result<()> {
-        typecheck_params(ty, types)
-    }
-}
-
-// SAFETY: a parameter list, as wasmtime's tuples are.
-unsafe impl ComponentNamedList for LiveArgs {}
-
-// SAFETY: as `LuaArgs`; the handle is lowered by wasmtime's own `Lower` of `ResourceAny`,
-// which checks it against the parameter's type.
-unsafe impl Lower for LiveArgs {
-    fn linear_lower_to_flat<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        dst: &mut MaybeUninit<Self::Lower>,
-    ) -> Result<()> {
-        lower_params(cx, ty, self.this.as_ref(), &self.rest, dst)
+        lower_params(cx, ty, self.this.as_ref(), self, dst)
     }
 
     fn linear_lower_to_memory<T>(

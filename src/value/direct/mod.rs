@@ -28,7 +28,7 @@ mod stack;
 
 pub use image::{Image, ImageArgs, Layout};
 pub use lift::{FlatResult, MemoryResult, Tape, push};
-pub use lower::{LiveArgs, LuaArgs};
+pub use lower::LuaArgs;
 pub use stack::{install, reserve, reserve_on_entry};
 
 use wasmtime::component::Type;
@@ -87,7 +87,7 @@ pub fn plan(params: &[Type], results: &[Type]) -> Option<Shape> {
 }
 
 /// [`plan`] for an export of a live instance: a method's first parameter, the handle it
-/// borrows, is passed apart ([`LiveArgs`]). With whether it is such a method.
+/// borrows, is passed apart ([`LuaArgs::after`]). With whether it is such a method.
 pub fn plan_live(params: &[Type], results: &[Type]) -> Option<(Shape, bool)> {
     match params.split_first() {
         Some((Type::Borrow(_), rest)) if rest.iter().map(flat).sum::<usize>() < MAX_FLAT => {
